@@ -1,0 +1,20 @@
+# plastic agent configuration. Plain assignments: `plastic agent bundle` rewrites them.
+WIFI_SSID = ''
+WIFI_PASSWORD = ''
+BROKER_HOST = '127.0.0.1'
+BROKER_PORT = 1883
+BROKER_USER = ''
+BROKER_PASSWORD = ''
+NODE_NAME = ''              # '' = platform + hex of machine.unique_id(), e.g. esp8266-a1b2c3
+GROUPS = []                 # e.g. ['lab', 'kitchen']
+TOPIC_PREFIX = 'plastic'
+WDT_TIMEOUT_MS = 0          # 0 = off; else machine.WDT fed by the event loop
+KEEPALIVE = 30              # seconds; PINGREQ every KEEPALIVE/2
+CLEAN_SESSION = False       # False: the broker keeps QoS 1 requests while the node is away
+RECONNECT_MIN_MS = 500      # reconnect backoff, doubled up to RECONNECT_MAX_MS, with jitter
+RECONNECT_MAX_MS = 60000
+ROOT = 'node'               # uploaded files and scripts live here (importable)
+LED_PIN = 2
+LED_ACTIVE_LOW = None       # None = auto (True on ESP8266, False on ESP32)
+MAX_PAYLOAD = 0             # 0 = the protocol's 262144; payloads that do not fit in RAM are refused too
+AUTOSTART = []              # script names (saved by earlier `script` messages) started at boot

@@ -1,0 +1,569 @@
+# The plastic agent: connection loop, dispatch, replies, eval/exec/function and commands.
+import gc, sys, io, json, time, asyncio, builtins, os
+from binascii import hexlify
+import pproto as P
+from pproto import PErr
+import phw, pnet, plastic
+from pmqtt import MQTT
+
+VERSION = '0.1.0'
+_print = print
+_compile = getattr(builtins, 'compile', None)
+_CAPMAX = 8192  # characters of captured stdout kept per request
+
+
+def _g():
+    yield
+
+
+_GEN = type(_g())
+
+
+def tb(e):
+    try:
+        s = io.StringIO()
+        sys.print_exception(e, s)
+        return s.getvalue()
+    except Exception:
+        return ''
+
+
+def err(e):
+    if isinstance(e, PErr):
+        return {'kind': e.kind, 'message': str(e), 'traceback': ''}
+    return {'kind': type(e).__name__, 'message': str(e), 'traceback': tb(e)}
+
+
+def _cfg(c, k, d):
+    return getattr(c, k, d)
+
+
+class Agent:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        name = _cfg(cfg, 'NODE_NAME', '') or '%s-%s' % (phw.PLATFORM, hexlify(phw.uid()).decode())
+        if not P.node_ok(name):
+            raise ValueError('bad NODE_NAME %r' % name)
+        self.name = name
+        self.pre = pre = _cfg(cfg, 'TOPIC_PREFIX', 'plastic')
+        self.t_status = pre + '/' + name + '/status'
+        self.t_log = pre + '/' + name + '/log'
+        self.groups = [P.check_name(g, 'group') for g in _cfg(cfg, 'GROUPS', [])]
+        self.ns = {'__name__': '__plastic__', 'print': self.print}
+        self.cap = None
+        self.hooked = False
+        self.scripts = {}
+        self.blinker = None
+        self.pending = {}
+        self.queue = []
+        self.pumping = 0
+        self.serve = None
+        self.exit = None
+        self.peak = 0
+        self.t0 = time.ticks_ms()
+        led_low = _cfg(cfg, 'LED_ACTIVE_LOW', None)
+        if led_low is None:
+            led_low = phw.PLATFORM != 'esp32'
+        self.led = phw.LED(_cfg(cfg, 'LED_PIN', 2), led_low)
+        root = _cfg(cfg, 'ROOT', 'node')
+        if root and root[0] != '/':
+            root = os.getcwd().rstrip('/') + '/' + root
+        try:
+            os.mkdir(root)
+        except OSError:
+            pass
+        if root not in sys.path:
+            sys.path.append(root)
+        import pfiles
+        self.files = pfiles.Files(root)
+        ka = _cfg(cfg, 'KEEPALIVE', 30)
+        self.mq = m = MQTT(name, cfg.BROKER_HOST, _cfg(cfg, 'BROKER_PORT', 1883),
+                           _cfg(cfg, 'BROKER_USER', ''), _cfg(cfg, 'BROKER_PASSWORD', ''),
+                           ka, _cfg(cfg, 'CLEAN_SESSION', False))
+        m.on_msg = self.on_msg
+        m.mem_ok = self.mem_ok
+        m.maxlen = _cfg(cfg, 'MAX_PAYLOAD', 0) or P.MAX_PAYLOAD
+        plastic.name = name
+        plastic._a = self
+        try:
+            phw.machine.reset_hook = self.reset
+        except Exception:
+            pass
+
+    # ---- output ------------------------------------------------------------------------------
+    def print(self, *a, sep=' ', end='\n', file=None):
+        if file is not None:
+            _print(*a, sep=sep, end=end, file=file)
+            return
+        s = sep.join([str(x) for x in a]) + end
+        c = self.cap
+        if c is None:
+            self.log(s[:-1] if s[-1:] == '\n' else s)
+        elif c[0] < _CAPMAX:
+            c.append(s)
+            c[0] += len(s)
+
+    def log(self, s):
+        _print('[log]', s)
+        try:
+            self.mq.publish(self.t_log, s)
+        except Exception:
+            pass
+
+    def log_err(self, kind, msg, mid=''):
+        self.log(json.dumps({'type': 'result', 'correlation_id': mid, 'ok': False, 'sender': self.name,
+                             'error': {'kind': kind, 'message': msg, 'traceback': ''}}))
+
+    def pub(self, topic, s, qos=0, retain=False):
+        try:
+            self.mq.publish(topic, s, qos, retain)
+        except OSError:
+            self.lost()
+            raise
+
+    def lost(self):
+        s = self.serve
+        if s is not None and s is not asyncio.current_task():
+            s.cancel()
+
+    def mem_ok(self, n):
+        if n < 2048:
+            return True
+        gc.collect()
+        return n * 3 + 4096 < gc.mem_free()  # the bytes, the parsed dict and the reply
+
+    def presence(self, state):
+        return json.dumps({'name': self.name, 'state': state, 'platform': phw.PLATFORM,
+                           'version': VERSION, 'protocol': 1, 'address': pnet.address(),
+                           'groups': self.groups, 'since': P.now()})
+
+    # ---- incoming ----------------------------------------------------------------------------
+    def on_msg(self, topic, data, n):
+        if data is None:
+            self.log_err('PayloadTooLarge', 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
+                         % (n, self.mq.maxlen, gc.mem_free()))
+            return
+        try:
+            if P.too_deep(data):
+                raise PErr('ProtocolError', 'malformed JSON: nesting deeper than 128 levels')
+            d = json.loads(data)
+        except PErr as e:
+            self.log_err(e.kind, str(e))
+            return
+        except MemoryError:
+            data = None
+            gc.collect()
+            self.log_err('PayloadTooLarge', 'no memory to parse a %d-byte payload' % n)
+            return
+        except Exception as e:
+            self.log_err('ProtocolError', 'malformed JSON: %s' % e)
+            return
+        data = None
+        if type(d) is not dict:
+            self.log_err('ProtocolError', 'a message must be a JSON object; %d bytes on %s not answered' % (n, topic))
+            return
+        if self.pumping and (d.get('type') or d.get('message_type')) != 'result':
+            if len(self.queue) < 8:
+                self.queue.append(d)
+            else:
+                self.log_err('MemoryError', 'busy in a blocking plastic.request: message dropped', d.get('message_id', ''))
+            return
+        self.handle(d)
+
+    def handle(self, d):
+        mid = d.get('message_id')
+        if not isinstance(mid, str):
+            mid = ''
+        rt = d.get('reply_to')
+        if not isinstance(rt, str):
+            rt = d.get('sender')
+        if not P.node_ok(rt):
+            rt = None
+        need = d.get('need_result') is True
+        t = None
+        out = ''
+        try:
+            t = P.msg_type(d)
+            P.check(d)
+            if t == 'result':
+                self.deliver(d)
+                return
+            cap = t == 'eval' or t == 'exec' or t == 'function'
+            if cap:
+                self.cap = [0]
+                try:
+                    builtins.print = self.print  # captures prints from imported modules too
+                    self.hooked = True
+                except Exception:
+                    self.hooked = False
+            try:
+                res = getattr(self, '_t_' + t)(d)
+            finally:
+                if cap:
+                    if self.hooked:
+                        builtins.print = _print
+                    c, self.cap = self.cap, None
+                    out = ''.join(c[1:])
+                    if c[0] >= _CAPMAX:
+                        out += '\n[stdout truncated]\n'
+            d = None
+            if type(res) is _GEN:
+                asyncio.create_task(self._later(res, rt, mid, need, out))
+            elif need:
+                self.reply(rt, mid, True, res, None, out)
+        except (Exception, SystemExit) as e:
+            if isinstance(e, MemoryError):
+                d = res = None
+                gc.collect()
+            if t == 'result':  # never answer a reply: two nodes could bounce errors forever
+                self.log_err(e.kind if isinstance(e, PErr) else type(e).__name__, str(e), mid)
+            else:
+                self.reply(rt, mid, False, None, err(e), out)
+
+    async def _later(self, coro, rt, mid, need, out):
+        try:
+            res = await coro
+            if need:
+                self.reply(rt, mid, True, res, None, out)
+        except Exception as e:
+            self.reply(rt, mid, False, None, err(e), out)
+
+    def reply(self, rt, mid, ok, res=None, e=None, out=''):
+        r = {'type': 'result', 'correlation_id': mid, 'ok': ok, 'sender': self.name,
+             'message_id': P.new_id(), 'time_stamp': P.now()}
+        if rt:
+            r['receiver'] = rt
+        if ok:
+            if P.jsonable(res):
+                r['result'] = res
+            else:
+                try:
+                    r['result'] = repr(res)
+                except Exception as x:
+                    r['result'] = '<unrepresentable %s: %s>' % (type(res).__name__, x)
+                r['repr'] = True
+        else:
+            r['error'] = e
+        if out:
+            r['stdout'] = out
+        res = None
+        try:
+            s = json.dumps(r)
+        except MemoryError:
+            r.pop('result', None)
+            r.pop('stdout', None)
+            gc.collect()
+            r['ok'] = False
+            r['error'] = {'kind': 'MemoryError', 'message': 'the reply is too large for this node', 'traceback': ''}
+            s = json.dumps(r)
+        r = None
+        if rt:
+            self.pub(self.pre + '/' + rt + '/in', s, 1)
+        else:
+            self.log(s)
+
+    def deliver(self, d):
+        box = self.pending.get(d['correlation_id'])
+        if box is not None:
+            box[0] = d
+            if box[1]:
+                box[1].set()
+
+    async def _drain(self):
+        while self.queue and not self.pumping:
+            self.handle(self.queue.pop(0))
+            await asyncio.sleep_ms(0)
+
+    # ---- message types -----------------------------------------------------------------------
+    def _t_eval(self, d):
+        s = d['to_evaluate']
+        return eval(_compile(s, '<eval>', 'eval') if _compile else s, self.ns)
+
+    def _t_exec(self, d):
+        s = d['to_exec']
+        exec(_compile(s, '<exec>', 'exec') if _compile else s, self.ns)
+
+    def _t_function(self, d):
+        f = d.get('function') or d.get('name')
+        parts = f.split('.')
+        o = self.ns.get(parts[0], self)
+        if o is self:
+            o = getattr(builtins, parts[0], self)
+        if o is self:
+            o = __import__(parts[0])
+        mod = None
+        for i in range(1, len(parts)):
+            if type(o) is type(sys):
+                mod = o
+            try:
+                o = getattr(o, parts[i])
+            except AttributeError:
+                if mod is not o:
+                    raise
+                __import__('.'.join(parts[:i + 1]))
+                o = getattr(o, parts[i])
+        if mod is not None and not self.hooked:  # no builtins override: patch the module's print
+            setattr(mod, 'print', self.print)
+        try:
+            return o(*(d.get('args') or ()), **(d.get('kwargs') or {}))
+        finally:
+            if mod is not None and not self.hooked:
+                try:
+                    delattr(mod, 'print')
+                except Exception:
+                    pass
+
+    def _t_script(self, d):
+        import pscript
+        return pscript.deploy(self, d.get('name') or 'main', d['script'])
+
+    def _t_file(self, d):
+        return self.files.chunk(d)
+
+    def _t_command(self, d):
+        c = d['command']
+        kw = d.get('kwargs') or {}
+        if c == 'ping':
+            return 'pong'
+        if c == 'blink led':
+            self.stop_blink()
+            self.blinker = asyncio.create_task(self._blink(
+                kw.get('times', 10), kw.get('forever') is True,
+                kw.get('on_seconds', 0.5), kw.get('off_seconds', 0.5)))
+            return {'blinking': True}
+        if c == 'read GPIOs':
+            pins = kw.get('pins')
+            return [[p, phw.read(p)] for p in sorted(set(phw.PINS if pins is None else pins))]
+        if c == 'write GPIOs':
+            done = {}
+            for p, v in kw['pins_and_values']:
+                v = 1 if v else 0
+                phw.write(p, v)
+                done[p] = v
+            return [[p, done[p]] for p in sorted(done)]
+        if c == 'info':
+            gc.collect()
+            return {'name': self.name, 'platform': phw.PLATFORM, 'version': VERSION, 'protocol': 1,
+                    'uptime': time.ticks_diff(time.ticks_ms(), self.t0) / 1000,
+                    'free_memory': gc.mem_free(), 'mem_peak': self.peak,
+                    'heap': gc.mem_free() + gc.mem_alloc(), 'scripts': sorted(self.scripts),
+                    'groups': self.groups}
+        if c == 'stop':
+            n = kw.get('name')
+            if n is None:
+                names = sorted(self.scripts)
+                self.stop_blink()
+            else:
+                names = [n] if n in self.scripts else []
+            for n in names:
+                self.scripts.pop(n).cancel()
+            return {'stopped': names}
+        if c == 'reset':
+            self.reset()
+            return {'resetting': True}
+        if c == 'list files':
+            return self.files.listing()
+        if c == 'remove file':
+            return self.files.remove(kw['filename'])
+
+    def stop_blink(self):
+        if self.blinker is not None:
+            self.blinker.cancel()
+            self.blinker = None
+
+    async def _blink(self, n, forever, on, off):
+        try:
+            while forever or n > 0:
+                self.led.set(1)
+                await asyncio.sleep_ms(int(on * 1000))
+                self.led.set(0)
+                await asyncio.sleep_ms(int(off * 1000))
+                n -= 1
+        finally:
+            self.led.set(0)
+
+    def reset(self):
+        self.exit = 'reset'
+        asyncio.create_task(self._stop_soon())
+
+    async def _stop_soon(self):
+        await asyncio.sleep_ms(50)
+        self.stop_ev.set()
+
+    # ---- the plastic module --------------------------------------------------------------------
+    def topic_for(self, to):
+        if to == 'all':
+            return self.pre + '/all/in'
+        if isinstance(to, str) and to[:6] == 'group:':
+            return self.pre + '/group/' + P.check_name(to[6:], 'group') + '/in'
+        if not P.node_ok(to):
+            raise ValueError('bad node name %r' % (to,))
+        return self.pre + '/' + to + '/in'
+
+    def send(self, to, msg, need=False):
+        t = self.topic_for(to)
+        m = dict(msg)
+        mid = m.get('message_id') or P.new_id()
+        m['message_id'] = mid
+        if 'sender' not in m:
+            m['sender'] = self.name
+        if 'reply_to' not in m:
+            m['reply_to'] = self.name
+        m['receiver'] = to
+        m['time_stamp'] = P.now()
+        if need:
+            m['need_result'] = True
+        self.pub(t, json.dumps(m), 1)
+        return mid
+
+    def request(self, to, msg, timeout=5):
+        mid = self.send(to, msg, True)
+        box = self.pending[mid] = [None, None]
+        end = time.ticks_add(time.ticks_ms(), int(timeout * 1000))
+        self.pumping += 1
+        try:
+            while box[0] is None:
+                left = time.ticks_diff(end, time.ticks_ms())
+                if left <= 0:
+                    raise plastic.TimeoutError('no reply from %s in %s s' % (to, timeout))
+                self.mq.pump(min(left, 500))
+        finally:
+            self.pumping -= 1
+            del self.pending[mid]
+            if self.queue and not self.pumping:
+                asyncio.create_task(self._drain())
+        return box[0]
+
+    async def arequest(self, to, msg, timeout=5):
+        mid = self.send(to, msg, True)
+        box = self.pending[mid] = [None, asyncio.Event()]
+        try:
+            await asyncio.wait_for_ms(box[1].wait(), int(timeout * 1000))
+        except asyncio.TimeoutError:
+            raise plastic.TimeoutError('no reply from %s in %s s' % (to, timeout))
+        finally:
+            del self.pending[mid]
+        return box[0]
+
+    def event(self, topic, data):
+        t = self.pre + '/' + self.name + '/events'
+        if topic:
+            t += '/' + topic
+        self.pub(t, json.dumps(data))
+
+    # ---- connection --------------------------------------------------------------------------
+    def tick(self):
+        a = gc.mem_alloc()
+        if a > self.peak:
+            self.peak = a
+        gc.collect()
+
+    async def _conn(self):
+        cfg = self.cfg
+        lo = _cfg(cfg, 'RECONNECT_MIN_MS', 500)
+        hi = _cfg(cfg, 'RECONNECT_MAX_MS', 60000)
+        delay = 0
+        while True:
+            if delay:
+                j = os.urandom(2)
+                await asyncio.sleep_ms(delay // 2 + (j[0] << 8 | j[1]) * delay // 65536)
+                delay = min(delay * 2, hi)
+            else:
+                delay = lo
+            try:
+                await pnet.up(cfg)
+                gc.collect()
+                self.mq.connect(self.t_status, self.presence('lost'))
+                ts = [self.pre + '/' + self.name + '/in', self.pre + '/all/in']
+                for g in self.groups:
+                    ts.append(self.pre + '/group/' + g + '/in')
+                self.mq.subscribe(ts)
+                ts = None
+                self.mq.publish(self.t_status, self.presence('online'), 1, True)
+            except Exception as e:
+                _print('[plastic] connect to %s:%s failed: %r' % (self.mq.host, self.mq.port, e))
+                self.mq.close()
+                continue
+            _print('[plastic] %s online' % self.name)
+            delay = 0
+            self.serve = asyncio.create_task(self._serve())
+            try:
+                await self.serve
+            except (Exception, asyncio.CancelledError) as e:
+                _print('[plastic] connection lost: %r' % (e,))
+            self.serve = None
+            self.mq.close()
+
+    async def _serve(self):
+        p = asyncio.create_task(self._pinger())
+        try:
+            while True:
+                if self.queue and not self.pumping:
+                    self.handle(self.queue.pop(0))
+                    self.tick()
+                    continue
+                await self.mq.read()
+                self.tick()
+        finally:
+            p.cancel()
+
+    async def _pinger(self):
+        ka = self.mq.ka * 1000
+        if not ka:
+            return
+        while True:
+            await asyncio.sleep_ms(ka // 2)
+            if time.ticks_diff(time.ticks_ms(), self.mq.last_rx) > ka * 3 // 2:
+                _print('[plastic] broker silent: reconnecting')
+                self.lost()
+                return
+            try:
+                self.mq.ping()
+            except OSError:
+                self.lost()
+                return
+
+    async def _wdt(self, ms):
+        w = phw.machine.WDT(timeout=ms) if phw.PLATFORM != 'esp8266' else phw.machine.WDT()
+        while True:
+            w.feed()
+            await asyncio.sleep_ms(ms // 3 if ms < 3000 else 1000)
+
+    async def main(self):
+        self.stop_ev = asyncio.Event()
+        conn = asyncio.create_task(self._conn())
+        ms = _cfg(self.cfg, 'WDT_TIMEOUT_MS', 0)
+        if ms:
+            asyncio.create_task(self._wdt(ms))
+        for s in _cfg(self.cfg, 'AUTOSTART', ()):
+            try:
+                import pscript
+                pscript.start(self, s)
+            except Exception as e:
+                self.log('autostart %s failed: %r' % (s, e))
+        await self.stop_ev.wait()
+        conn.cancel()
+        self.offline()
+
+    def offline(self):
+        try:
+            self.mq.publish(self.t_status, self.presence('offline'), 1, True)
+        except Exception:
+            pass
+        self.mq.disconnect()
+
+
+def run(cfg):
+    """Runs the agent until a reset (returns 'reset') or Ctrl-C."""
+    a = Agent(cfg)
+    try:
+        asyncio.run(a.main())
+    except KeyboardInterrupt:
+        a.offline()
+        raise
+    finally:
+        asyncio.new_event_loop()
+        plastic._a = None
+    if a.exit == 'reset' and not phw.SIM:
+        phw.reset()
+    return a.exit

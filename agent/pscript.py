@@ -1,0 +1,66 @@
+# Scripts: saved as <name>.py under the node root, run as asyncio tasks under supervision.
+import asyncio, builtins, os, sys
+
+_compile = getattr(builtins, 'compile', None)
+
+
+async def _afn():
+    pass
+
+
+_AFN = type(_afn)
+
+
+def deploy(a, name, src):
+    path = a.files.p(name + '.py')
+    tmp = a.files.p('.' + name + '.py.part')
+    with open(tmp, 'w') as f:
+        f.write(src)
+    os.rename(tmp, path)
+    _go(a, name, src)
+    return {'name': name, 'started': True}
+
+
+def start(a, name):
+    with open(a.files.p(name + '.py')) as f:
+        src = f.read()
+    _go(a, name, src)
+
+
+def _go(a, name, src):
+    old = a.scripts.pop(name, None)
+    if old is not None:
+        old.cancel()
+    a.scripts[name] = asyncio.create_task(_run(a, name, src))
+
+
+async def _run(a, name, src):
+    me = asyncio.current_task()
+
+    def p(*args, sep=' ', end='\n', file=None):
+        if file is not None:
+            builtins.print(*args, sep=sep, end=end, file=file)
+            return
+        s = sep.join([str(x) for x in args]) + end
+        a.log(s[:-1] if s[-1:] == '\n' else s)
+
+    ns = {'__name__': name, '__file__': name + '.py', 'print': p}
+    try:
+        code = _compile(src, name + '.py', 'exec') if _compile else src
+        src = None
+        exec(code, ns)  # a blocking module body (the seed's `while True`) blocks the agent here
+        code = None
+        m = ns.get('main')
+        if type(m) is _AFN:
+            await m()
+        a.log('script %s finished' % name)
+    except asyncio.CancelledError:
+        a.log('script %s stopped' % name)
+    except SystemExit:
+        a.log('script %s exited' % name)
+    except Exception as e:
+        import pagent
+        a.log('script %s crashed:\n%s' % (name, pagent.tb(e)))
+    finally:
+        if a.scripts.get(name) is me:
+            del a.scripts[name]

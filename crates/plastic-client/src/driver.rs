@@ -1,0 +1,139 @@
+//! The task that owns rumqttc's event loop.
+//!
+//! It only routes: replies to their waiting requests, presence into the table, everything else
+//! to the owner's delivery channel. It never awaits a publish or subscribe (rumqttc's request
+//! channel is drained by this very loop, so such an await could wait on itself); work that
+//! needs to send is spawned.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plastic_proto::{Reply, TopicKind};
+use rand::Rng;
+use rumqttc::{Event, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::client::Inner;
+use crate::Delivery;
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(inner: Arc<Inner>, mut eventloop: EventLoop, deliveries: mpsc::UnboundedSender<Delivery>) {
+    let mut backoff = BACKOFF_START;
+    let mut generation = 0u64;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                backoff = BACKOFF_START;
+                generation += 1;
+                tracing::debug!(broker = %inner.broker, generation, "connected");
+                tokio::spawn(resubscribe(inner.clone(), generation));
+            }
+            Ok(Event::Incoming(Incoming::Publish(publish))) => route(&inner, publish, &deliveries),
+            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+                if let Some(waiter) = inner.suback_queue.lock().unwrap().pop_front() {
+                    inner.suback_by_pkid.lock().unwrap().insert(pkid, waiter);
+                }
+            }
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                if let Some(waiter) = inner.suback_by_pkid.lock().unwrap().remove(&ack.pkid) {
+                    let _ = waiter.send(());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                inner.connected.send_replace(None);
+                // Waiters for SUBACKs of the dead connection will never hear back; dropping
+                // them tells `subscribe` to wait for the re-subscription instead.
+                inner.suback_by_pkid.lock().unwrap().clear();
+                if inner.closing.load(Ordering::SeqCst) {
+                    break;
+                }
+                tracing::warn!(broker = %inner.broker, error = %e, "connection lost; retrying in {backoff:?}");
+                let jitter = rand::thread_rng().gen_range(0.8..1.2);
+                tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    inner.connected.send_replace(None);
+}
+
+/// Subscribes to every filter again (rumqttc does not) and then announces the connection.
+async fn resubscribe(inner: Arc<Inner>, generation: u64) {
+    let filters: Vec<SubscribeFilter> = inner
+        .subscriptions
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+        .collect();
+    let acked = {
+        let _order = inner.subscribe_lock.lock().await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        inner.suback_queue.lock().unwrap().push_back(tx);
+        if let Err(e) = inner.mqtt.subscribe_many(filters).await {
+            tracing::warn!(error = %e, "could not subscribe");
+            return;
+        }
+        rx
+    };
+    if acked.await.is_ok() {
+        inner.connected.send_replace(Some(generation));
+    }
+}
+
+fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedSender<Delivery>) {
+    let kind = inner.topics.parse(&publish.topic);
+    match &kind {
+        Some(TopicKind::Inbox(node)) if node == inner.name.as_str() => {
+            if let Some(reply_or_marker) = peek_reply(&publish.payload) {
+                match reply_or_marker {
+                    Peeked::Marker(id) => {
+                        if let Some(tx) = inner.markers.lock().unwrap().remove(&id) {
+                            let _ = tx.send(());
+                        }
+                        return;
+                    }
+                    Peeked::Reply(reply) => {
+                        let pending = inner.pending.lock().unwrap();
+                        if let Some(tx) = pending.get(&reply.correlation_id) {
+                            let _ = tx.send(reply);
+                            return;
+                        }
+                        tracing::debug!(id = %reply.correlation_id, "late or unknown reply dropped");
+                        return;
+                    }
+                }
+            }
+        }
+        Some(TopicKind::Status(node)) if inner.tracking_presence.load(Ordering::Relaxed) => {
+            let event = inner.presence.lock().unwrap().update(node, &publish.payload);
+            if let Some(event) = event {
+                let _ = inner.presence_tx.send(event);
+            }
+            return;
+        }
+        _ => {}
+    }
+    let _ = deliveries.send(Delivery { topic: publish.topic, kind, payload: publish.payload });
+}
+
+enum Peeked {
+    Reply(Reply),
+    Marker(String),
+}
+
+/// Cheap check for the two message kinds the client consumes itself; anything else (requests
+/// to a node) goes to the owner untouched.
+fn peek_reply(payload: &[u8]) -> Option<Peeked> {
+    let value: Value = serde_json::from_slice(payload).ok()?;
+    match value.get("type").or_else(|| value.get("message_type"))?.as_str()? {
+        "result" => serde_json::from_value(value).ok().map(Peeked::Reply),
+        "sync" => value.get("marker")?.as_str().map(|m| Peeked::Marker(m.to_owned())),
+        _ => None,
+    }
+}

@@ -1,0 +1,20 @@
+use plastic_proto::ErrorInfo;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("invalid broker URL `{url}`: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("no reply from {node} within {seconds:.1} s")]
+    Timeout { node: String, seconds: f64 },
+    #[error("node {node} is {state}; the request was not sent")]
+    NodeNotOnline { node: String, state: String },
+    #[error("the connection to the broker is closed")]
+    Closed,
+    #[error("MQTT client: {0}")]
+    Mqtt(#[from] rumqttc::ClientError),
+    #[error(transparent)]
+    Proto(#[from] plastic_proto::ProtoError),
+    #[error("{}: {}", .0.kind, .0.message)]
+    Remote(ErrorInfo),
+}

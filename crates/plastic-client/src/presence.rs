@@ -1,0 +1,42 @@
+//! The client's view of the fleet, built from retained presence messages.
+
+use std::collections::BTreeMap;
+
+use plastic_proto::Presence;
+
+/// A presence change as seen by this client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceEvent {
+    pub previous: Option<Presence>,
+    pub current: Presence,
+}
+
+/// Latest presence of every node seen, by name.
+#[derive(Debug, Default)]
+pub(crate) struct PresenceTable {
+    nodes: BTreeMap<String, Presence>,
+}
+
+impl PresenceTable {
+    /// Records a presence; returns the change if anything but nothing new was learnt.
+    pub(crate) fn update(&mut self, node: &str, payload: &[u8]) -> Option<PresenceEvent> {
+        if payload.is_empty() {
+            // An empty retained message clears the topic: the node was forgotten.
+            self.nodes.remove(node);
+            return None;
+        }
+        let mut current = Presence::parse(payload)?;
+        // The topic, not the payload, says whose presence this is.
+        node.clone_into(&mut current.name);
+        let previous = self.nodes.insert(node.to_owned(), current.clone());
+        (previous.as_ref() != Some(&current)).then_some(PresenceEvent { previous, current })
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<Presence> {
+        self.nodes.values().cloned().collect()
+    }
+
+    pub(crate) fn get(&self, node: &str) -> Option<Presence> {
+        self.nodes.get(node).cloned()
+    }
+}

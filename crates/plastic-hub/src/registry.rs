@@ -1,0 +1,45 @@
+//! The registry: the hub's view of the fleet, from retained presence, printed as it changes.
+
+use std::time::Duration;
+
+use plastic_client::{BrokerUrl, Client, ClientError, ClientOptions, PresenceEvent};
+use plastic_proto::{NodeState, Presence, Topics};
+
+pub struct Registry {
+    client: Client,
+}
+
+impl Registry {
+    pub async fn connect(broker: BrokerUrl, topics: Topics) -> Result<Self, ClientError> {
+        let mut opts = ClientOptions::new(broker, ClientOptions::ephemeral_name("hub"));
+        opts.topics = topics;
+        let (client, _deliveries) = Client::connect(opts);
+        client.wait_connected(Duration::from_secs(10)).await?;
+        client.track_presence().await?;
+        Ok(Registry { client })
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Presence>, ClientError> {
+        self.client.nodes(Duration::from_secs(5)).await
+    }
+
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<PresenceEvent> {
+        self.client.presence_events()
+    }
+
+    pub async fn shutdown(&self) {
+        self.client.shutdown(None).await;
+    }
+}
+
+/// One line for the hub's console.
+pub fn describe_change(event: &PresenceEvent) -> String {
+    let p = &event.current;
+    let verb = match p.state {
+        NodeState::Online => "online",
+        NodeState::Offline => "offline",
+        NodeState::Lost => "lost (connection dropped)",
+    };
+    let groups = if p.groups.is_empty() { String::new() } else { format!(" groups={}", p.groups.join(",")) };
+    format!("node {} {verb} [{} {}{groups}]", p.name, p.platform, p.version)
+}

@@ -1,0 +1,97 @@
+//! One request in, at most one reply out.
+//!
+//! The rule every handler follows: a reply goes out when `need_result` is set, and always when
+//! the handler failed, so nothing fails silently; a success that nobody asked about is quiet.
+
+use std::time::SystemTime;
+
+use plastic_proto::{unix_seconds, Body, ErrorInfo, Incoming, RelPath, Reply};
+use serde_json::{json, Value};
+
+use crate::commands::{self, After};
+use crate::node::NodeShared;
+use crate::python::Outcome;
+
+/// Handles one payload from the node's inbox or a broadcast topic.
+pub async fn handle(node: &NodeShared, payload: &[u8]) {
+    let incoming = match Incoming::parse(payload) {
+        Ok(incoming) => incoming,
+        Err(e) => {
+            // Without an envelope there is nobody to answer; the log topic is the only witness.
+            node.log("node", "error", &format!("refused a message: {e}"));
+            return;
+        }
+    };
+    let envelope = incoming.envelope;
+    let (outcome, after) = match incoming.body {
+        Err(e) => (Outcome { result: Err(ErrorInfo::from(&e)), stdout: String::new() }, After::Nothing),
+        Ok(Body::Result(reply)) => {
+            tracing::debug!(correlation_id = %reply.correlation_id, "reply for nobody waiting; dropped");
+            return;
+        }
+        Ok(body) => run(node, body).await,
+    };
+    let message_id = envelope.message_id.clone().unwrap_or_default();
+    let failed = outcome.result.is_err();
+    if envelope.need_result || failed {
+        let mut reply = match outcome.result {
+            Ok((value, repr)) => Reply { repr, ..Reply::ok(&message_id, value) },
+            Err(error) => Reply::err(&message_id, error),
+        }
+        .with_stdout(outcome.stdout);
+        reply.sender = Some(node.name.to_string());
+        reply.message_id = Some(plastic_proto::new_message_id());
+        reply.time_stamp = Some(unix_seconds(SystemTime::now()));
+        match envelope.reply_target() {
+            Some(target) => {
+                reply.receiver = Some(target.to_string());
+                node.send_reply(&target, &reply).await;
+            }
+            None => {
+                let text = String::from_utf8_lossy(&reply.to_bytes()).into_owned();
+                node.log("reply", if failed { "error" } else { "info" }, &text);
+            }
+        }
+    } else if !outcome.stdout.is_empty() {
+        // Nobody asked for the result, but printed output should not vanish.
+        node.log("node", "info", outcome.stdout.trim_end());
+    }
+    if after == After::Reset {
+        node.reset().await;
+    }
+}
+
+async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
+    let quiet = |result: Result<Value, ErrorInfo>| Outcome { result: result.map(|v| (v, false)), stdout: String::new() };
+    match body {
+        Body::Eval { to_evaluate } => (node.engine().eval(to_evaluate).await, After::Nothing),
+        Body::Exec { to_exec } => (node.engine().exec(to_exec).await, After::Nothing),
+        Body::Function { name, args, kwargs } => (node.engine().call(name, args, kwargs).await, After::Nothing),
+        Body::Script { script, name } => {
+            let file = format!("{name}.py");
+            let saved = RelPath::parse(&file)
+                .map_err(|e| ErrorInfo::from(&e))
+                .and_then(|path| node.files.write_all(&path, script.as_bytes()).map_err(|e| ErrorInfo::new(e.kind(), e.to_string())));
+            let result = match saved {
+                Ok(()) => {
+                    let path = node.files.root().join(&file).to_string_lossy().into_owned();
+                    node.engine().start_script(&name, script, path).await.map(|()| json!({"name": name, "started": true}))
+                }
+                Err(e) => Err(e),
+            };
+            (quiet(result), After::Nothing)
+        }
+        Body::File(chunk) => {
+            let files = node.files.clone();
+            let result = tokio::task::spawn_blocking(move || files.write_chunk(&chunk))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()));
+            (quiet(result.map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))), After::Nothing)
+        }
+        Body::Command(command) => {
+            let (result, after) = commands::apply(node, command).await;
+            (quiet(result), after)
+        }
+        Body::Result(_) => unreachable!("handled by the caller"),
+    }
+}

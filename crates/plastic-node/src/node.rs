@@ -1,0 +1,247 @@
+//! The node: connection, presence, message loop, shutdown.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use plastic_client::{BrokerUrl, Client, ClientOptions, Delivery};
+use plastic_proto::{unix_seconds, ErrorInfo, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics, PROTOCOL_VERSION};
+use rumqttc::QoS;
+use serde_json::{json, Map, Value};
+use tokio::runtime::Handle;
+
+use crate::blink::Blinker;
+use crate::files::FileStore;
+use crate::gpio::Gpio;
+use crate::python::{Host, PythonEngine};
+
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub broker: BrokerUrl,
+    pub name: NodeName,
+    pub topics: Topics,
+    pub platform: String,
+    pub groups: Vec<String>,
+    /// The node's files live here; uploads and deployed scripts cannot leave it.
+    pub root: PathBuf,
+    pub gpio: Arc<dyn Gpio>,
+}
+
+/// Everything handlers share. Cheap to clone behind an `Arc`.
+pub struct NodeShared {
+    pub name: NodeName,
+    pub platform: String,
+    pub groups: Vec<String>,
+    pub topics: Topics,
+    pub gpio: Arc<dyn Gpio>,
+    pub files: Arc<FileStore>,
+    pub blinker: Blinker,
+    pub started: Instant,
+    client: Client,
+    engine: Mutex<Arc<PythonEngine>>,
+    host: Arc<NodeHost>,
+}
+
+impl NodeShared {
+    pub fn engine(&self) -> Arc<PythonEngine> {
+        self.engine.lock().unwrap().clone()
+    }
+
+    pub fn log(&self, source: &str, level: &str, text: &str) {
+        self.host.log(source, level, text);
+    }
+
+    pub async fn send_reply(&self, target: &NodeName, reply: &Reply) {
+        let topic = self.topics.inbox(target);
+        if let Err(e) = self.client.publish(&topic, reply.to_bytes(), QoS::AtLeastOnce, false).await {
+            tracing::warn!(error = %e, "could not send a reply");
+        }
+    }
+
+    /// A soft reset: scripts and blink stop, the Python namespace starts afresh, pins go back
+    /// to their power-on state. Files stay.
+    pub async fn reset(&self) {
+        let old = self.engine();
+        old.stop_scripts(None).await;
+        self.blinker.stop(self.gpio.as_ref());
+        for pin in self.gpio.pins() {
+            let _ = self.gpio.write(pin, 1);
+        }
+        *self.engine.lock().unwrap() = Arc::new(PythonEngine::new(self.host.clone(), self.files.root().to_path_buf()));
+        self.log("node", "info", "reset");
+    }
+}
+
+/// What Python reaches of the node (see [`Host`]).
+struct NodeHost {
+    name: NodeName,
+    gpio: Arc<dyn Gpio>,
+    client: Client,
+    runtime: Handle,
+    reset_tx: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Host for NodeHost {
+    fn node_name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    fn gpio(&self) -> &dyn Gpio {
+        self.gpio.as_ref()
+    }
+
+    fn unique_id(&self) -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.name.as_str().as_bytes())[..6].to_vec()
+    }
+
+    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String> {
+        let to = NodeName::parse(to).map_err(|e| e.to_string())?;
+        self.runtime.block_on(self.client.send(&to, Request::new(msg))).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn request(&self, to: &str, msg: Map<String, Value>, timeout: Duration) -> Result<Value, ErrorInfo> {
+        let to = NodeName::parse(to).map_err(|e| ErrorInfo::from(&e))?;
+        match self.runtime.block_on(self.client.request(&to, Request::new(msg), timeout)) {
+            Ok(reply) if reply.ok => Ok(reply.result),
+            Ok(reply) => Err(reply.error.unwrap_or_else(|| ErrorInfo::new("RemoteError", "error reply without details"))),
+            Err(plastic_client::ClientError::Timeout { node, seconds }) => {
+                Err(ErrorInfo::new("Timeout", format!("no reply from {node} within {seconds} s")))
+            }
+            Err(e) => Err(ErrorInfo::new("ConnectionError", e.to_string())),
+        }
+    }
+
+    fn publish_event(&self, topic: &str, data: Value) -> Result<(), String> {
+        let topic = self.client.topics().events_sub(&self.name, topic).map_err(|e| e.to_string())?;
+        let payload = serde_json::to_vec(&data).map_err(|e| e.to_string())?;
+        self.runtime.block_on(self.client.publish(&topic, payload, QoS::AtMostOnce, false)).map_err(|e| e.to_string())
+    }
+
+    fn log(&self, source: &str, level: &str, text: &str) {
+        let line = json!({
+            "time": unix_seconds(SystemTime::now()),
+            "node": self.name.as_str(),
+            "source": source,
+            "level": level,
+            "text": text,
+        });
+        let topic = self.client.topics().log(&self.name);
+        let client = self.client.clone();
+        // Fire and forget: logging must never block a script or the message loop.
+        self.runtime.spawn(async move {
+            let _ = client.publish(&topic, line.to_string().into_bytes(), QoS::AtMostOnce, false).await;
+        });
+    }
+
+    fn reset(&self) {
+        let _ = self.reset_tx.send(());
+    }
+}
+
+/// A running node.
+pub struct Node {
+    shared: Arc<NodeShared>,
+    deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    resets: tokio::sync::mpsc::UnboundedReceiver<()>,
+    presence: Presence,
+}
+
+impl Node {
+    /// Connects (in the background) and prepares the node; [`Node::run`] serves it.
+    pub fn start(config: NodeConfig) -> std::io::Result<Self> {
+        let files = Arc::new(FileStore::open(&config.root)?);
+        let now = unix_seconds(SystemTime::now());
+        let presence = Presence {
+            name: config.name.to_string(),
+            state: NodeState::Online,
+            platform: config.platform.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+            address: Some(config.broker.host.clone()).filter(|h| h == "127.0.0.1" || h == "localhost"),
+            groups: config.groups.clone(),
+            since: now,
+        };
+        let mut opts = ClientOptions::new(config.broker.clone(), config.name.clone());
+        opts.topics = config.topics.clone();
+        opts.subscriptions.push(config.topics.all_inbox());
+        for g in &config.groups {
+            opts.subscriptions.push(config.topics.group_inbox(g).map_err(std::io::Error::other)?);
+        }
+        opts.last_will = Some((config.topics.status(&config.name), presence.with_state(NodeState::Lost, now).to_bytes()));
+        let (client, deliveries) = Client::connect(opts);
+        let (reset_tx, resets) = tokio::sync::mpsc::unbounded_channel();
+        let host = Arc::new(NodeHost {
+            name: config.name.clone(),
+            gpio: config.gpio.clone(),
+            client: client.clone(),
+            runtime: Handle::current(),
+            reset_tx,
+        });
+        let engine = Arc::new(PythonEngine::new(host.clone(), files.root().to_path_buf()));
+        let shared = Arc::new(NodeShared {
+            name: config.name,
+            platform: config.platform,
+            groups: config.groups,
+            topics: config.topics,
+            gpio: config.gpio,
+            files,
+            blinker: Blinker::default(),
+            started: Instant::now(),
+            client,
+            engine: Mutex::new(engine),
+            host,
+        });
+        Ok(Node { shared, deliveries, resets, presence })
+    }
+
+    pub fn shared(&self) -> &Arc<NodeShared> {
+        &self.shared
+    }
+
+    /// Serves requests until `shutdown` resolves, then says `offline` and disconnects.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let shared = self.shared.clone();
+        let client = shared.client.clone();
+        let status_topic = shared.topics.status(&shared.name);
+        // Announce presence after every (re)connection, once subscriptions are in place.
+        let announcer = {
+            let client = client.clone();
+            let presence = self.presence.clone();
+            let topic = status_topic.clone();
+            tokio::spawn(async move {
+                let mut conn = client.connection();
+                loop {
+                    if conn.borrow_and_update().is_some() {
+                        let online = presence.with_state(NodeState::Online, unix_seconds(SystemTime::now()));
+                        let _ = client.publish(&topic, online.to_bytes(), QoS::AtLeastOnce, true).await;
+                    }
+                    if conn.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(()) = self.resets.recv() => shared.reset().await,
+                delivery = self.deliveries.recv() => {
+                    let Some(delivery) = delivery else { break };
+                    match delivery.kind {
+                        Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) => {
+                            let shared = shared.clone();
+                            tokio::spawn(async move { crate::dispatch::handle(&shared, &delivery.payload).await });
+                        }
+                        _ => tracing::debug!(topic = %delivery.topic, "ignored"),
+                    }
+                }
+            }
+        }
+        announcer.abort();
+        shared.engine().stop_scripts(None).await;
+        let offline = self.presence.with_state(NodeState::Offline, unix_seconds(SystemTime::now()));
+        client.shutdown(Some((status_topic, offline.to_bytes()))).await;
+    }
+}

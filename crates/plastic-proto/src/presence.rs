@@ -1,0 +1,85 @@
+//! Presence: the retained JSON on `<prefix>/<node>/status`.
+//!
+//! A node publishes `online` when it connects, `offline` when it shuts down cleanly, and leaves
+//! a last will saying `lost` for the broker to publish when the connection dies. All three are
+//! retained, so a client that subscribes later sees every node's latest state at once.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Online,
+    Offline,
+    Lost,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Offline => "offline",
+            NodeState::Lost => "lost",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    pub name: String,
+    pub state: NodeState,
+    /// `linux`, `sim`, `esp8266`, `esp32`, `unix`...
+    #[serde(default)]
+    pub platform: String,
+    /// Version of the node program (the Rust node or the MicroPython agent).
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub protocol: u32,
+    /// The node's own idea of its network address, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// When the node entered this state, seconds since the Unix epoch.
+    #[serde(default)]
+    pub since: f64,
+}
+
+impl Presence {
+    pub fn with_state(&self, state: NodeState, since: f64) -> Self {
+        Presence { state, since, ..self.clone() }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        serde_json::from_slice(payload).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_round_trips_and_states_are_lowercase() {
+        let p = Presence {
+            name: "pi-1".into(),
+            state: NodeState::Online,
+            platform: "sim".into(),
+            version: "0.1.0".into(),
+            protocol: 1,
+            address: Some("127.0.0.1".into()),
+            groups: vec!["lab".into()],
+            since: 1.0,
+        };
+        let text = String::from_utf8(p.to_bytes()).unwrap();
+        assert!(text.contains("\"state\":\"online\""), "{text}");
+        let lost = p.with_state(NodeState::Lost, 2.0);
+        assert_eq!(Presence::parse(&lost.to_bytes()).unwrap(), lost);
+        assert_eq!(Presence::parse(b"garbage"), None);
+    }
+}
