@@ -297,10 +297,13 @@ class Agent:
                 mod = o
             try:
                 o = getattr(o, parts[i])
-            except AttributeError:
+            except AttributeError as e:
                 if mod is not o:
                     raise
-                __import__('.'.join(parts[:i + 1]))
+                try:  # a submodule of a package
+                    __import__('.'.join(parts[:i + 1]))
+                except ImportError:
+                    raise e
                 o = getattr(o, parts[i])
         if mod is not None and not self.hooked:  # no builtins override: patch the module's print
             setattr(mod, 'print', self.print)

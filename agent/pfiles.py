@@ -18,6 +18,7 @@ class Files:
     def __init__(self, root):
         self.root = root.rstrip('/')
         self.x = {}  # filename -> [received, sha256 object, total, temp path]
+        self._walk('', None)  # sweep temp files of transfers a restart abandoned
 
     def p(self, rel):
         return self.root + '/' + rel
@@ -78,12 +79,14 @@ class Files:
     def _walk(self, rel, out):
         for e in os.ilistdir(self.p(rel) if rel else self.root):
             n = e[0]
-            if n[0] == '.':
-                continue
             r = rel + '/' + n if rel else n
+            if n[0] == '.':
+                if out is None and n[-5:] == '.part':
+                    os.remove(self.p(r))
+                continue
             if e[1] == 0x4000:
                 self._walk(r, out)
-            else:
+            elif out is not None:
                 out.append([r, e[3] if len(e) > 3 else os.stat(self.p(r))[6]])
 
     def remove(self, fn):

@@ -215,3 +215,290 @@ def test_every_vector(client, node):
     client.ok(node.name, cmd("stop"))
     assert not failures, "\n".join(map(repr, failures))
     assert node.alive()
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+def upload(client, node, filename, data, chunk=3072, sha=None):
+    sha = sha or hashlib.sha256(data).hexdigest()
+    r = None
+    offsets = range(0, len(data), chunk) if data else [0]
+    for off in offsets:
+        piece = data[off:off + chunk]
+        r = client.request(node.name, {"type": "file", "filename": filename, "encoding": "base64",
+                                       "content": base64.b64encode(piece).decode(), "offset": off,
+                                       "total": len(data), "sha256": sha}, timeout=20)
+        if not r["ok"]:
+            return r
+        assert r["result"]["received"] == off + len(piece)
+        assert r["result"]["complete"] is (off + len(piece) == len(data))
+    return r
+
+
+def test_64k_upload_in_chunks_then_bad_sha_keeps_old_file(client, node):
+    data = bytes((i * 7 + i // 256) % 256 for i in range(64 * 1024))
+    r = upload(client, node, "blob.bin", data)
+    assert r["ok"] and r["result"] == {"filename": "blob.bin", "received": 65536, "total": 65536,
+                                       "complete": True, "sha256": hashlib.sha256(data).hexdigest()}
+    path = os.path.join(node.dir, "node", "blob.bin")
+    assert open(path, "rb").read() == data
+    assert ["blob.bin", 65536] in client.ok(node.name, cmd("list files"))
+    # a second transfer with a wrong sha256 fails at the end and leaves the old file alone
+    other = bytes(reversed(data[:10000]))
+    r = upload(client, node, "blob.bin", other, sha="0" * 64)
+    assert r["ok"] is False and r["error"]["kind"] == "ProtocolError" and "sha256" in r["error"]["message"]
+    assert open(path, "rb").read() == data
+    assert not [f for f in os.listdir(os.path.join(node.dir, "node")) if f.startswith(".")]
+    assert not [p for p, _ in client.ok(node.name, cmd("list files")) if p.startswith(".")]
+
+
+def test_chunk_out_of_order_says_which_offset_it_expects(client, node):
+    data = b"x" * 5000
+    sha = hashlib.sha256(data).hexdigest()
+    msg = {"type": "file", "filename": "ooo.txt", "content": "x" * 1000, "total": 5000, "sha256": sha}
+    assert client.ok(node.name, dict(msg, offset=0))["received"] == 1000
+    r = client.request(node.name, dict(msg, offset=3000))
+    assert r["ok"] is False and "expects offset 1000" in r["error"]["message"]
+    assert not os.path.exists(os.path.join(node.dir, "node", "ooo.txt"))
+
+
+def test_utf8_file_in_a_subdirectory_then_remove(client, node):
+    r = client.ok(node.name, {"type": "file", "filename": "lib/notes.txt", "content": "héllo\n"})
+    assert r["complete"] is True and r["total"] == len("héllo\n".encode())
+    assert open(os.path.join(node.dir, "node", "lib", "notes.txt"), encoding="utf-8").read() == "héllo\n"
+    assert client.ok(node.name, cmd("remove file", filename="lib/notes.txt")) == {"removed": "lib/notes.txt"}
+    assert not os.path.exists(os.path.join(node.dir, "node", "lib", "notes.txt"))
+    r = client.request(node.name, cmd("remove file", filename="lib/notes.txt"))
+    assert r["ok"] is False and r["error"]["kind"] == "OSError"
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", ".hidden", "a//b", "../config.py", "x/../../y"])
+def test_path_traversal_is_refused(client, node, bad):
+    r = client.request(node.name, {"type": "file", "filename": bad, "content": "pwned"})
+    assert r["ok"] is False and r["error"]["kind"] == "BadPath"
+    r = client.request(node.name, cmd("remove file", filename=bad))
+    assert r["ok"] is False and r["error"]["kind"] == "BadPath"
+    assert "pwned" not in open(os.path.join(node.dir, "config.py")).read()
+
+
+def test_function_imports_an_uploaded_module(client, node):
+    src = "def add(a, b=0):\n    print('adding', a, b)\n    return a + b\n\nclass K:\n    @staticmethod\n    def zero():\n        return 0\n"
+    assert client.ok(node.name, {"type": "file", "filename": "functions.py", "content": src})["complete"]
+    r = client.request(node.name, {"type": "function", "function": "functions.add", "args": [2], "kwargs": {"b": 40}})
+    assert r["ok"] and r["result"] == 42 and r["stdout"] == "adding 2 40\n"
+    assert client.ok(node.name, {"type": "function", "function": "functions.K.zero"}) == 0
+    r = client.request(node.name, {"message_type": "function", "name": "functions.nope"})
+    assert r["ok"] is False and r["error"]["kind"] == "AttributeError"
+    assert client.ok(node.name, {"type": "exec", "to_exec": "import functions"}) is None
+    assert client.ok(node.name, {"type": "eval", "to_evaluate": "functions.add(1, 1)"}) == 2
+
+
+# ---- scripts ---------------------------------------------------------------------------------
+
+def test_script_output_goes_to_log_and_crash_reports_traceback(client, node):
+    since = client.mark()
+    r = client.ok(node.name, {"type": "script", "name": "crashy",
+                              "script": "print('starting crashy')\ndef f():\n    return 1/0\nf()\n"})
+    assert r == {"name": "crashy", "started": True}
+    client.log_line(node.name, lambda t: t == "starting crashy", since)
+    line = client.log_line(node.name, lambda t: "crashy crashed" in t, since)
+    assert "Traceback (most recent call last):" in line and "ZeroDivisionError" in line and "crashy.py" in line
+    assert open(os.path.join(node.dir, "node", "crashy.py")).read().startswith("print('starting crashy')")
+    ping(client, node)
+
+
+ASYNC_SCRIPT = """
+import asyncio, machine, plastic
+led = machine.Pin(13, machine.Pin.OUT)
+count = 0
+async def main():
+    global count
+    print('async script up')
+    while True:
+        count += 1
+        led.value(count % 2)
+        if count == 3:
+            plastic.publish('ticks', {'count': count, 'name': plastic.name})
+            r = await plastic.arequest(plastic.name, {'type': 'eval', 'to_evaluate': '6*7'})
+            print('arequest gave', r)
+        await asyncio.sleep_ms(20)
+"""
+
+
+def test_async_script_runs_while_node_answers_and_stop_ends_it(client, node):
+    since = client.mark()
+    assert client.ok(node.name, {"type": "script", "name": "ticker", "script": ASYNC_SCRIPT})["started"]
+    client.log_line(node.name, lambda t: t == "async script up", since)
+    ev = client.wait(lambda tp, t, r: tp == "plastic/%s/events/ticks" % node.name, since)
+    assert json.loads(ev[1]) == {"count": 3, "name": node.name}
+    client.log_line(node.name, lambda t: t == "arequest gave 42", since)
+    info = client.ok(node.name, cmd("info"))
+    assert info["scripts"] == ["ticker"]
+    seen = set()
+    for _ in range(50):  # the script toggles pin 13 while we talk to the node
+        seen.add(dict(client.ok(node.name, cmd("read GPIOs", pins=[13])))[13])
+        if seen == {0, 1}:
+            break
+    assert seen == {0, 1}
+    # deploying the same name replaces the running script
+    assert client.ok(node.name, {"type": "script", "name": "ticker", "script": ASYNC_SCRIPT})["started"]
+    client.log_line(node.name, lambda t: t == "script ticker stopped", since)
+    assert client.ok(node.name, cmd("info"))["scripts"] == ["ticker"]
+    assert client.ok(node.name, cmd("stop", name="ticker")) == {"stopped": ["ticker"]}
+    assert client.ok(node.name, cmd("info"))["scripts"] == []
+    assert client.ok(node.name, cmd("stop", name="ticker")) == {"stopped": []}
+
+
+def test_plastic_request_from_exec_to_another_node(client, node, broker):
+    responder = Client(broker.port)
+    try:
+        def answer(c, u, m):
+            d = json.loads(m.payload)
+            if d.get("type") == "eval":
+                reply = {"type": "result", "correlation_id": d["message_id"], "ok": d["to_evaluate"] != "fail",
+                         "sender": responder.name, "message_id": "f" * 32}
+                if reply["ok"]:
+                    reply["result"] = "answer to " + d["to_evaluate"]
+                else:
+                    reply["error"] = {"kind": "ValueError", "message": "asked to fail", "traceback": "tb"}
+                c.publish("plastic/%s/in" % d["reply_to"], json.dumps(reply), qos=1)
+        responder.c.message_callback_add("plastic/%s/in" % responder.name, answer)
+        r = client.ok(node.name, {"type": "exec", "to_exec":
+                      "import plastic\nr = plastic.request(%r, {'type': 'eval', 'to_evaluate': 'q'})\n"
+                      "try:\n    plastic.request(%r, {'type': 'eval', 'to_evaluate': 'fail'})\n"
+                      "except plastic.RemoteError as e:\n    err = (e.kind, e.message)\n"
+                      "try:\n    plastic.request('nobody-home', {'type': 'eval', 'to_evaluate': 'x'}, timeout=0.3)\n"
+                      "except plastic.TimeoutError:\n    tmo = True\n" % (responder.name, responder.name)})
+        assert r is None
+        assert client.ok(node.name, {"type": "eval", "to_evaluate": "[r, err, tmo]"}) == \
+            ["answer to q", ["ValueError", "asked to fail"], True]
+        mid = client.ok(node.name, {"type": "eval", "to_evaluate": "plastic.send(%r, {'type': 'exec', 'to_exec': 'pass'})" % client.name})
+        assert len(mid) == 32
+        sent = client.wait(lambda tp, t, rt: tp == "plastic/%s/in" % client.name and mid in t and '"exec"' in t)
+        d = json.loads(sent[1])
+        assert d["sender"] == node.name and d["reply_to"] == node.name and d["receiver"] == client.name
+    finally:
+        responder.close()
+
+
+def test_seed_script_blocks_the_agent_as_documented(tmp_root, broker, client, mode):
+    seed = [v for v in json.load(open(VECTORS)) if v.get("blocks")][0]["payload"]
+    a = Agent(tmp_root, mode, broker.port)
+    since = client.mark()
+    a.start()
+    try:
+        client.status(a.name, "online", since, timeout=20)
+        since = client.mark()
+        mid = client.send(a.name, dict(seed, need_result=True))
+        r = client.reply(a.name, mid, since)
+        assert r["ok"] and r["result"] == {"name": "main", "started": True}
+        client.log_line(a.name, lambda t: t == "_______ testing remote deploy ______", since)
+        client.log_line(a.name, lambda t: t == "_______ deployed from remote _______", since)
+        assert a.alive()
+    finally:
+        a.kill()
+
+
+# ---- robustness --------------------------------------------------------------------------------
+
+def test_malformed_and_oversized_payloads_do_not_kill_the_agent(client, node):
+    since = client.mark()
+    for raw in ["{nope", "[]", "\xff", '{"type": "eval", "to_evaluate": ' + '[' * 500 + ']' * 500 + '}']:
+        client.publish("plastic/%s/in" % node.name, raw)
+    big = '{"type": "exec", "to_exec": "' + "#" * 200000 + '", "need_result": true, "sender": "%s", "message_id": "big1"}' % client.name
+    client.publish("plastic/%s/in" % node.name, big)
+    client.publish("plastic/%s/in" % node.name, " " * 300000)
+    ping(client, node)
+    kinds = [json.loads(t)["error"]["kind"] for (tp, t, _) in client.seen[since:]
+             if tp == "plastic/%s/log" % node.name and t.startswith("{")]
+    assert kinds.count("PayloadTooLarge") >= 1 and kinds.count("ProtocolError") >= 4, kinds
+    big_reply = [t for (tp, t, _) in client.seen[since:] if '"correlation_id": "big1"' in t]
+    # on a small heap the 200 kB request does not fit and is refused; on a big one it runs
+    assert big_reply or kinds.count("PayloadTooLarge") == 2, kinds
+    assert node.alive()
+
+
+def test_memory_report(client, node):
+    info = client.ok(node.name, cmd("info"))
+    assert set(info) >= {"name", "platform", "version", "protocol", "uptime", "free_memory", "scripts", "groups", "mem_peak"}
+    assert info["name"] == node.name and info["protocol"] == 1 and info["groups"] == ["lab"]
+    print("\nHEAP[%s] heap=%d free_memory=%d mem_peak=%d" % (node.mode, info["heap"], info["free_memory"], info["mem_peak"]))
+    assert info["mem_peak"] < info["heap"]
+
+
+# ---- presence and reconnection ------------------------------------------------------------------
+
+def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
+    a = Agent(tmp_root, mode, broker.port, GROUPS=["lab", "g2"])
+    since = client.mark()
+    a.start()
+    try:
+        st = client.status(a.name, "online", since, timeout=20)
+        assert st["name"] == a.name and st["protocol"] == 1 and st["groups"] == ["lab", "g2"]
+        assert set(st) >= {"name", "state", "platform", "version", "protocol", "address", "groups", "since"}
+        # group and broadcast inboxes are subscribed
+        for topic in ("plastic/group/g2/in", "plastic/all/in"):
+            s2 = client.mark()
+            client.publish(topic, json.dumps({"type": "command", "command": "ping", "need_result": True,
+                                              "sender": client.name, "message_id": "b-" + topic[-5:-3]}))
+            r = client.wait(lambda tp, t, rt: '"correlation_id": "b-%s"' % topic[-5:-3] in t and a.name in t, s2)
+            assert json.loads(r[1])["result"] == "pong"
+        since = client.mark()
+        a.interrupt()  # Ctrl-C: clean shutdown
+        st = client.status(a.name, "offline", since)
+        assert st["name"] == a.name
+        # started again then killed: the broker publishes the retained will
+        since = client.mark()
+        a.start()
+        client.status(a.name, "online", since, timeout=20)
+        since = client.mark()
+        a.kill()
+        assert client.status(a.name, "lost", since, timeout=20)["state"] == "lost"
+        late = Client(broker.port)  # a newcomer sees the retained state
+        try:
+            t = late.wait(lambda tp, x, rt: tp == "plastic/%s/status" % a.name)
+            assert json.loads(t[1])["state"] == "lost" and t[2] is True
+        finally:
+            late.close()
+    finally:
+        a.kill()
+
+
+def test_reconnects_after_broker_restart(tmp_root, client, mode):
+    b = Broker(tmp_root).start()
+    c = Client(b.port)
+    a = Agent(tmp_root, mode, b.port)
+    try:
+        since = c.mark()
+        a.start()
+        c.status(a.name, "online", since, timeout=20)
+        assert c.ok(a.name, {"type": "exec", "to_exec": "kept = 'state survives'"}) is None
+        c.close()
+        b.stop()
+        b.start()  # same port
+        c = Client(b.port)
+        st = c.status(a.name, "online", 0, timeout=30)  # re-announced (the broker kept no retained state)
+        assert st["name"] == a.name
+        assert c.ok(a.name, {"type": "eval", "to_evaluate": "kept"}) == "state survives"
+        assert a.alive()
+    finally:
+        a.kill()
+        c.close()
+        b.stop()
+
+
+def test_reset_restarts_the_node_program(tmp_root, broker, client, mode):
+    a = Agent(tmp_root, mode, broker.port)
+    since = client.mark()
+    a.start()
+    try:
+        client.status(a.name, "online", since, timeout=20)
+        client.ok(a.name, {"type": "exec", "to_exec": "before_reset = 1"})
+        since = client.mark()
+        assert client.ok(a.name, cmd("reset")) == {"resetting": True}
+        client.status(a.name, "offline", since)
+        client.status(a.name, "online", since, timeout=20)
+        r = client.request(a.name, {"type": "eval", "to_evaluate": "before_reset"})
+        assert r["ok"] is False and r["error"]["kind"] == "NameError"
+    finally:
+        a.kill()

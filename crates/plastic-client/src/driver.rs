@@ -43,6 +43,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut eventloop: EventLoop, deliveries:
                     let _ = waiter.send(());
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if inner.closing.load(Ordering::SeqCst) => break,
             Ok(_) => {}
             Err(e) => {
                 inner.connected.send_replace(None);

@@ -14,7 +14,9 @@ use crate::python::Outcome;
 
 /// Handles one payload from the node's inbox or a broadcast topic.
 pub async fn handle(node: &NodeShared, payload: &[u8]) {
-    let incoming = match Incoming::parse(payload) {
+    // The broker caps packets (1 MiB on the embedded hub); reading an oversized request's
+    // envelope lets the node answer it instead of leaving the sender to time out.
+    let incoming = match Incoming::parse_with_limit(payload, 4 * plastic_proto::MAX_PAYLOAD) {
         Ok(incoming) => incoming,
         Err(e) => {
             // Without an envelope there is nobody to answer; the log topic is the only witness.

@@ -139,9 +139,20 @@ impl Host for NodeHost {
     }
 }
 
+/// The address this machine uses to reach the broker: a UDP socket "connected" to the broker
+/// picks the route without sending anything.
+fn local_address(broker: &BrokerUrl) -> Option<String> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let target = (broker.host.as_str(), broker.port).to_socket_addrs().ok()?.next()?;
+    let socket = UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}
+
 /// A running node.
 pub struct Node {
     shared: Arc<NodeShared>,
+    announced: tokio::sync::watch::Sender<u64>,
     deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     resets: tokio::sync::mpsc::UnboundedReceiver<()>,
     presence: Presence,
@@ -158,7 +169,7 @@ impl Node {
             platform: config.platform.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: PROTOCOL_VERSION,
-            address: Some(config.broker.host.clone()).filter(|h| h == "127.0.0.1" || h == "localhost"),
+            address: local_address(&config.broker),
             groups: config.groups.clone(),
             since: now,
         };
@@ -192,11 +203,17 @@ impl Node {
             engine: Mutex::new(engine),
             host,
         });
-        Ok(Node { shared, deliveries, resets, presence })
+        Ok(Node { shared, announced: tokio::sync::watch::channel(0).0, deliveries, resets, presence })
     }
 
     pub fn shared(&self) -> &Arc<NodeShared> {
         &self.shared
+    }
+
+    /// Counts presence announcements: it changes each time the node has (re)connected,
+    /// subscribed, and the broker has processed its `online` presence.
+    pub fn announcements(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.announced.subscribe()
     }
 
     /// Serves requests until `shutdown` resolves, then says `offline` and disconnects.
@@ -209,12 +226,18 @@ impl Node {
             let client = client.clone();
             let presence = self.presence.clone();
             let topic = status_topic.clone();
+            let announced = self.announced.clone();
             tokio::spawn(async move {
                 let mut conn = client.connection();
                 loop {
                     if conn.borrow_and_update().is_some() {
                         let online = presence.with_state(NodeState::Online, unix_seconds(SystemTime::now()));
                         let _ = client.publish(&topic, online.to_bytes(), QoS::AtLeastOnce, true).await;
+                        // The broker handles one connection's packets in order: once our marker
+                        // is back, the retained presence is stored.
+                        if client.sync(Duration::from_secs(10)).await.is_ok() {
+                            announced.send_modify(|n| *n += 1);
+                        }
                     }
                     if conn.changed().await.is_err() {
                         break;

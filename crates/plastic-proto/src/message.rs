@@ -143,15 +143,31 @@ pub struct Incoming {
 impl Incoming {
     /// Parses a payload from a node's inbox. `Err` means not even the envelope could be read,
     /// so nobody can be answered; the caller logs it.
-    pub fn parse(payload: &[u8]) -> Result<Self, ProtoError> {
-        if payload.len() > MAX_PAYLOAD {
+    ///
+    /// A payload over [`MAX_PAYLOAD`] is refused without looking at its body. Up to
+    /// `envelope_limit` bytes the envelope is still read so the refusal can be answered: a
+    /// Linux node can afford that (the broker caps packets anyway); a small board passes
+    /// `MAX_PAYLOAD` and only logs.
+    pub fn parse_with_limit(payload: &[u8], envelope_limit: usize) -> Result<Self, ProtoError> {
+        let too_large = payload.len() > MAX_PAYLOAD;
+        if too_large && payload.len() > envelope_limit {
             return Err(ProtoError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD });
         }
         // serde_json refuses nesting deeper than 128 levels, so hostile nesting cannot
         // exhaust the stack.
         let value: Value = serde_json::from_slice(payload).map_err(|e| ProtoError::Json(e.to_string()))?;
         let Value::Object(map) = value else { return Err(ProtoError::NotAnObject) };
-        Ok(Incoming { envelope: Envelope::from_map(&map), body: Body::parse(&map) })
+        let body = if too_large {
+            Err(ProtoError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD })
+        } else {
+            Body::parse(&map)
+        };
+        Ok(Incoming { envelope: Envelope::from_map(&map), body })
+    }
+
+    /// [`Incoming::parse_with_limit`] with no envelope reading past [`MAX_PAYLOAD`].
+    pub fn parse(payload: &[u8]) -> Result<Self, ProtoError> {
+        Self::parse_with_limit(payload, MAX_PAYLOAD)
     }
 }
 
@@ -309,6 +325,10 @@ mod tests {
         assert_eq!(Incoming::parse(b"[1,2]"), Err(ProtoError::NotAnObject));
         let huge = vec![b' '; MAX_PAYLOAD + 1];
         assert!(matches!(Incoming::parse(&huge), Err(ProtoError::TooLarge { .. })));
+        let big = format!("{{\"type\":\"exec\",\"sender\":\"c\",\"to_exec\":\"{}\"}}", "x".repeat(MAX_PAYLOAD));
+        let refused = Incoming::parse_with_limit(big.as_bytes(), 4 * MAX_PAYLOAD).unwrap();
+        assert_eq!(refused.envelope.sender.as_deref(), Some("c"));
+        assert_eq!(refused.body.unwrap_err().kind(), "PayloadTooLarge");
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(matches!(Incoming::parse(deep.as_bytes()), Err(ProtoError::Json(_))));
     }

@@ -1,0 +1,157 @@
+//! The command line, as clap types. Every subcommand is thin: it parses, calls the libraries,
+//! and prints.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "plastic", version, about = "Run code on a fleet of microcontrollers and small computers over MQTT")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Broker to use: mqtt://[user:pass@]host[:port]
+    #[arg(long, global = true, env = "PLASTIC_BROKER", default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: String,
+    /// Topic prefix shared by every node and client of one fleet
+    #[arg(long, global = true, env = "PLASTIC_PREFIX", default_value = "plastic")]
+    pub prefix: String,
+    /// Print one JSON object per line instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for replies
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: an embedded MQTT broker and a registry that prints nodes as they come and go
+    Hub {
+        /// Address for the embedded broker (port 0 picks a free port and prints it)
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: SocketAddr,
+        /// Use the broker given by --broker instead of embedding one
+        #[arg(long)]
+        external: bool,
+    },
+    /// Run a node with simulated GPIO (ESP8266 pin set; pin 2 is the LED, active low)
+    Node(NodeArgs),
+    /// Run N simulated nodes in one process
+    Sim {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Names are PREFIX-1 .. PREFIX-N
+        #[arg(long, default_value = "sim")]
+        name_prefix: String,
+        /// Group to put every simulated node in (repeatable)
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Directory for the nodes' files (default: a fresh temporary directory)
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Start a hub and 3 simulated nodes, then walk through the seed's demo step by step
+    Demo,
+    /// List nodes: name, state, platform, address, since
+    Ls,
+    /// Evaluate a Python expression on nodes and print the result
+    Eval { target: String, code: String },
+    /// Execute Python statements on nodes and print what they printed
+    Exec { target: String, code: String },
+    /// Read or write GPIO pins
+    Gpio {
+        target: String,
+        #[command(subcommand)]
+        action: GpioAction,
+    },
+    /// Blink the on-board LED
+    Blink {
+        target: String,
+        #[arg(long, default_value_t = 10)]
+        times: u64,
+        #[arg(long)]
+        forever: bool,
+        /// Seconds on
+        #[arg(long, default_value_t = 0.5)]
+        on: f64,
+        /// Seconds off
+        #[arg(long, default_value_t = 0.5)]
+        off: f64,
+    },
+    /// Deploy a script and start it (it replaces a running script of the same name)
+    Run {
+        target: String,
+        script: PathBuf,
+        /// Script name (default: the file's stem)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stop running scripts (all, or --name) and any blink, without restarting the node
+    Stop {
+        target: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Upload a file: plastic cp LOCAL TARGET:PATH
+    Cp {
+        local: PathBuf,
+        destination: String,
+        /// Raw bytes per chunk
+        #[arg(long, default_value_t = 16 * 1024)]
+        chunk_size: usize,
+    },
+    /// Call a named function on nodes: ARGS is a JSON object (kwargs) or array (args)
+    Call { target: String, function: String, args: Option<String> },
+    /// Send any message (a JSON object, seed dicts as written); waits for the reply unless --no-wait
+    Send {
+        target: String,
+        message: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Ping nodes
+    Ping { target: String },
+    /// Show what nodes report about themselves
+    Info { target: String },
+    /// Follow presence changes, script output and node events
+    Watch {
+        /// Exit after this many lines
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Group to join (repeatable)
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Directory for the node's files (default: $PLASTIC_HOME/nodes/NAME, PLASTIC_HOME
+    /// defaulting to ~/.plastic)
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Platform reported in presence
+    #[arg(long, default_value = "sim")]
+    pub platform: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GpioAction {
+    /// Print every pin with its value, or only the pins given
+    Read { pins: Vec<u32> },
+    /// Set pins in order: PIN=VALUE ...
+    Write {
+        #[arg(required = true)]
+        assignments: Vec<String>,
+    },
+}

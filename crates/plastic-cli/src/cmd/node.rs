@@ -1,0 +1,107 @@
+//! `plastic node` and `plastic sim`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use plastic_client::BrokerUrl;
+use plastic_node::gpio::SimGpio;
+use plastic_node::{Node, NodeConfig};
+use plastic_proto::{name::validate_name, NodeName, Topics};
+
+use crate::args::{Global, NodeArgs};
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn node_config(global: &Global, name: &str, groups: Vec<String>, root: PathBuf, platform: &str) -> Result<NodeConfig> {
+    for g in &groups {
+        validate_name(g).with_context(|| format!("bad group `{g}`"))?;
+    }
+    Ok(NodeConfig {
+        broker: BrokerUrl::parse(&global.broker)?,
+        name: NodeName::parse(name)?,
+        topics: Topics::new(&global.prefix)?,
+        platform: platform.to_owned(),
+        groups,
+        root,
+        gpio: Arc::new(SimGpio::esp8266()),
+    })
+}
+
+fn default_root(name: &str) -> PathBuf {
+    let home = std::env::var_os("PLASTIC_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".plastic")
+    });
+    home.join("nodes").join(name)
+}
+
+pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
+    let root = args.root.clone().unwrap_or_else(|| default_root(&args.name));
+    let config = node_config(global, &args.name, args.groups, root.clone(), &args.platform)?;
+    let broker = config.broker.clone();
+    let node = Node::start(config).with_context(|| format!("cannot use {} for the node's files", root.display()))?;
+    eprintln!("plastic node {}: connecting to {broker}, files in {}", args.name, root.display());
+    let name = args.name.clone();
+    let mut announcements = node.announcements();
+    tokio::spawn(async move {
+        while announcements.changed().await.is_ok() {
+            eprintln!("plastic node {name}: online");
+        }
+    });
+    node.run(shutdown_signal()).await;
+    eprintln!("plastic node {}: offline", args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_sim(global: &Global, count: usize, prefix: &str, groups: Vec<String>, root: Option<PathBuf>) -> Result<ExitCode> {
+    if count == 0 {
+        anyhow::bail!("--nodes must be at least 1");
+    }
+    let base = root.unwrap_or_else(|| std::env::temp_dir().join(format!("plastic-sim-{}", std::process::id())));
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut all_announced = Vec::with_capacity(count);
+    for i in 1..=count {
+        let name = format!("{prefix}-{i}");
+        let config = node_config(global, &name, groups.clone(), base.join(&name), "sim")?;
+        let node = Node::start(config)?;
+        all_announced.push(node.announcements());
+        let mut stop = stop_tx.subscribe();
+        tasks.spawn(node.run(async move {
+            let _ = stop.recv().await;
+        }));
+    }
+    eprintln!("plastic sim: starting {count} nodes {prefix}-1..{prefix}-{count} on {}", global.broker);
+    tokio::spawn(async move {
+        for mut rx in all_announced {
+            if rx.wait_for(|n| *n > 0).await.is_err() {
+                return;
+            }
+        }
+        eprintln!("plastic sim: {count} nodes online");
+    });
+    shutdown_signal().await;
+    let _ = stop_tx.send(());
+    while tasks.join_next().await.is_some() {}
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! `plastic watch`: presence changes, script output and events, as they happen.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Result;
+use plastic_proto::{unix_seconds, TopicKind};
+use serde_json::{json, Value};
+
+use crate::args::Global;
+use crate::session::Session;
+
+pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
+    let broker = plastic_client::BrokerUrl::parse(&global.broker)?;
+    let topics = plastic_proto::Topics::new(&global.prefix)?;
+    let mut opts = plastic_client::ClientOptions::new(broker, plastic_client::ClientOptions::ephemeral_name("watch"));
+    opts.subscriptions = vec![topics.all_logs(), topics.all_events()];
+    opts.topics = topics;
+    let (client, mut deliveries) = plastic_client::Client::connect(opts);
+    let s = Session { client, timeout: crate::session::timeout(global)?, json: global.json };
+    s.client.wait_connected(s.timeout).await?;
+    let mut presence = s.client.presence_events();
+    s.client.track_presence().await?;
+    if !global.json {
+        eprintln!("watching {} (Ctrl-C to stop)", s.client.broker());
+    }
+    let mut printed = 0usize;
+    let shutdown = super::node::shutdown_signal();
+    tokio::pin!(shutdown);
+    while count.is_none_or(|c| printed < c) {
+        let line = tokio::select! {
+            _ = &mut shutdown => break,
+            event = presence.recv() => match event {
+                Ok(e) => {
+                    let p = e.current;
+                    if global.json {
+                        json!({"kind": "presence", "node": p.name, "state": p.state, "platform": p.platform, "since": p.since}).to_string()
+                    } else {
+                        format!("{} {} {} [{} {}]", clock(unix_seconds(SystemTime::now())), p.name, p.state.as_str(), p.platform, p.version)
+                    }
+                }
+                Err(_) => continue,
+            },
+            delivery = deliveries.recv() => {
+                let Some(d) = delivery else { break };
+                let body: Value = serde_json::from_slice(&d.payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.payload).into_owned()));
+                match d.kind {
+                    Some(TopicKind::Log(node)) => {
+                        if global.json {
+                            json!({"kind": "log", "node": node, "line": body}).to_string()
+                        } else {
+                            let time = body["time"].as_f64().unwrap_or_else(|| unix_seconds(SystemTime::now()));
+                            format!("{} {node} [{}] {}", clock(time), body["source"].as_str().unwrap_or("?"), body["text"].as_str().unwrap_or_default())
+                        }
+                    }
+                    Some(TopicKind::Events(node)) | Some(TopicKind::EventsSub(node, _)) => {
+                        let sub = d.topic.rsplit_once("/events").map(|(_, s)| s.trim_start_matches('/')).unwrap_or("").to_owned();
+                        if global.json {
+                            json!({"kind": "event", "node": node, "topic": sub, "data": body}).to_string()
+                        } else {
+                            format!("{} {node} event {sub}: {body}", clock(unix_seconds(SystemTime::now())))
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+        };
+        println!("{line}");
+        printed += 1;
+    }
+    s.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time.
+fn clock(t: f64) -> String {
+    let s = (t.max(0.0) as u64) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}

@@ -1,0 +1,103 @@
+//! TARGET: a node name, a comma list, a glob (`'sim-*'`), `group:NAME`, or `all`.
+
+use anyhow::{bail, Result};
+use plastic_client::Client;
+use plastic_proto::{name::validate_name, NodeName, NodeState, Presence};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetSpec {
+    Names(Vec<NodeName>),
+    Glob(String),
+    Group(String),
+    All,
+}
+
+impl TargetSpec {
+    pub fn parse(text: &str) -> Result<Self> {
+        if text == "all" {
+            return Ok(TargetSpec::All);
+        }
+        if let Some(group) = text.strip_prefix("group:") {
+            validate_name(group)?;
+            return Ok(TargetSpec::Group(group.to_owned()));
+        }
+        if text.contains(['*', '?', '[']) {
+            globset::Glob::new(text).map_err(|e| anyhow::anyhow!("invalid glob `{text}`: {e}"))?;
+            return Ok(TargetSpec::Glob(text.to_owned()));
+        }
+        let names = text.split(',').map(NodeName::parse).collect::<Result<Vec<_>, _>>()?;
+        Ok(TargetSpec::Names(names))
+    }
+
+    /// True when replies should be prefixed with the node's name.
+    pub fn is_multi(&self) -> bool {
+        !matches!(self, TargetSpec::Names(n) if n.len() == 1)
+    }
+}
+
+/// Who a request goes to, after looking at presence.
+pub struct Resolved {
+    /// Nodes expected to answer.
+    pub nodes: Vec<NodeName>,
+    /// For `all` and `group:`: one publish to this broadcast topic, addressed as `receiver`.
+    pub broadcast: Option<(String, String)>,
+    /// Named nodes that cannot be reached, with the reason (printed as failures).
+    pub unreachable: Vec<(String, String)>,
+}
+
+pub async fn resolve(client: &Client, spec: &TargetSpec, timeout: std::time::Duration) -> Result<Resolved> {
+    let fleet = client.nodes(timeout).await?;
+    let online = |p: &&Presence| p.state == NodeState::Online;
+    let names = |ps: Vec<&Presence>| ps.into_iter().filter_map(|p| NodeName::parse(&p.name).ok()).collect::<Vec<_>>();
+    let topics = client.topics();
+    Ok(match spec {
+        TargetSpec::All => Resolved {
+            nodes: names(fleet.iter().filter(online).collect()),
+            broadcast: Some((topics.all_inbox(), "all".into())),
+            unreachable: vec![],
+        },
+        TargetSpec::Group(g) => Resolved {
+            nodes: names(fleet.iter().filter(online).filter(|p| p.groups.iter().any(|x| x == g)).collect()),
+            broadcast: Some((topics.group_inbox(g)?, format!("group:{g}"))),
+            unreachable: vec![],
+        },
+        TargetSpec::Glob(pattern) => {
+            let matcher = globset::Glob::new(pattern)?.compile_matcher();
+            let nodes = names(fleet.iter().filter(online).filter(|p| matcher.is_match(&p.name)).collect());
+            if nodes.is_empty() {
+                bail!("no online node matches `{pattern}`");
+            }
+            Resolved { nodes, broadcast: None, unreachable: vec![] }
+        }
+        TargetSpec::Names(wanted) => {
+            let mut nodes = Vec::new();
+            let mut unreachable = Vec::new();
+            for name in wanted {
+                match fleet.iter().find(|p| p.name == name.as_str()) {
+                    Some(p) if p.state == NodeState::Online => nodes.push(name.clone()),
+                    Some(p) => unreachable.push((name.to_string(), format!("node {name} is {}", p.state.as_str()))),
+                    None => unreachable.push((name.to_string(), format!("unknown node `{name}`: no presence seen (see `plastic ls`)"))),
+                }
+            }
+            Resolved { nodes, broadcast: None, unreachable }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_target_form() {
+        assert_eq!(TargetSpec::parse("all").unwrap(), TargetSpec::All);
+        assert_eq!(TargetSpec::parse("group:lab").unwrap(), TargetSpec::Group("lab".into()));
+        assert_eq!(TargetSpec::parse("sim-*").unwrap(), TargetSpec::Glob("sim-*".into()));
+        let TargetSpec::Names(n) = TargetSpec::parse("a,b").unwrap() else { panic!() };
+        assert_eq!(n.len(), 2);
+        assert!(!TargetSpec::parse("pi-1").unwrap().is_multi());
+        assert!(TargetSpec::parse("a/b").is_err());
+        assert!(TargetSpec::parse("group:a+b").is_err());
+        assert!(TargetSpec::parse("a,,b").is_err());
+    }
+}
