@@ -287,9 +287,25 @@ impl Client {
     }
 
     /// Every node the broker holds a presence for, in name order.
+    ///
+    /// MQTT does not say when a subscriber has received all retained messages. Mosquitto sends
+    /// them before the SUBACK; rmqtt sends them from a spawned task, so they may arrive after a
+    /// marker sent once the SUBACK is in. So after the marker round trip, this keeps listening
+    /// until presence has been quiet for a few round-trip times (at least 25 ms).
     pub async fn nodes(&self, timeout: Duration) -> Result<Vec<Presence>, ClientError> {
+        let mut changes = self.presence_events();
         self.track_presence().await?;
+        let started = tokio::time::Instant::now();
         self.sync(timeout).await?;
+        let quiet = (started.elapsed() * 3).max(Duration::from_millis(25));
+        let deadline = started + timeout;
+        loop {
+            let wait_until = (tokio::time::Instant::now() + quiet).min(deadline);
+            match tokio::time::timeout_at(wait_until, changes.recv()).await {
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
+            }
+        }
         Ok(self.inner.presence.lock().unwrap().snapshot())
     }
 

@@ -79,6 +79,8 @@ struct NodeHost {
     client: Client,
     runtime: Handle,
     reset_tx: tokio::sync::mpsc::UnboundedSender<()>,
+    /// Log lines go through one task so they reach the broker in the order they were written.
+    log_tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl Host for NodeHost {
@@ -126,12 +128,8 @@ impl Host for NodeHost {
             "level": level,
             "text": text,
         });
-        let topic = self.client.topics().log(&self.name);
-        let client = self.client.clone();
         // Fire and forget: logging must never block a script or the message loop.
-        self.runtime.spawn(async move {
-            let _ = client.publish(&topic, line.to_string().into_bytes(), QoS::AtMostOnce, false).await;
-        });
+        let _ = self.log_tx.send(line.to_string().into_bytes());
     }
 
     fn reset(&self) {
@@ -182,12 +180,21 @@ impl Node {
         opts.last_will = Some((config.topics.status(&config.name), presence.with_state(NodeState::Lost, now).to_bytes()));
         let (client, deliveries) = Client::connect(opts);
         let (reset_tx, resets) = tokio::sync::mpsc::unbounded_channel();
+        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let log_topic = config.topics.log(&config.name);
+        let log_client = client.clone();
+        tokio::spawn(async move {
+            while let Some(line) = log_rx.recv().await {
+                let _ = log_client.publish(&log_topic, line, QoS::AtMostOnce, false).await;
+            }
+        });
         let host = Arc::new(NodeHost {
             name: config.name.clone(),
             gpio: config.gpio.clone(),
             client: client.clone(),
             runtime: Handle::current(),
             reset_tx,
+            log_tx,
         });
         let engine = Arc::new(PythonEngine::new(host.clone(), files.root().to_path_buf()));
         let shared = Arc::new(NodeShared {

@@ -19,7 +19,8 @@ use crate::target::{resolve, TargetSpec};
 const MAX_CHUNK: usize = 128 * 1024;
 
 pub async fn run(global: &Global, local: &Path, destination: &str, chunk_size: usize) -> Result<ExitCode> {
-    let Some((target, path)) = destination.split_once(':') else {
+    // Paths cannot contain `:`, targets can (`group:lab`): split at the last one.
+    let Some((target, path)) = destination.rsplit_once(':') else {
         bail!("DESTINATION must be TARGET:PATH, for example pi-1:functions.py");
     };
     let path = if path.is_empty() {

@@ -21,9 +21,8 @@ pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
     s.client.wait_connected(s.timeout).await?;
     let mut presence = s.client.presence_events();
     s.client.track_presence().await?;
-    if !global.json {
-        eprintln!("watching {} (Ctrl-C to stop)", s.client.broker());
-    }
+    // On stderr, so `--json` output stays pure; tests wait for this line.
+    eprintln!("watching {} (Ctrl-C to stop)", s.client.broker());
     let mut printed = 0usize;
     let shutdown = super::node::shutdown_signal();
     tokio::pin!(shutdown);

@@ -1,0 +1,296 @@
+//! End-to-end harness: real `plastic` processes, a real broker (the embedded hub or Mosquitto)
+//! on 127.0.0.1 with a free port, and Mosquitto's own command-line clients as a third-party
+//! peer. Waits are on events (a line a process prints), never on fixed sleeps.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BrokerKind {
+    /// `plastic hub` with its embedded rmqtt.
+    Embedded,
+    /// Mosquitto from Debian, proving nothing depends on the embedded broker.
+    Mosquitto,
+}
+
+pub fn plastic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_plastic"))
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// A child process whose output lines (stdout and stderr, merged) can be awaited.
+pub struct Proc {
+    pub child: Child,
+    lines: Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+    what: String,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, what: &str) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let (tx, lines) = channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            let tx = tx.clone();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    seen.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc { child, lines, seen, what: what.to_owned() }
+    }
+
+    /// Waits for the next line that satisfies `pred` (earlier unmatched lines are consumed).
+    pub fn wait_line(&self, pred: impl Fn(&str) -> bool, why: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: no line {why} within {WAIT:?}; output so far:\n{}",
+                    self.what,
+                    self.seen.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn wait_contains(&self, needle: &str) -> String {
+        self.wait_line(|l| l.contains(needle), &format!("containing {needle:?}"))
+    }
+
+    pub fn signal(&mut self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL: the process gets no chance to say goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn output_so_far(&self) -> String {
+        self.seen.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Broker {
+    pub kind: BrokerKind,
+    pub port: u16,
+    proc: Proc,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Broker {
+    pub fn start(kind: BrokerKind, dir: &Path) -> Broker {
+        let port = match kind {
+            BrokerKind::Embedded => 0,
+            BrokerKind::Mosquitto => free_port(),
+        };
+        Self::start_on(kind, dir, port)
+    }
+
+    fn start_on(kind: BrokerKind, dir: &Path, port: u16) -> Broker {
+        match kind {
+            BrokerKind::Embedded => {
+                let mut cmd = plastic();
+                cmd.args(["hub", "--listen", &format!("127.0.0.1:{port}")]);
+                let proc = Proc::spawn(cmd, "plastic hub");
+                let line = proc.wait_contains("MQTT broker listening on");
+                let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+                Broker { kind, port, proc, dir: dir.to_owned() }
+            }
+            BrokerKind::Mosquitto => {
+                let conf = dir.join(format!("mosquitto-{port}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nuser root\nlog_type all\n"),
+                )
+                .unwrap();
+                let mut cmd = Command::new(which("mosquitto"));
+                cmd.arg("-c").arg(&conf);
+                let proc = Proc::spawn(cmd, "mosquitto");
+                proc.wait_contains("running");
+                Broker { kind, port, proc, dir: dir.to_owned() }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The hub's console (embedded only).
+    pub fn console(&self) -> &Proc {
+        &self.proc
+    }
+
+    /// Kills the broker outright and starts a new one on the same port.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        let fresh = Self::start_on(self.kind, &self.dir, self.port);
+        *self = fresh;
+    }
+}
+
+pub fn which(program: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{program} is not installed (apt-get install mosquitto mosquitto-clients)");
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub struct Fleet {
+    pub broker: Broker,
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<(String, Proc)>,
+}
+
+impl Fleet {
+    pub fn new(kind: BrokerKind) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start(kind, dir.path());
+        Fleet { broker, dir, nodes: Vec::new() }
+    }
+
+    pub fn root_of(&self, node: &str) -> PathBuf {
+        self.dir.path().join("nodes").join(node)
+    }
+
+    /// Starts `plastic node` and waits until it has announced itself.
+    pub fn node(&mut self, name: &str, groups: &[&str]) -> &mut Proc {
+        let mut cmd = plastic();
+        cmd.args(["node", "--name", name, "--broker", &self.broker.url()]).arg("--root").arg(self.root_of(name));
+        for g in groups {
+            cmd.args(["--group", g]);
+        }
+        let proc = Proc::spawn(cmd, &format!("node {name}"));
+        proc.wait_contains("online");
+        self.nodes.push((name.to_owned(), proc));
+        &mut self.nodes.last_mut().unwrap().1
+    }
+
+    pub fn node_proc(&mut self, name: &str) -> &mut Proc {
+        &mut self.nodes.iter_mut().find(|(n, _)| n == name).expect("started node").1
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Out {
+        let out = plastic()
+            .args(args)
+            .env("PLASTIC_BROKER", self.broker.url())
+            .env_remove("PLASTIC_PREFIX")
+            .current_dir(self.dir.path())
+            .output()
+            .expect("running plastic");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the CLI and asserts success.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert_eq!(out.code, 0, "plastic {args:?} failed: {out:?}");
+        out.stdout
+    }
+
+    /// `plastic watch --json`, running and subscribed.
+    pub fn watch(&self) -> Proc {
+        let mut cmd = plastic();
+        cmd.args(["watch", "--json", "--broker", &self.broker.url()]);
+        let proc = Proc::spawn(cmd, "plastic watch");
+        proc.wait_contains("watching");
+        proc
+    }
+
+    /// Publishes a raw payload to a topic with Mosquitto's own client.
+    pub fn mosquitto_pub(&self, topic: &str, payload: &[u8]) {
+        let file = self.dir.path().join(format!("payload-{}", std::process::id()));
+        std::fs::write(&file, payload).unwrap();
+        let status = Command::new(which("mosquitto_pub"))
+            .args(["-h", "127.0.0.1", "-p", &self.broker.port.to_string(), "-q", "1", "-t", topic, "-f"])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mosquitto_pub failed");
+    }
+
+    /// Subscribes with mosquitto_sub, returns once subscribed; read lines with `wait_line`.
+    pub fn mosquitto_sub(&self, topic: &str) -> Proc {
+        // stdbuf: mosquitto_sub block-buffers stdout into a pipe, which would hide the SUBACK line.
+        let mut cmd = Command::new(which("stdbuf"));
+        cmd.arg("-oL").arg(which("mosquitto_sub")).args(["-h", "127.0.0.1", "-p", &self.broker.port.to_string(), "-q", "1", "-t", topic, "-d"]);
+        let proc = Proc::spawn(cmd, "mosquitto_sub");
+        proc.wait_contains("SUBACK");
+        proc
+    }
+}
+
+/// Generates one `#[test]` per scenario and broker.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::$name(super::common::BrokerKind::Embedded) } )*
+        }
+        mod mosquitto {
+            $( #[test] fn $name() { super::$name(super::common::BrokerKind::Mosquitto) } )*
+        }
+    };
+}
