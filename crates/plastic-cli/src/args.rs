@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "plastic", version, about = "Run code on a fleet of microcontrollers and small computers over MQTT")]
+#[command(
+    name = "plastic",
+    version,
+    about = "Run code on a fleet of microcontrollers and small computers over MQTT"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -18,7 +22,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Broker to use: mqtt://[user:pass@]host[:port]
-    #[arg(long, global = true, env = "PLASTIC_BROKER", default_value = "mqtt://127.0.0.1:1883")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLASTIC_BROKER",
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
     pub broker: String,
     /// Topic prefix shared by every node and client of one fleet
     #[arg(long, global = true, env = "PLASTIC_PREFIX", default_value = "plastic")]
@@ -109,7 +118,11 @@ pub enum Command {
         chunk_size: usize,
     },
     /// Call a named function on nodes: ARGS is a JSON object (kwargs) or array (args)
-    Call { target: String, function: String, args: Option<String> },
+    Call {
+        target: String,
+        function: String,
+        args: Option<String>,
+    },
     /// Send any message (a JSON object, seed dicts as written); waits for the reply unless --no-wait
     Send {
         target: String,

@@ -14,12 +14,18 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLASTIC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error,rustpython_vm=error")),
+            tracing_subscriber::EnvFilter::try_from_env("PLASTIC_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error,rustpython_vm=error",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -28,7 +28,12 @@ pub struct Printer {
 
 impl Printer {
     /// Prints one node's outcome; returns whether it succeeded.
-    pub fn outcome(&self, node: &str, outcome: &Result<Reply, ClientError>, render: Render) -> bool {
+    pub fn outcome(
+        &self,
+        node: &str,
+        outcome: &Result<Reply, ClientError>,
+        render: Render,
+    ) -> bool {
         let ok = matches!(outcome, Ok(r) if r.ok);
         if self.json {
             let line = match outcome {
@@ -36,12 +41,18 @@ impl Printer {
                     "node": node, "ok": r.ok, "result": r.result, "repr": r.repr,
                     "stdout": r.stdout, "error": r.error,
                 }),
-                Err(e) => json!({"node": node, "ok": false, "error": {"kind": client_error_kind(e), "message": e.to_string(), "traceback": ""}}),
+                Err(e) => {
+                    json!({"node": node, "ok": false, "error": {"kind": client_error_kind(e), "message": e.to_string(), "traceback": ""}})
+                }
             };
             println!("{line}");
             return ok;
         }
-        let prefix = if self.multi { format!("{node}: ") } else { String::new() };
+        let prefix = if self.multi {
+            format!("{node}: ")
+        } else {
+            String::new()
+        };
         match outcome {
             Ok(reply) => {
                 let mut out = std::io::stdout().lock();
@@ -78,7 +89,10 @@ impl Printer {
     /// A failure that never reached a node (unknown or offline target).
     pub fn failure(&self, node: &str, kind: &str, message: &str) {
         if self.json {
-            println!("{}", json!({"node": node, "ok": false, "error": {"kind": kind, "message": message, "traceback": ""}}));
+            println!(
+                "{}",
+                json!({"node": node, "ok": false, "error": {"kind": kind, "message": message, "traceback": ""}})
+            );
         } else if self.multi {
             eprintln!("{node}: error: {message}");
         } else {

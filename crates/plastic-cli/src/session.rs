@@ -25,8 +25,14 @@ impl Session {
         client
             .wait_connected(timeout.min(Duration::from_secs(10)))
             .await
-            .with_context(|| format!("cannot reach the broker at {broker} (is `plastic hub` running?)"))?;
-        Ok(Session { client, timeout, json: global.json })
+            .with_context(|| {
+                format!("cannot reach the broker at {broker} (is `plastic hub` running?)")
+            })?;
+        Ok(Session {
+            client,
+            timeout,
+            json: global.json,
+        })
     }
 
     pub async fn close(self) {

@@ -25,7 +25,10 @@ impl TargetSpec {
             globset::Glob::new(text).map_err(|e| anyhow::anyhow!("invalid glob `{text}`: {e}"))?;
             return Ok(TargetSpec::Glob(text.to_owned()));
         }
-        let names = text.split(',').map(NodeName::parse).collect::<Result<Vec<_>, _>>()?;
+        let names = text
+            .split(',')
+            .map(NodeName::parse)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(TargetSpec::Names(names))
     }
 
@@ -45,10 +48,18 @@ pub struct Resolved {
     pub unreachable: Vec<(String, String)>,
 }
 
-pub async fn resolve(client: &Client, spec: &TargetSpec, timeout: std::time::Duration) -> Result<Resolved> {
+pub async fn resolve(
+    client: &Client,
+    spec: &TargetSpec,
+    timeout: std::time::Duration,
+) -> Result<Resolved> {
     let fleet = client.nodes(timeout).await?;
     let online = |p: &&Presence| p.state == NodeState::Online;
-    let names = |ps: Vec<&Presence>| ps.into_iter().filter_map(|p| NodeName::parse(&p.name).ok()).collect::<Vec<_>>();
+    let names = |ps: Vec<&Presence>| {
+        ps.into_iter()
+            .filter_map(|p| NodeName::parse(&p.name).ok())
+            .collect::<Vec<_>>()
+    };
     let topics = client.topics();
     Ok(match spec {
         TargetSpec::All => Resolved {
@@ -57,17 +68,33 @@ pub async fn resolve(client: &Client, spec: &TargetSpec, timeout: std::time::Dur
             unreachable: vec![],
         },
         TargetSpec::Group(g) => Resolved {
-            nodes: names(fleet.iter().filter(online).filter(|p| p.groups.iter().any(|x| x == g)).collect()),
+            nodes: names(
+                fleet
+                    .iter()
+                    .filter(online)
+                    .filter(|p| p.groups.iter().any(|x| x == g))
+                    .collect(),
+            ),
             broadcast: Some((topics.group_inbox(g)?, format!("group:{g}"))),
             unreachable: vec![],
         },
         TargetSpec::Glob(pattern) => {
             let matcher = globset::Glob::new(pattern)?.compile_matcher();
-            let nodes = names(fleet.iter().filter(online).filter(|p| matcher.is_match(&p.name)).collect());
+            let nodes = names(
+                fleet
+                    .iter()
+                    .filter(online)
+                    .filter(|p| matcher.is_match(&p.name))
+                    .collect(),
+            );
             if nodes.is_empty() {
                 bail!("no online node matches `{pattern}`");
             }
-            Resolved { nodes, broadcast: None, unreachable: vec![] }
+            Resolved {
+                nodes,
+                broadcast: None,
+                unreachable: vec![],
+            }
         }
         TargetSpec::Names(wanted) => {
             let mut nodes = Vec::new();
@@ -75,11 +102,21 @@ pub async fn resolve(client: &Client, spec: &TargetSpec, timeout: std::time::Dur
             for name in wanted {
                 match fleet.iter().find(|p| p.name == name.as_str()) {
                     Some(p) if p.state == NodeState::Online => nodes.push(name.clone()),
-                    Some(p) => unreachable.push((name.to_string(), format!("node {name} is {}", p.state.as_str()))),
-                    None => unreachable.push((name.to_string(), format!("unknown node `{name}`: no presence seen (see `plastic ls`)"))),
+                    Some(p) => unreachable.push((
+                        name.to_string(),
+                        format!("node {name} is {}", p.state.as_str()),
+                    )),
+                    None => unreachable.push((
+                        name.to_string(),
+                        format!("unknown node `{name}`: no presence seen (see `plastic ls`)"),
+                    )),
                 }
             }
-            Resolved { nodes, broadcast: None, unreachable }
+            Resolved {
+                nodes,
+                broadcast: None,
+                unreachable,
+            }
         }
     })
 }
@@ -91,9 +128,17 @@ mod tests {
     #[test]
     fn parses_every_target_form() {
         assert_eq!(TargetSpec::parse("all").unwrap(), TargetSpec::All);
-        assert_eq!(TargetSpec::parse("group:lab").unwrap(), TargetSpec::Group("lab".into()));
-        assert_eq!(TargetSpec::parse("sim-*").unwrap(), TargetSpec::Glob("sim-*".into()));
-        let TargetSpec::Names(n) = TargetSpec::parse("a,b").unwrap() else { panic!() };
+        assert_eq!(
+            TargetSpec::parse("group:lab").unwrap(),
+            TargetSpec::Group("lab".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("sim-*").unwrap(),
+            TargetSpec::Glob("sim-*".into())
+        );
+        let TargetSpec::Names(n) = TargetSpec::parse("a,b").unwrap() else {
+            panic!()
+        };
         assert_eq!(n.len(), 2);
         assert!(!TargetSpec::parse("pi-1").unwrap().is_multi());
         assert!(TargetSpec::parse("a/b").is_err());

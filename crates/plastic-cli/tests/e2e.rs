@@ -6,32 +6,57 @@ mod common;
 use common::{repo_file, BrokerKind, Fleet};
 use serde_json::Value;
 
-const ALL_PINS_HIGH: &str = "[[0,1],[1,1],[2,1],[3,1],[4,1],[5,1],[12,1],[13,1],[14,1],[15,1],[16,1]]";
+const ALL_PINS_HIGH: &str =
+    "[[0,1],[1,1],[2,1],[3,1],[4,1],[5,1],[12,1],[13,1],[14,1],[15,1],[16,1]]";
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
 }
 
 fn user_workflow(kind: BrokerKind) {
     let mut f = Fleet::new(kind);
     f.node("pi-1", &[]);
     let ls = f.ok(&["ls"]);
-    let row = ls.lines().find(|l| l.starts_with("pi-1")).unwrap_or_else(|| panic!("pi-1 missing from ls:\n{ls}"));
-    assert!(row.contains("online") && row.contains("sim") && row.contains("127.0.0.1"), "{ls}");
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with("pi-1"))
+        .unwrap_or_else(|| panic!("pi-1 missing from ls:\n{ls}"));
+    assert!(
+        row.contains("online") && row.contains("sim") && row.contains("127.0.0.1"),
+        "{ls}"
+    );
     assert!(ls.lines().next().unwrap().starts_with("NAME"), "{ls}");
 
     assert_eq!(f.ok(&["eval", "pi-1", "2+3"]), "5\n");
-    assert_eq!(f.ok(&["exec", "pi-1", "print(\"Testing exec !\")"]), "Testing exec !\n");
-    assert_eq!(f.ok(&["gpio", "pi-1", "read"]), format!("{ALL_PINS_HIGH}\n"));
-    assert_eq!(f.ok(&["gpio", "pi-1", "write", "2=0", "2=1", "2=0"]), "[[2,0]]\n");
+    assert_eq!(
+        f.ok(&["exec", "pi-1", "print(\"Testing exec !\")"]),
+        "Testing exec !\n"
+    );
+    assert_eq!(
+        f.ok(&["gpio", "pi-1", "read"]),
+        format!("{ALL_PINS_HIGH}\n")
+    );
+    assert_eq!(
+        f.ok(&["gpio", "pi-1", "write", "2=0", "2=1", "2=0"]),
+        "[[2,0]]\n"
+    );
     assert_eq!(f.ok(&["gpio", "pi-1", "read", "2", "3"]), "[[2,0],[3,1]]\n");
-    assert_eq!(f.ok(&["blink", "pi-1", "--times", "10", "--on", "0.05", "--off", "0.05"]), "blinking 10 times\n");
+    assert_eq!(
+        f.ok(&["blink", "pi-1", "--times", "10", "--on", "0.05", "--off", "0.05"]),
+        "blinking 10 times\n"
+    );
 
     // The namespace persists between requests, as on an IPython engine.
     f.ok(&["exec", "pi-1", "counter = 41"]);
     assert_eq!(f.ok(&["eval", "pi-1", "counter + 1"]), "42\n");
     // machine.Pin drives the same pins the GPIO commands see.
-    f.ok(&["exec", "pi-1", "import machine\nmachine.Pin(4, machine.Pin.OUT).off()"]);
+    f.ok(&[
+        "exec",
+        "pi-1",
+        "import machine\nmachine.Pin(4, machine.Pin.OUT).off()",
+    ]);
     assert_eq!(f.ok(&["gpio", "pi-1", "read", "4"]), "[[4,0]]\n");
 
     assert_eq!(f.ok(&["ping", "pi-1"]), "\"pong\"\n");
@@ -45,26 +70,44 @@ fn seed_messages_as_written(kind: BrokerKind) {
     f.node("pi-1", &[]);
     let send = |msg: &str| f.ok(&["send", "pi-1", msg]);
     assert_eq!(
-        send(r#"{"type": "command", "command": "blink led", "kwargs": {"times": 10, "forever": false, "on_seconds": 0.05, "off_seconds": 0.05}}"#),
+        send(
+            r#"{"type": "command", "command": "blink led", "kwargs": {"times": 10, "forever": false, "on_seconds": 0.05, "off_seconds": 0.05}}"#
+        ),
         "{\"blinking\":true,\"forever\":false,\"times\":10}\n"
     );
     let read = send(r#"{"type": "command", "command": "read GPIOs", "need_result": true}"#);
     assert!(read.starts_with("[[0,1],[1,1],[2,"), "{read}");
     assert_eq!(
-        send(r#"{"type": "command", "command": "write GPIOs", "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}"#),
+        send(
+            r#"{"type": "command", "command": "write GPIOs", "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}"#
+        ),
         "[[2,0]]\n"
     );
-    assert_eq!(send(r#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#), "5\n");
-    assert_eq!(send(r#"{"type": "exec", "to_exec": "print(\"Testing exec !\")"}"#), "Testing exec !\nnull\n");
+    assert_eq!(
+        send(r#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#),
+        "5\n"
+    );
+    assert_eq!(
+        send(r#"{"type": "exec", "to_exec": "print(\"Testing exec !\")"}"#),
+        "Testing exec !\nnull\n"
+    );
     // The author's later field name.
-    assert_eq!(send(r#"{"message_type": "eval", "to_evaluate": "2+3", "need_result": true}"#), "5\n");
+    assert_eq!(
+        send(r#"{"message_type": "eval", "to_evaluate": "2+3", "need_result": true}"#),
+        "5\n"
+    );
     let script = std::fs::read_to_string(repo_file("examples/script_to_deploy.py")).unwrap();
     let msg = serde_json::json!({"type": "script", "script": script}).to_string();
     assert_eq!(send(&msg), "{\"name\":\"main\",\"started\":true}\n");
     let stopped = f.ok(&["stop", "pi-1"]);
     assert!(stopped.contains("stopped: main"), "{stopped}");
     // Fire and forget, as the seed's client.request without need_result.
-    let out = f.ok(&["send", "--no-wait", "pi-1", r#"{"type": "exec", "to_exec": "fired = True"}"#]);
+    let out = f.ok(&[
+        "send",
+        "--no-wait",
+        "pi-1",
+        r#"{"type": "exec", "to_exec": "fired = True"}"#,
+    ]);
     assert!(out.starts_with("sent "), "{out}");
     assert_eq!(f.ok(&["eval", "pi-1", "fired"]), "true\n");
 }
@@ -72,15 +115,30 @@ fn seed_messages_as_written(kind: BrokerKind) {
 fn falsy_results_come_back_intact(kind: BrokerKind) {
     let mut f = Fleet::new(kind);
     f.node("pi-1", &[]);
-    for (expr, shown) in [("0", "0"), ("[]", "[]"), ("False", "false"), ("''", "\"\""), ("None", "null"), ("{}", "{}"), ("0.0", "0.0")] {
-        assert_eq!(f.ok(&["eval", "pi-1", expr]), format!("{shown}\n"), "eval {expr}");
+    for (expr, shown) in [
+        ("0", "0"),
+        ("[]", "[]"),
+        ("False", "false"),
+        ("''", "\"\""),
+        ("None", "null"),
+        ("{}", "{}"),
+        ("0.0", "0.0"),
+    ] {
+        assert_eq!(
+            f.ok(&["eval", "pi-1", expr]),
+            format!("{shown}\n"),
+            "eval {expr}"
+        );
         let line = &json_lines(&f.ok(&["--json", "eval", "pi-1", expr]))[0];
         assert_eq!(line["ok"], true);
         assert!(line.as_object().unwrap().contains_key("result"), "{line}");
     }
     // Values JSON cannot hold come back as their repr, flagged.
     let line = &json_lines(&f.ok(&["--json", "eval", "pi-1", "{1, 2}"]))[0];
-    assert_eq!((line["result"].as_str(), line["repr"].as_bool()), (Some("{1, 2}"), Some(true)));
+    assert_eq!(
+        (line["result"].as_str(), line["repr"].as_bool()),
+        (Some("{1, 2}"), Some(true))
+    );
     assert_eq!(f.ok(&["eval", "pi-1", "(1, 'a')"]), "[1,\"a\"]\n");
 }
 
@@ -89,25 +147,49 @@ fn errors_carry_type_message_and_traceback(kind: BrokerKind) {
     f.node("pi-1", &[]);
     let out = f.cli(&["eval", "pi-1", "1/0"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("Traceback (most recent call last)"), "{out:?}");
+    assert!(
+        out.stderr.contains("Traceback (most recent call last)"),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("ZeroDivisionError"), "{out:?}");
     let out = f.cli(&["exec", "pi-1", "print('before')\nraise ValueError('boom')"]);
     assert_eq!(out.code, 1);
-    assert_eq!(out.stdout, "before\n", "output printed before the error still arrives");
+    assert_eq!(
+        out.stdout, "before\n",
+        "output printed before the error still arrives"
+    );
     assert!(out.stderr.contains("ValueError: boom"), "{out:?}");
     let line = &json_lines(&f.cli(&["--json", "eval", "pi-1", "undefined_name"]).stdout)[0];
     assert_eq!(line["ok"], false);
     assert_eq!(line["error"]["kind"], "NameError");
-    assert!(line["error"]["traceback"].as_str().unwrap().contains("<eval>"), "{line}");
+    assert!(
+        line["error"]["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("<eval>"),
+        "{line}"
+    );
     let out = f.cli(&["eval", "pi-1", "2 +"]);
-    assert!(out.code == 1 && out.stderr.contains("SyntaxError"), "{out:?}");
+    assert!(
+        out.code == 1 && out.stderr.contains("SyntaxError"),
+        "{out:?}"
+    );
     // Refusals by the protocol layer are error replies too.
     let out = f.cli(&["send", "pi-1", r#"{"type": "teleport"}"#]);
-    assert!(out.code == 1 && out.stderr.contains("UnknownType"), "{out:?}");
+    assert!(
+        out.code == 1 && out.stderr.contains("UnknownType"),
+        "{out:?}"
+    );
     let out = f.cli(&["send", "pi-1", r#"{"type": "command", "command": "fly"}"#]);
-    assert!(out.code == 1 && out.stderr.contains("unknown command `fly`"), "{out:?}");
+    assert!(
+        out.code == 1 && out.stderr.contains("unknown command `fly`"),
+        "{out:?}"
+    );
     let out = f.cli(&["gpio", "pi-1", "write", "7=1"]);
-    assert!(out.code == 1 && out.stderr.contains("pin 7 does not exist"), "{out:?}");
+    assert!(
+        out.code == 1 && out.stderr.contains("pin 7 does not exist"),
+        "{out:?}"
+    );
     // The node is still there, and nothing ran twice or went missing.
     assert_eq!(f.ok(&["eval", "pi-1", "2+3"]), "5\n");
 }
@@ -117,30 +199,59 @@ fn files_functions_and_imports(kind: BrokerKind) {
     f.node("pi-1", &[]);
     let functions = repo_file("examples/functions.py");
     let out = f.ok(&["cp", functions.to_str().unwrap(), "pi-1:functions.py"]);
-    assert!(out.contains("functions.py") && out.contains("verified"), "{out}");
+    assert!(
+        out.contains("functions.py") && out.contains("verified"),
+        "{out}"
+    );
     f.ok(&["exec", "pi-1", "import functions"]);
-    assert_eq!(f.ok(&["call", "pi-1", "functions.add", r#"{"a":2,"b":3}"#]), "5\n");
+    assert_eq!(
+        f.ok(&["call", "pi-1", "functions.add", r#"{"a":2,"b":3}"#]),
+        "5\n"
+    );
     assert_eq!(f.ok(&["call", "pi-1", "functions.add", "[20, 22]"]), "42\n");
     assert_eq!(f.ok(&["call", "pi-1", "functions.led", "[true]"]), "true\n");
     assert_eq!(f.ok(&["gpio", "pi-1", "read", "2"]), "[[2,0]]\n");
     // A 300 KB binary file travels in chunks and lands byte for byte.
-    let big: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let local = f.dir.path().join("big.bin");
     std::fs::write(&local, &big).unwrap();
     f.ok(&["cp", local.to_str().unwrap(), "pi-1:data/big.bin"]);
-    assert_eq!(std::fs::read(f.root_of("pi-1").join("data/big.bin")).unwrap(), big);
-    let listing = f.ok(&["send", "pi-1", r#"{"type": "command", "command": "list files"}"#]);
-    assert!(listing.contains("[\"data/big.bin\",300000]") && listing.contains("functions.py"), "{listing}");
+    assert_eq!(
+        std::fs::read(f.root_of("pi-1").join("data/big.bin")).unwrap(),
+        big
+    );
+    let listing = f.ok(&[
+        "send",
+        "pi-1",
+        r#"{"type": "command", "command": "list files"}"#,
+    ]);
+    assert!(
+        listing.contains("[\"data/big.bin\",300000]") && listing.contains("functions.py"),
+        "{listing}"
+    );
     // Paths cannot leave the node's root.
     for bad in ["../../etc/passwd", "/etc/passwd", ".hidden"] {
         let out = f.cli(&["cp", functions.to_str().unwrap(), &format!("pi-1:{bad}")]);
-        assert!(out.code != 0 && out.stderr.contains("invalid path"), "{bad}: {out:?}");
-        let raw = serde_json::json!({"type": "file", "filename": bad, "content": "pwned"}).to_string();
+        assert!(
+            out.code != 0 && out.stderr.contains("invalid path"),
+            "{bad}: {out:?}"
+        );
+        let raw =
+            serde_json::json!({"type": "file", "filename": bad, "content": "pwned"}).to_string();
         let out = f.cli(&["send", "pi-1", &raw]);
-        assert!(out.code == 1 && out.stderr.contains("BadPath"), "{bad}: {out:?}");
+        assert!(
+            out.code == 1 && out.stderr.contains("BadPath"),
+            "{bad}: {out:?}"
+        );
     }
     assert!(!f.dir.path().join("etc").exists());
-    let out = f.cli(&["send", "pi-1", r#"{"type": "command", "command": "remove file", "kwargs": {"filename": "functions.py"}}"#]);
+    let out = f.cli(&[
+        "send",
+        "pi-1",
+        r#"{"type": "command", "command": "remove file", "kwargs": {"filename": "functions.py"}}"#,
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(!f.root_of("pi-1").join("functions.py").exists());
 }
@@ -151,14 +262,20 @@ fn script_deploy_output_and_stop(kind: BrokerKind) {
     let watch = f.watch();
     f.ok(&["exec", "pi-1", "kept = 'still here'"]);
     let script = repo_file("examples/script_to_deploy.py");
-    assert_eq!(f.ok(&["run", "pi-1", script.to_str().unwrap()]), "script `script_to_deploy` started\n");
+    assert_eq!(
+        f.ok(&["run", "pi-1", script.to_str().unwrap()]),
+        "script `script_to_deploy` started\n"
+    );
     watch.wait_contains("testing remote deploy");
     watch.wait_contains("deployed from remote");
     // The seed's loop drives the LED on its own: pin 2 is seen low and then high.
     for want in ["[[2,0]]", "[[2,1]]"] {
         let deadline = std::time::Instant::now() + common::WAIT;
         while f.ok(&["gpio", "pi-1", "read", "2"]).trim() != want {
-            assert!(std::time::Instant::now() < deadline, "LED never read {want}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "LED never read {want}"
+            );
         }
     }
     let info: Value = serde_json::from_str(&f.ok(&["info", "pi-1"])).unwrap();
@@ -183,7 +300,10 @@ fn script_deploy_output_and_stop(kind: BrokerKind) {
     f.ok(&["run", "pi-1", looping.to_str().unwrap(), "--name", "worker"]);
     let info: Value = serde_json::from_str(&f.ok(&["info", "pi-1"])).unwrap();
     assert_eq!(info["scripts"], serde_json::json!(["worker"]));
-    assert_eq!(f.ok(&["stop", "pi-1", "--name", "worker"]), "stopped: worker\n");
+    assert_eq!(
+        f.ok(&["stop", "pi-1", "--name", "worker"]),
+        "stopped: worker\n"
+    );
 }
 
 fn node_to_node_from_a_deployed_script(kind: BrokerKind) {
@@ -205,14 +325,27 @@ fn node_to_node_from_a_deployed_script(kind: BrokerKind) {
     let event: Value = serde_json::from_str(&watch.wait_contains("\"kind\":\"event\"")).unwrap();
     assert_eq!(event["node"], "alpha");
     assert_eq!(event["topic"], "answer");
-    assert_eq!(event["data"], serde_json::json!({"from": "alpha", "answer": 42}));
+    assert_eq!(
+        event["data"],
+        serde_json::json!({"from": "alpha", "answer": 42})
+    );
     watch.wait_contains("remote failed with ZeroDivisionError");
 }
 
 fn many_targets(kind: BrokerKind) {
     let f = Fleet::new(kind);
     let mut sim = common::plastic();
-    sim.args(["sim", "--nodes", "3", "--group", "lab", "--broker", &f.broker.url()]).arg("--root").arg(f.dir.path().join("sim"));
+    sim.args([
+        "sim",
+        "--nodes",
+        "3",
+        "--group",
+        "lab",
+        "--broker",
+        &f.broker.url(),
+    ])
+    .arg("--root")
+    .arg(f.dir.path().join("sim"));
     let sim = common::Proc::spawn(sim, "plastic sim");
     sim.wait_contains("3 nodes online");
     let expected = "sim-1: \"sim-1\"\nsim-2: \"sim-2\"\nsim-3: \"sim-3\"\n";
@@ -223,20 +356,30 @@ fn many_targets(kind: BrokerKind) {
     assert_eq!(f.ok(&["eval", "sim-1,sim-3", "1"]), "sim-1: 1\nsim-3: 1\n");
     let lines = json_lines(&f.ok(&["--json", "eval", "sim-*", "2+3"]));
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().all(|l| l["ok"] == true && l["result"] == 5), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["ok"] == true && l["result"] == 5),
+        "{lines:?}"
+    );
     // One failure among several: the others still answer, the exit status says it.
     let out = f.cli(&["eval", "sim-1,ghost", "1"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.stdout, "sim-1: 1\n");
     assert!(out.stderr.contains("ghost: error: unknown node"), "{out:?}");
-    let out = f.cli(&["eval", "sim-*", "1/0 if __import__('plastic').name == 'sim-2' else 1"]);
+    let out = f.cli(&[
+        "eval",
+        "sim-*",
+        "1/0 if __import__('plastic').name == 'sim-2' else 1",
+    ]);
     assert_eq!(out.code, 1);
     assert_eq!(out.stdout, "sim-1: 1\nsim-3: 1\n");
     assert!(out.stderr.contains("sim-2: ZeroDivisionError"), "{out:?}");
     let functions = repo_file("examples/functions.py");
     let out = f.ok(&["cp", functions.to_str().unwrap(), "group:lab:functions.py"]);
     assert_eq!(out.matches("verified").count(), 3, "{out}");
-    assert_eq!(f.ok(&["call", "all", "functions.add", "[1, 1]"]), "sim-1: 2\nsim-2: 2\nsim-3: 2\n");
+    assert_eq!(
+        f.ok(&["call", "all", "functions.add", "[1, 1]"]),
+        "sim-1: 2\nsim-2: 2\nsim-3: 2\n"
+    );
 }
 
 fn presence_online_offline_lost(kind: BrokerKind) {
@@ -244,19 +387,39 @@ fn presence_online_offline_lost(kind: BrokerKind) {
     let watch = f.watch();
     f.node("calm", &["lab"]);
     f.node("doomed", &[]);
-    watch.wait_line(|l| l.contains("\"node\":\"doomed\"") && l.contains("online"), "doomed online");
+    watch.wait_line(
+        |l| l.contains("\"node\":\"doomed\"") && l.contains("online"),
+        "doomed online",
+    );
     f.node_proc("calm").terminate();
-    watch.wait_line(|l| l.contains("\"node\":\"calm\"") && l.contains("offline"), "calm offline");
+    watch.wait_line(
+        |l| l.contains("\"node\":\"calm\"") && l.contains("offline"),
+        "calm offline",
+    );
     f.node_proc("doomed").kill();
-    watch.wait_line(|l| l.contains("\"node\":\"doomed\"") && l.contains("lost"), "doomed lost");
+    watch.wait_line(
+        |l| l.contains("\"node\":\"doomed\"") && l.contains("lost"),
+        "doomed lost",
+    );
     let nodes = json_lines(&f.ok(&["--json", "ls"]));
-    let state = |n: &str| nodes.iter().find(|p| p["name"] == n).map(|p| p["state"].clone());
+    let state = |n: &str| {
+        nodes
+            .iter()
+            .find(|p| p["name"] == n)
+            .map(|p| p["state"].clone())
+    };
     assert_eq!(state("calm"), Some("offline".into()));
     assert_eq!(state("doomed"), Some("lost".into()));
-    assert_eq!(nodes.iter().find(|p| p["name"] == "calm").unwrap()["groups"], serde_json::json!(["lab"]));
+    assert_eq!(
+        nodes.iter().find(|p| p["name"] == "calm").unwrap()["groups"],
+        serde_json::json!(["lab"])
+    );
     // Requests to a node that is not online fail at once with the reason.
     let out = f.cli(&["eval", "doomed", "1"]);
-    assert!(out.code == 1 && out.stderr.contains("node doomed is lost"), "{out:?}");
+    assert!(
+        out.code == 1 && out.stderr.contains("node doomed is lost"),
+        "{out:?}"
+    );
 }
 
 fn reconnects_after_broker_restart(kind: BrokerKind) {
@@ -266,7 +429,10 @@ fn reconnects_after_broker_restart(kind: BrokerKind) {
     f.broker.restart();
     // The node reconnects on its own, subscribes again and announces itself again.
     f.node_proc("pi-1").wait_contains("online");
-    assert_eq!(f.ok(&["eval", "pi-1", "state"]), "\"kept across the outage\"\n");
+    assert_eq!(
+        f.ok(&["eval", "pi-1", "state"]),
+        "\"kept across the outage\"\n"
+    );
     assert!(f.ok(&["ls"]).contains("online"));
 }
 
@@ -280,10 +446,21 @@ fn third_party_client_and_hostile_input(kind: BrokerKind) {
         "plastic/pi-1/in",
         br#"{"type": "eval", "to_evaluate": "2+3", "need_result": true, "message_id": "m-1", "sender": "tester"}"#,
     );
-    let reply: Value = serde_json::from_str(&replies.wait_contains("\"correlation_id\":\"m-1\"")).unwrap();
-    assert_eq!((reply["ok"].clone(), reply["result"].clone(), reply["sender"].clone()), (true.into(), 5.into(), "pi-1".into()));
+    let reply: Value =
+        serde_json::from_str(&replies.wait_contains("\"correlation_id\":\"m-1\"")).unwrap();
+    assert_eq!(
+        (
+            reply["ok"].clone(),
+            reply["result"].clone(),
+            reply["sender"].clone()
+        ),
+        (true.into(), 5.into(), "pi-1".into())
+    );
     // A seed dict with no envelope: the reply has nowhere to go but the log topic.
-    f.mosquitto_pub("plastic/pi-1/in", br#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#);
+    f.mosquitto_pub(
+        "plastic/pi-1/in",
+        br#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#,
+    );
     let logged = watch.wait_contains("\\\"correlation_id\\\":\\\"\\\"");
     assert!(logged.contains("\\\"result\\\":5"), "{logged}");
     // Garbage and hostile payloads: refused, logged, nothing dies.
@@ -297,11 +474,19 @@ fn third_party_client_and_hostile_input(kind: BrokerKind) {
         "x".repeat(300_000)
     );
     f.mosquitto_pub("plastic/pi-1/in", huge.as_bytes());
-    let reply: Value = serde_json::from_str(&replies.wait_contains("\"correlation_id\":\"m-big\"")).unwrap();
+    let reply: Value =
+        serde_json::from_str(&replies.wait_contains("\"correlation_id\":\"m-big\"")).unwrap();
     assert_eq!(reply["error"]["kind"], "PayloadTooLarge");
-    f.mosquitto_pub("plastic/pi-1/in", br#"{"type": "exec", "to_exec": "1/0", "message_id": "m-2", "sender": "tester"}"#);
-    let reply: Value = serde_json::from_str(&replies.wait_contains("\"correlation_id\":\"m-2\"")).unwrap();
-    assert_eq!(reply["error"]["kind"], "ZeroDivisionError", "errors are answered even without need_result");
+    f.mosquitto_pub(
+        "plastic/pi-1/in",
+        br#"{"type": "exec", "to_exec": "1/0", "message_id": "m-2", "sender": "tester"}"#,
+    );
+    let reply: Value =
+        serde_json::from_str(&replies.wait_contains("\"correlation_id\":\"m-2\"")).unwrap();
+    assert_eq!(
+        reply["error"]["kind"], "ZeroDivisionError",
+        "errors are answered even without need_result"
+    );
     assert_eq!(f.ok(&["eval", "pi-1", "2+3"]), "5\n");
 }
 
@@ -318,9 +503,15 @@ fn hub_console_lists_nodes(kind: BrokerKind) {
     f.node("pi-1", &[]);
     let (_, mut node) = f.nodes.pop().expect("started above");
     let console = external.as_ref().unwrap_or_else(|| f.broker.console());
-    console.wait_line(|l| l.contains("node pi-1 online"), "pi-1 online on the hub console");
+    console.wait_line(
+        |l| l.contains("node pi-1 online"),
+        "pi-1 online on the hub console",
+    );
     node.kill();
-    console.wait_line(|l| l.contains("node pi-1 lost"), "pi-1 lost on the hub console");
+    console.wait_line(
+        |l| l.contains("node pi-1 lost"),
+        "pi-1 lost on the hub console",
+    );
 }
 
 fn bad_command_lines_are_refused_clearly(kind: BrokerKind) {
@@ -335,14 +526,23 @@ fn bad_command_lines_are_refused_clearly(kind: BrokerKind) {
         (vec!["cp", "/nonexistent/file", "pi-1:x.py"], "cannot read"),
         (vec!["cp", "Cargo.toml", "no-colon"], "TARGET:PATH"),
         (vec!["--timeout=-1", "eval", "pi-1", "1"], "--timeout"),
-        (vec!["--broker", "http://127.0.0.1:1", "ls"], "unknown scheme"),
+        (
+            vec!["--broker", "http://127.0.0.1:1", "ls"],
+            "unknown scheme",
+        ),
     ] {
         let out = f.cli(&args);
         assert_eq!(out.code, 2, "{args:?}: {out:?}");
-        assert!(out.stderr.contains(needle), "{args:?} should say {needle:?}: {out:?}");
+        assert!(
+            out.stderr.contains(needle),
+            "{args:?} should say {needle:?}: {out:?}"
+        );
     }
     let out = f.cli(&["eval", "nobody", "1"]);
-    assert!(out.code == 1 && out.stderr.contains("unknown node `nobody`"), "{out:?}");
+    assert!(
+        out.code == 1 && out.stderr.contains("unknown node `nobody`"),
+        "{out:?}"
+    );
 }
 
 on_both_brokers!(

@@ -17,32 +17,54 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Accepts a full URL or a bare `host[:port]`.
     pub fn parse(text: &str) -> Result<Self, ClientError> {
-        let bad = |reason: &str| ClientError::BadUrl { url: redact(text), reason: reason.to_owned() };
-        let with_scheme = if text.contains("://") { text.to_owned() } else { format!("mqtt://{text}") };
+        let bad = |reason: &str| ClientError::BadUrl {
+            url: redact(text),
+            reason: reason.to_owned(),
+        };
+        let with_scheme = if text.contains("://") {
+            text.to_owned()
+        } else {
+            format!("mqtt://{text}")
+        };
         let url = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
         match url.scheme() {
             "mqtt" | "tcp" => {}
             "mqtts" | "ssl" => return Err(bad("TLS (mqtts://) is not supported yet; use mqtt://")),
             other => return Err(bad(&format!("unknown scheme `{other}`; use mqtt://"))),
         }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if url.path() != "" && url.path() != "/" {
             return Err(bad("a broker URL has no path"));
         }
         let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
         };
         Ok(BrokerUrl {
             host,
             port: url.port().unwrap_or(DEFAULT_PORT),
-            username: (!url.username().is_empty()).then(|| decode(url.username())).flatten(),
+            username: (!url.username().is_empty())
+                .then(|| decode(url.username()))
+                .flatten(),
             password: url.password().and_then(decode),
         })
     }
 
     pub fn local(port: u16) -> Self {
-        BrokerUrl { host: "127.0.0.1".into(), port, username: None, password: None }
+        BrokerUrl {
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password: None,
+        }
     }
 }
 
@@ -69,17 +91,31 @@ mod tests {
 
     #[test]
     fn parses_the_forms_users_type() {
-        assert_eq!(BrokerUrl::parse("mqtt://127.0.0.1:1883").unwrap(), BrokerUrl::local(1883));
-        assert_eq!(BrokerUrl::parse("127.0.0.1").unwrap(), BrokerUrl::local(1883));
+        assert_eq!(
+            BrokerUrl::parse("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerUrl::local(1883)
+        );
+        assert_eq!(
+            BrokerUrl::parse("127.0.0.1").unwrap(),
+            BrokerUrl::local(1883)
+        );
         let u = BrokerUrl::parse("mqtt://alice:s%40cret@hub.local:8883").unwrap();
-        assert_eq!((u.username.as_deref(), u.password.as_deref()), (Some("alice"), Some("s@cret")));
+        assert_eq!(
+            (u.username.as_deref(), u.password.as_deref()),
+            (Some("alice"), Some("s@cret"))
+        );
         assert_eq!(u.to_string(), "mqtt://alice@hub.local:8883");
     }
 
     #[test]
     fn refuses_bad_urls_without_echoing_passwords() {
-        let err = BrokerUrl::parse("http://a:secret@x").unwrap_err().to_string();
-        assert!(err.contains("unknown scheme") && !err.contains("secret"), "{err}");
+        let err = BrokerUrl::parse("http://a:secret@x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown scheme") && !err.contains("secret"),
+            "{err}"
+        );
         assert!(BrokerUrl::parse("mqtt://").is_err());
         assert!(BrokerUrl::parse("mqtt://h:99999").is_err());
     }

@@ -60,7 +60,6 @@ pub struct Delivery {
     pub payload: bytes::Bytes,
 }
 
-
 pub(crate) struct Inner {
     pub(crate) mqtt: AsyncClient,
     pub(crate) name: NodeName,
@@ -96,7 +95,11 @@ impl Client {
     /// replies arrive on the returned receiver. Use [`Client::wait_connected`] to know when the
     /// connection is up and subscribed.
     pub fn connect(opts: ClientOptions) -> (Client, mpsc::UnboundedReceiver<Delivery>) {
-        let mut mqtt_opts = MqttOptions::new(opts.name.as_str(), opts.broker.host.clone(), opts.broker.port);
+        let mut mqtt_opts = MqttOptions::new(
+            opts.name.as_str(),
+            opts.broker.host.clone(),
+            opts.broker.port,
+        );
         mqtt_opts
             .set_keep_alive(opts.keep_alive)
             .set_clean_session(opts.clean_session)
@@ -106,7 +109,12 @@ impl Client {
             mqtt_opts.set_credentials(user.clone(), pass.clone().unwrap_or_default());
         }
         if let Some((topic, payload)) = &opts.last_will {
-            mqtt_opts.set_last_will(LastWill::new(topic.clone(), payload.clone(), QoS::AtLeastOnce, true));
+            mqtt_opts.set_last_will(LastWill::new(
+                topic.clone(),
+                payload.clone(),
+                QoS::AtLeastOnce,
+                true,
+            ));
         }
         let (mqtt, mut eventloop) = AsyncClient::new(mqtt_opts, REQUEST_CHANNEL_CAPACITY);
         let mut net = eventloop.network_options();
@@ -161,11 +169,17 @@ impl Client {
     /// Waits until connected and subscribed, or fails after `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
         let mut rx = self.connection();
-        let outcome = tokio::time::timeout(timeout, async { rx.wait_for(Option::is_some).await.map(|_| ()) }).await;
+        let outcome = tokio::time::timeout(timeout, async {
+            rx.wait_for(Option::is_some).await.map(|_| ())
+        })
+        .await;
         match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout { node: format!("broker {}", self.inner.broker), seconds: timeout.as_secs_f64() }),
+            Err(_) => Err(ClientError::Timeout {
+                node: format!("broker {}", self.inner.broker),
+                seconds: timeout.as_secs_f64(),
+            }),
         }
     }
 
@@ -193,31 +207,61 @@ impl Client {
     }
 
     /// Publishes raw bytes.
-    pub async fn publish(&self, topic: &str, payload: Vec<u8>, qos: QoS, retain: bool) -> Result<(), ClientError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(), ClientError> {
         self.inner.mqtt.publish(topic, qos, retain, payload).await?;
         Ok(())
     }
 
     /// Sends a request without waiting for anything (`need_result` is left as the caller set
     /// it). Returns the message id.
-    pub async fn send(&self, target: &NodeName, mut request: Request) -> Result<String, ClientError> {
+    pub async fn send(
+        &self,
+        target: &NodeName,
+        mut request: Request,
+    ) -> Result<String, ClientError> {
         let id = request.stamp(&self.inner.name, target.as_str(), now());
-        self.publish(&self.inner.topics.inbox(target), request.to_bytes(), QoS::AtLeastOnce, false).await?;
+        self.publish(
+            &self.inner.topics.inbox(target),
+            request.to_bytes(),
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await?;
         Ok(id)
     }
 
     /// Sends a request with `need_result` set and waits for its one reply. An error reply from
     /// the node is `Ok(reply)` with `reply.ok == false`; `Err` means no reply came.
-    pub async fn request(&self, target: &NodeName, mut request: Request, timeout: Duration) -> Result<Reply, ClientError> {
+    pub async fn request(
+        &self,
+        target: &NodeName,
+        mut request: Request,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
         request.set_need_result(true);
         let id = request.stamp(&self.inner.name, target.as_str(), now());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
-        self.publish(&self.inner.topics.inbox(target), request.to_bytes(), QoS::AtLeastOnce, false).await?;
+        self.publish(
+            &self.inner.topics.inbox(target),
+            request.to_bytes(),
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await?;
         match tokio::time::timeout(timeout, rx.recv()).await {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout { node: target.to_string(), seconds: timeout.as_secs_f64() }),
+            Err(_) => Err(ClientError::Timeout {
+                node: target.to_string(),
+                seconds: timeout.as_secs_f64(),
+            }),
         }
     }
 
@@ -236,8 +280,10 @@ impl Client {
         let id = request.stamp(&self.inner.name, receiver, now());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
-        self.publish(topic, request.to_bytes(), QoS::AtLeastOnce, false).await?;
-        let mut waiting: std::collections::BTreeSet<String> = expected.iter().map(|n| n.to_string()).collect();
+        self.publish(topic, request.to_bytes(), QoS::AtLeastOnce, false)
+            .await?;
+        let mut waiting: std::collections::BTreeSet<String> =
+            expected.iter().map(|n| n.to_string()).collect();
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while !waiting.is_empty() {
@@ -252,7 +298,13 @@ impl Client {
             }
         }
         for node in waiting {
-            out.push((node.clone(), Err(ClientError::Timeout { node, seconds: timeout.as_secs_f64() })));
+            out.push((
+                node.clone(),
+                Err(ClientError::Timeout {
+                    node,
+                    seconds: timeout.as_secs_f64(),
+                }),
+            ));
         }
         Ok(out)
     }
@@ -264,13 +316,24 @@ impl Client {
         let id = plastic_proto::new_message_id();
         let (tx, rx) = oneshot::channel();
         self.inner.markers.lock().unwrap().insert(id.clone(), tx);
-        let payload = serde_json::json!({"type": "sync", "marker": id}).to_string().into_bytes();
+        let payload = serde_json::json!({"type": "sync", "marker": id})
+            .to_string()
+            .into_bytes();
         let result = async {
-            self.publish(&self.inner.topics.inbox(&self.inner.name), payload, QoS::AtLeastOnce, false).await?;
+            self.publish(
+                &self.inner.topics.inbox(&self.inner.name),
+                payload,
+                QoS::AtLeastOnce,
+                false,
+            )
+            .await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(ClientError::Closed),
-                Err(_) => Err(ClientError::Timeout { node: "broker".into(), seconds: timeout.as_secs_f64() }),
+                Err(_) => Err(ClientError::Timeout {
+                    node: "broker".into(),
+                    seconds: timeout.as_secs_f64(),
+                }),
             }
         }
         .await;
@@ -280,7 +343,11 @@ impl Client {
 
     /// Starts following presence (`<prefix>/+/status`); idempotent.
     pub async fn track_presence(&self) -> Result<(), ClientError> {
-        if !self.inner.tracking_presence.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if !self
+            .inner
+            .tracking_presence
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             self.subscribe(&self.inner.topics.all_status()).await?;
         }
         Ok(())
@@ -325,11 +392,16 @@ impl Client {
         if let Some((topic, payload)) = last {
             let _ = self.publish(&topic, payload, QoS::AtLeastOnce, true).await;
         }
-        self.inner.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.inner.mqtt.disconnect().await;
         let driver = self.inner.driver.lock().unwrap().take();
         if let Some(driver) = driver {
-            if tokio::time::timeout(Duration::from_secs(5), driver).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), driver)
+                .await
+                .is_err()
+            {
                 tracing::warn!("connection did not close within 5 s");
             }
         }
@@ -349,7 +421,10 @@ struct PendingGuard<'a> {
 impl<'a> PendingGuard<'a> {
     fn new(inner: &'a Inner, id: &str, tx: mpsc::UnboundedSender<Reply>) -> Self {
         inner.pending.lock().unwrap().insert(id.to_owned(), tx);
-        PendingGuard { inner, id: id.to_owned() }
+        PendingGuard {
+            inner,
+            id: id.to_owned(),
+        }
     }
 }
 

@@ -21,7 +21,11 @@ use crate::Delivery;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(inner: Arc<Inner>, mut eventloop: EventLoop, deliveries: mpsc::UnboundedSender<Delivery>) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    mut eventloop: EventLoop,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+) {
     let mut backoff = BACKOFF_START;
     let mut generation = 0u64;
     loop {
@@ -43,7 +47,9 @@ pub(crate) async fn run(inner: Arc<Inner>, mut eventloop: EventLoop, deliveries:
                     let _ = waiter.send(());
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) if inner.closing.load(Ordering::SeqCst) => break,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if inner.closing.load(Ordering::SeqCst) => {
+                break
+            }
             Ok(_) => {}
             Err(e) => {
                 inner.connected.send_replace(None);
@@ -102,7 +108,7 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
                     Peeked::Reply(reply) => {
                         let pending = inner.pending.lock().unwrap();
                         if let Some(tx) = pending.get(&reply.correlation_id) {
-                            let _ = tx.send(reply);
+                            let _ = tx.send(*reply);
                             return;
                         }
                         tracing::debug!(id = %reply.correlation_id, "late or unknown reply dropped");
@@ -112,7 +118,11 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
             }
         }
         Some(TopicKind::Status(node)) if inner.tracking_presence.load(Ordering::Relaxed) => {
-            let event = inner.presence.lock().unwrap().update(node, &publish.payload);
+            let event = inner
+                .presence
+                .lock()
+                .unwrap()
+                .update(node, &publish.payload);
             if let Some(event) = event {
                 let _ = inner.presence_tx.send(event);
             }
@@ -120,11 +130,15 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
         }
         _ => {}
     }
-    let _ = deliveries.send(Delivery { topic: publish.topic, kind, payload: publish.payload });
+    let _ = deliveries.send(Delivery {
+        topic: publish.topic,
+        kind,
+        payload: publish.payload,
+    });
 }
 
 enum Peeked {
-    Reply(Reply),
+    Reply(Box<Reply>),
     Marker(String),
 }
 
@@ -132,9 +146,16 @@ enum Peeked {
 /// to a node) goes to the owner untouched.
 fn peek_reply(payload: &[u8]) -> Option<Peeked> {
     let value: Value = serde_json::from_slice(payload).ok()?;
-    match value.get("type").or_else(|| value.get("message_type"))?.as_str()? {
-        "result" => serde_json::from_value(value).ok().map(Peeked::Reply),
-        "sync" => value.get("marker")?.as_str().map(|m| Peeked::Marker(m.to_owned())),
+    match value
+        .get("type")
+        .or_else(|| value.get("message_type"))?
+        .as_str()?
+    {
+        "result" => serde_json::from_value(value).ok().map(|r| Peeked::Reply(Box::new(r))),
+        "sync" => value
+            .get("marker")?
+            .as_str()
+            .map(|m| Peeked::Marker(m.to_owned())),
         _ => None,
     }
 }

@@ -36,7 +36,10 @@ pub async fn start_broker(listen: SocketAddr) -> anyhow::Result<BrokerHandle> {
         .plugins_config_map_add("rmqtt-retainer", RETAINER_CONFIG)
         .build()
         .await;
-    rmqtt_retainer::register(&scx, true, false).await.map_err(|e| anyhow::anyhow!("{e}")).context("registering the retainer plugin")?;
+    rmqtt_retainer::register(&scx, true, false)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("registering the retainer plugin")?;
     let listener = Builder::new()
         .name("plastic")
         .laddr(listen)
@@ -53,6 +56,9 @@ pub async fn start_broker(listen: SocketAddr) -> anyhow::Result<BrokerHandle> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = listener.tcp().map_err(|e| anyhow::anyhow!("{e}"))?;
-    MqttServer::new(scx).listener_by_id(listener, 1).build().start();
+    MqttServer::new(scx)
+        .listener_by_id(listener, 1)
+        .build()
+        .start();
     Ok(BrokerHandle { addr })
 }

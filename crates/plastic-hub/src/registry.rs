@@ -40,6 +40,13 @@ pub fn describe_change(event: &PresenceEvent) -> String {
         NodeState::Offline => "offline",
         NodeState::Lost => "lost (connection dropped)",
     };
-    let groups = if p.groups.is_empty() { String::new() } else { format!(" groups={}", p.groups.join(",")) };
-    format!("node {} {verb} [{} {}{groups}]", p.name, p.platform, p.version)
+    let groups = if p.groups.is_empty() {
+        String::new()
+    } else {
+        format!(" groups={}", p.groups.join(","))
+    };
+    format!(
+        "node {} {verb} [{} {}{groups}]",
+        p.name, p.platform, p.version
+    )
 }

@@ -41,7 +41,9 @@ impl Blinker {
 
     /// Stops a running blink and leaves the LED off. True if one was running.
     pub fn stop(&self, gpio: &dyn Gpio) -> bool {
-        let Some(task) = self.running.lock().unwrap().take() else { return false };
+        let Some(task) = self.running.lock().unwrap().take() else {
+            return false;
+        };
         let was_running = !task.is_finished();
         task.abort();
         let (pin, lit) = gpio.led();
@@ -50,6 +52,10 @@ impl Blinker {
     }
 
     pub fn is_running(&self) -> bool {
-        self.running.lock().unwrap().as_ref().is_some_and(|t| !t.is_finished())
+        self.running
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
     }
 }

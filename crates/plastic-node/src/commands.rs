@@ -18,7 +18,12 @@ pub enum After {
 pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorInfo>, After) {
     let gpio = &node.gpio;
     let result = match command {
-        Command::BlinkLed { times, forever, on_seconds, off_seconds } => {
+        Command::BlinkLed {
+            times,
+            forever,
+            on_seconds,
+            off_seconds,
+        } => {
             let plan = BlinkPlan {
                 times,
                 forever,
@@ -50,7 +55,12 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
             touched.dedup();
             match failure {
                 Some(e) => Err(e),
-                None => Ok(Value::Array(touched.iter().map(|&p| json!([p, gpio.read(p).unwrap_or(0)])).collect())),
+                None => Ok(Value::Array(
+                    touched
+                        .iter()
+                        .map(|&p| json!([p, gpio.read(p).unwrap_or(0)]))
+                        .collect(),
+                )),
             }
         }
         Command::Ping => Ok(json!("pong")),
@@ -69,7 +79,13 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
             let engine = node.engine();
             if let Some(n) = &name {
                 if !engine.running_scripts().contains(n) {
-                    let (res, _) = (Err(ErrorInfo::new("NotFound", format!("no script named `{n}` is running"))), ());
+                    let (res, _) = (
+                        Err(ErrorInfo::new(
+                            "NotFound",
+                            format!("no script named `{n}` is running"),
+                        )),
+                        (),
+                    );
                     return (res, After::Nothing);
                 }
             }

@@ -26,7 +26,13 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
     };
     let envelope = incoming.envelope;
     let (outcome, after) = match incoming.body {
-        Err(e) => (Outcome { result: Err(ErrorInfo::from(&e)), stdout: String::new() }, After::Nothing),
+        Err(e) => (
+            Outcome {
+                result: Err(ErrorInfo::from(&e)),
+                stdout: String::new(),
+            },
+            After::Nothing,
+        ),
         Ok(Body::Result(reply)) => {
             tracing::debug!(correlation_id = %reply.correlation_id, "reply for nobody waiting; dropped");
             return;
@@ -37,7 +43,10 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
     let failed = outcome.result.is_err();
     if envelope.need_result || failed {
         let mut reply = match outcome.result {
-            Ok((value, repr)) => Reply { repr, ..Reply::ok(&message_id, value) },
+            Ok((value, repr)) => Reply {
+                repr,
+                ..Reply::ok(&message_id, value)
+            },
             Err(error) => Reply::err(&message_id, error),
         }
         .with_stdout(outcome.stdout);
@@ -64,20 +73,32 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
 }
 
 async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
-    let quiet = |result: Result<Value, ErrorInfo>| Outcome { result: result.map(|v| (v, false)), stdout: String::new() };
+    let quiet = |result: Result<Value, ErrorInfo>| Outcome {
+        result: result.map(|v| (v, false)),
+        stdout: String::new(),
+    };
     match body {
         Body::Eval { to_evaluate } => (node.engine().eval(to_evaluate).await, After::Nothing),
         Body::Exec { to_exec } => (node.engine().exec(to_exec).await, After::Nothing),
-        Body::Function { name, args, kwargs } => (node.engine().call(name, args, kwargs).await, After::Nothing),
+        Body::Function { name, args, kwargs } => {
+            (node.engine().call(name, args, kwargs).await, After::Nothing)
+        }
         Body::Script { script, name } => {
             let file = format!("{name}.py");
             let saved = RelPath::parse(&file)
                 .map_err(|e| ErrorInfo::from(&e))
-                .and_then(|path| node.files.write_all(&path, script.as_bytes()).map_err(|e| ErrorInfo::new(e.kind(), e.to_string())));
+                .and_then(|path| {
+                    node.files
+                        .write_all(&path, script.as_bytes())
+                        .map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))
+                });
             let result = match saved {
                 Ok(()) => {
                     let path = node.files.root().join(&file).to_string_lossy().into_owned();
-                    node.engine().start_script(&name, script, path).await.map(|()| json!({"name": name, "started": true}))
+                    node.engine()
+                        .start_script(&name, script, path)
+                        .await
+                        .map(|()| json!({"name": name, "started": true}))
                 }
                 Err(e) => Err(e),
             };
@@ -88,7 +109,10 @@ async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
             let result = tokio::task::spawn_blocking(move || files.write_chunk(&chunk))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()));
-            (quiet(result.map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))), After::Nothing)
+            (
+                quiet(result.map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))),
+                After::Nothing,
+            )
         }
         Body::Command(command) => {
             let (result, after) = commands::apply(node, command).await;

@@ -21,10 +21,20 @@ const PARTIAL_DIR: &str = ".partial";
 
 #[derive(Debug, Error)]
 pub enum FileError {
-    #[error("chunk at offset {got} of `{path}` is out of order; the node expects offset {expected}")]
-    OutOfOrder { path: String, got: u64, expected: u64 },
+    #[error(
+        "chunk at offset {got} of `{path}` is out of order; the node expects offset {expected}"
+    )]
+    OutOfOrder {
+        path: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("sha256 of `{path}` does not match: expected {expected}, received data hashes to {actual}; the old file is unchanged")]
-    HashMismatch { path: String, expected: String, actual: String },
+    HashMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
     #[error("no such file: `{0}`")]
     NotFound(String),
     #[error("`{0}` is a directory")]
@@ -63,7 +73,10 @@ impl FileStore {
         let root = root.canonicalize()?;
         // Partial uploads from before a restart cannot be resumed from memory; start clean.
         let _ = fs::remove_dir_all(root.join(PARTIAL_DIR));
-        Ok(FileStore { root, transfers: Mutex::default() })
+        Ok(FileStore {
+            root,
+            transfers: Mutex::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -88,11 +101,20 @@ impl FileStore {
             fs::File::create(&temp)?;
             transfers.insert(
                 chunk.filename.clone(),
-                Transfer { received: 0, total: chunk.total, hasher: Sha256::new(), temp },
+                Transfer {
+                    received: 0,
+                    total: chunk.total,
+                    hasher: Sha256::new(),
+                    temp,
+                },
             );
         }
         let Some(transfer) = transfers.get_mut(&chunk.filename) else {
-            return Err(FileError::OutOfOrder { path: chunk.filename.as_str().into(), got: chunk.offset, expected: 0 });
+            return Err(FileError::OutOfOrder {
+                path: chunk.filename.as_str().into(),
+                got: chunk.offset,
+                expected: 0,
+            });
         };
         if chunk.offset != transfer.received || chunk.total != transfer.total {
             return Err(FileError::OutOfOrder {
@@ -101,19 +123,33 @@ impl FileStore {
                 expected: transfer.received,
             });
         }
-        fs::OpenOptions::new().append(true).open(&transfer.temp)?.write_all(&chunk.content)?;
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&transfer.temp)?
+            .write_all(&chunk.content)?;
         transfer.hasher.update(&chunk.content);
         transfer.received += chunk.content.len() as u64;
         let received = transfer.received;
         if !chunk.is_last() {
-            return Ok(json!({"filename": chunk.filename.as_str(), "received": received, "total": chunk.total, "complete": false}));
+            return Ok(
+                json!({"filename": chunk.filename.as_str(), "received": received, "total": chunk.total, "complete": false}),
+            );
         }
         let transfer = transfers.remove(&chunk.filename).expect("present above");
-        let actual: String = transfer.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let actual: String = transfer
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if let Some(expected) = &chunk.sha256 {
             if *expected != actual {
                 let _ = fs::remove_file(&transfer.temp);
-                return Err(FileError::HashMismatch { path: chunk.filename.as_str().into(), expected: expected.clone(), actual });
+                return Err(FileError::HashMismatch {
+                    path: chunk.filename.as_str().into(),
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
         let target = self.path_of(&chunk.filename);
@@ -126,7 +162,9 @@ impl FileStore {
         }
         fs::File::open(&transfer.temp)?.sync_all()?;
         fs::rename(&transfer.temp, &target)?;
-        Ok(json!({"filename": chunk.filename.as_str(), "received": received, "total": chunk.total, "complete": true, "sha256": actual}))
+        Ok(
+            json!({"filename": chunk.filename.as_str(), "received": received, "total": chunk.total, "complete": true, "sha256": actual}),
+        )
     }
 
     /// Writes a whole small file atomically (deployed scripts).
@@ -156,7 +194,10 @@ impl FileStore {
                 if meta.is_dir() {
                     stack.push(entry.path());
                 } else if meta.is_file() {
-                    let rel = entry.path().strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned());
+                    let rel = entry
+                        .path()
+                        .strip_prefix(&self.root)
+                        .map(|p| p.to_string_lossy().into_owned());
                     if let Ok(rel) = rel {
                         out.push((rel, meta.len()));
                     }
@@ -183,7 +224,10 @@ mod tests {
     use plastic_proto::file::chunk_messages;
 
     fn temp_root(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("plastic-files-{tag}-{}", plastic_proto::new_message_id()));
+        let dir = std::env::temp_dir().join(format!(
+            "plastic-files-{tag}-{}",
+            plastic_proto::new_message_id()
+        ));
         fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -197,13 +241,19 @@ mod tests {
         let msgs = chunk_messages(&name, &data, 16 * 1024);
         // A tampered final chunk: the hash check must keep the old file.
         let mut bad = msgs.clone();
-        bad.last_mut().unwrap().insert("sha256".into(), "0".repeat(64).into());
+        bad.last_mut()
+            .unwrap()
+            .insert("sha256".into(), "0".repeat(64).into());
         for (i, m) in bad.iter().enumerate() {
             let r = store.write_chunk(&FileChunk::parse(m).unwrap());
             if i + 1 == bad.len() {
                 assert!(matches!(r, Err(FileError::HashMismatch { .. })));
             } else {
-                assert_eq!(fs::read(store.path_of(&name)).unwrap(), b"old", "old file intact mid-transfer");
+                assert_eq!(
+                    fs::read(store.path_of(&name)).unwrap(),
+                    b"old",
+                    "old file intact mid-transfer"
+                );
             }
         }
         assert_eq!(fs::read(store.path_of(&name)).unwrap(), b"old");
@@ -211,7 +261,10 @@ mod tests {
             store.write_chunk(&FileChunk::parse(m).unwrap()).unwrap();
         }
         assert_eq!(fs::read(store.path_of(&name)).unwrap(), data);
-        assert_eq!(store.list().unwrap(), vec![("data/blob.bin".to_string(), 70_000)]);
+        assert_eq!(
+            store.list().unwrap(),
+            vec![("data/blob.bin".to_string(), 70_000)]
+        );
     }
 
     #[test]
@@ -219,10 +272,16 @@ mod tests {
         let store = FileStore::open(&temp_root("order")).unwrap();
         let name = RelPath::parse("f.bin").unwrap();
         let msgs = chunk_messages(&name, &[1u8; 10_000], 4096);
-        let err = store.write_chunk(&FileChunk::parse(&msgs[1]).unwrap()).unwrap_err();
+        let err = store
+            .write_chunk(&FileChunk::parse(&msgs[1]).unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("expects offset 0"), "{err}");
-        store.write_chunk(&FileChunk::parse(&msgs[0]).unwrap()).unwrap();
-        let err = store.write_chunk(&FileChunk::parse(&msgs[2]).unwrap()).unwrap_err();
+        store
+            .write_chunk(&FileChunk::parse(&msgs[0]).unwrap())
+            .unwrap();
+        let err = store
+            .write_chunk(&FileChunk::parse(&msgs[2]).unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("expects offset 4096"), "{err}");
     }
 

@@ -36,11 +36,19 @@ pub struct SimGpio {
 
 impl SimGpio {
     pub fn esp8266() -> Self {
-        SimGpio { pins: Mutex::new(ESP8266_PINS.iter().map(|&p| (p, 1)).collect()), led: ESP8266_LED }
+        SimGpio {
+            pins: Mutex::new(ESP8266_PINS.iter().map(|&p| (p, 1)).collect()),
+            led: ESP8266_LED,
+        }
     }
 
     fn no_such_pin(&self, pin: u32) -> GpioError {
-        let available = self.pins().iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let available = self
+            .pins()
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         GpioError::NoSuchPin { pin, available }
     }
 }
@@ -88,7 +96,10 @@ mod tests {
         assert!(g.pins().iter().all(|&p| g.read(p) == Ok(1)));
         g.write(2, 0).unwrap();
         assert_eq!(g.read(2), Ok(0));
-        assert!(matches!(g.read(7), Err(GpioError::NoSuchPin { pin: 7, .. })));
+        assert!(matches!(
+            g.read(7),
+            Err(GpioError::NoSuchPin { pin: 7, .. })
+        ));
         assert_eq!(g.write(2, 3), Err(GpioError::BadValue(3)));
     }
 }

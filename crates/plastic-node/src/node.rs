@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use plastic_client::{BrokerUrl, Client, ClientOptions, Delivery};
-use plastic_proto::{unix_seconds, ErrorInfo, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics, PROTOCOL_VERSION};
+use plastic_proto::{
+    unix_seconds, ErrorInfo, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics,
+    PROTOCOL_VERSION,
+};
 use rumqttc::QoS;
 use serde_json::{json, Map, Value};
 use tokio::runtime::Handle;
@@ -53,7 +56,11 @@ impl NodeShared {
 
     pub async fn send_reply(&self, target: &NodeName, reply: &Reply) {
         let topic = self.topics.inbox(target);
-        if let Err(e) = self.client.publish(&topic, reply.to_bytes(), QoS::AtLeastOnce, false).await {
+        if let Err(e) = self
+            .client
+            .publish(&topic, reply.to_bytes(), QoS::AtLeastOnce, false)
+            .await
+        {
             tracing::warn!(error = %e, "could not send a reply");
         }
     }
@@ -67,7 +74,10 @@ impl NodeShared {
         for pin in self.gpio.pins() {
             let _ = self.gpio.write(pin, 1);
         }
-        *self.engine.lock().unwrap() = Arc::new(PythonEngine::new(self.host.clone(), self.files.root().to_path_buf()));
+        *self.engine.lock().unwrap() = Arc::new(PythonEngine::new(
+            self.host.clone(),
+            self.files.root().to_path_buf(),
+        ));
         self.log("node", "info", "reset");
     }
 }
@@ -99,25 +109,45 @@ impl Host for NodeHost {
 
     fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String> {
         let to = NodeName::parse(to).map_err(|e| e.to_string())?;
-        self.runtime.block_on(self.client.send(&to, Request::new(msg))).map(|_| ()).map_err(|e| e.to_string())
+        self.runtime
+            .block_on(self.client.send(&to, Request::new(msg)))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
-    fn request(&self, to: &str, msg: Map<String, Value>, timeout: Duration) -> Result<Value, ErrorInfo> {
+    fn request(
+        &self,
+        to: &str,
+        msg: Map<String, Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorInfo> {
         let to = NodeName::parse(to).map_err(|e| ErrorInfo::from(&e))?;
-        match self.runtime.block_on(self.client.request(&to, Request::new(msg), timeout)) {
+        match self
+            .runtime
+            .block_on(self.client.request(&to, Request::new(msg), timeout))
+        {
             Ok(reply) if reply.ok => Ok(reply.result),
-            Ok(reply) => Err(reply.error.unwrap_or_else(|| ErrorInfo::new("RemoteError", "error reply without details"))),
-            Err(plastic_client::ClientError::Timeout { node, seconds }) => {
-                Err(ErrorInfo::new("Timeout", format!("no reply from {node} within {seconds} s")))
-            }
+            Ok(reply) => Err(reply
+                .error
+                .unwrap_or_else(|| ErrorInfo::new("RemoteError", "error reply without details"))),
+            Err(plastic_client::ClientError::Timeout { node, seconds }) => Err(ErrorInfo::new(
+                "Timeout",
+                format!("no reply from {node} within {seconds} s"),
+            )),
             Err(e) => Err(ErrorInfo::new("ConnectionError", e.to_string())),
         }
     }
 
     fn publish_event(&self, topic: &str, data: Value) -> Result<(), String> {
-        let topic = self.client.topics().events_sub(&self.name, topic).map_err(|e| e.to_string())?;
+        let topic = self
+            .client
+            .topics()
+            .events_sub(&self.name, topic)
+            .map_err(|e| e.to_string())?;
         let payload = serde_json::to_vec(&data).map_err(|e| e.to_string())?;
-        self.runtime.block_on(self.client.publish(&topic, payload, QoS::AtMostOnce, false)).map_err(|e| e.to_string())
+        self.runtime
+            .block_on(self.client.publish(&topic, payload, QoS::AtMostOnce, false))
+            .map_err(|e| e.to_string())
     }
 
     fn log(&self, source: &str, level: &str, text: &str) {
@@ -141,8 +171,16 @@ impl Host for NodeHost {
 /// picks the route without sending anything.
 fn local_address(broker: &BrokerUrl) -> Option<String> {
     use std::net::{ToSocketAddrs, UdpSocket};
-    let target = (broker.host.as_str(), broker.port).to_socket_addrs().ok()?.next()?;
-    let socket = UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
+    let target = (broker.host.as_str(), broker.port)
+        .to_socket_addrs()
+        .ok()?
+        .next()?;
+    let socket = UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .ok()?;
     socket.connect(target).ok()?;
     Some(socket.local_addr().ok()?.ip().to_string())
 }
@@ -175,9 +213,17 @@ impl Node {
         opts.topics = config.topics.clone();
         opts.subscriptions.push(config.topics.all_inbox());
         for g in &config.groups {
-            opts.subscriptions.push(config.topics.group_inbox(g).map_err(std::io::Error::other)?);
+            opts.subscriptions.push(
+                config
+                    .topics
+                    .group_inbox(g)
+                    .map_err(std::io::Error::other)?,
+            );
         }
-        opts.last_will = Some((config.topics.status(&config.name), presence.with_state(NodeState::Lost, now).to_bytes()));
+        opts.last_will = Some((
+            config.topics.status(&config.name),
+            presence.with_state(NodeState::Lost, now).to_bytes(),
+        ));
         let (client, deliveries) = Client::connect(opts);
         let (reset_tx, resets) = tokio::sync::mpsc::unbounded_channel();
         let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
@@ -185,7 +231,9 @@ impl Node {
         let log_client = client.clone();
         tokio::spawn(async move {
             while let Some(line) = log_rx.recv().await {
-                let _ = log_client.publish(&log_topic, line, QoS::AtMostOnce, false).await;
+                let _ = log_client
+                    .publish(&log_topic, line, QoS::AtMostOnce, false)
+                    .await;
             }
         });
         let host = Arc::new(NodeHost {
@@ -210,7 +258,13 @@ impl Node {
             engine: Mutex::new(engine),
             host,
         });
-        Ok(Node { shared, announced: tokio::sync::watch::channel(0).0, deliveries, resets, presence })
+        Ok(Node {
+            shared,
+            announced: tokio::sync::watch::channel(0).0,
+            deliveries,
+            resets,
+            presence,
+        })
     }
 
     pub fn shared(&self) -> &Arc<NodeShared> {
@@ -238,8 +292,11 @@ impl Node {
                 let mut conn = client.connection();
                 loop {
                     if conn.borrow_and_update().is_some() {
-                        let online = presence.with_state(NodeState::Online, unix_seconds(SystemTime::now()));
-                        let _ = client.publish(&topic, online.to_bytes(), QoS::AtLeastOnce, true).await;
+                        let online =
+                            presence.with_state(NodeState::Online, unix_seconds(SystemTime::now()));
+                        let _ = client
+                            .publish(&topic, online.to_bytes(), QoS::AtLeastOnce, true)
+                            .await;
                         // The broker handles one connection's packets in order: once our marker
                         // is back, the retained presence is stored.
                         if client.sync(Duration::from_secs(10)).await.is_ok() {
@@ -271,7 +328,11 @@ impl Node {
         }
         announcer.abort();
         shared.engine().stop_scripts(None).await;
-        let offline = self.presence.with_state(NodeState::Offline, unix_seconds(SystemTime::now()));
-        client.shutdown(Some((status_topic, offline.to_bytes()))).await;
+        let offline = self
+            .presence
+            .with_state(NodeState::Offline, unix_seconds(SystemTime::now()));
+        client
+            .shutdown(Some((status_topic, offline.to_bytes())))
+            .await;
     }
 }

@@ -13,8 +13,13 @@ pub enum ProtoError {
     #[error("missing field `{0}`")]
     Missing(&'static str),
     #[error("field `{field}` must be {expected}")]
-    WrongType { field: &'static str, expected: &'static str },
-    #[error("unknown message type `{0}` (known: command, eval, exec, script, file, function, result)")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "unknown message type `{0}` (known: command, eval, exec, script, file, function, result)"
+    )]
     UnknownType(String),
     #[error("unknown command `{0}` (known: {known})", known = crate::command::COMMAND_NAMES.join(", "))]
     UnknownCommand(String),

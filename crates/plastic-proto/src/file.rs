@@ -23,7 +23,12 @@ pub struct RelPath(String);
 
 impl RelPath {
     pub fn parse(path: &str) -> Result<Self, ProtoError> {
-        let bad = |reason| Err(ProtoError::BadPath { path: path.chars().take(100).collect(), reason });
+        let bad = |reason| {
+            Err(ProtoError::BadPath {
+                path: path.chars().take(100).collect(),
+                reason,
+            })
+        };
         if path.is_empty() {
             return bad("a path cannot be empty");
         }
@@ -43,7 +48,10 @@ impl RelPath {
             if component.len() > MAX_COMPONENT_LEN {
                 return bad("a path component has at most 64 characters");
             }
-            if !component.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+            if !component
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            {
                 return bad("only A-Z, a-z, 0-9, `_`, `.` and `-` are allowed in components");
             }
         }
@@ -75,14 +83,17 @@ pub struct FileChunk {
 
 impl FileChunk {
     pub fn parse(body: &Map<String, Value>) -> Result<Self, ProtoError> {
-        let filename = RelPath::parse(get_str(body, "filename")?.ok_or(ProtoError::Missing("filename"))?)?;
+        let filename =
+            RelPath::parse(get_str(body, "filename")?.ok_or(ProtoError::Missing("filename"))?)?;
         let text = get_str(body, "content")?.ok_or(ProtoError::Missing("content"))?;
         let content = match get_str(body, "encoding")?.unwrap_or("utf-8") {
             "utf-8" | "utf8" | "text" => text.as_bytes().to_vec(),
-            "base64" => base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| ProtoError::Invalid {
-                field: "content",
-                reason: format!("not valid base64: {e}"),
-            })?,
+            "base64" => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| ProtoError::Invalid {
+                    field: "content",
+                    reason: format!("not valid base64: {e}"),
+                })?,
             other => {
                 return Err(ProtoError::Invalid {
                     field: "encoding",
@@ -95,16 +106,27 @@ impl FileChunk {
         if total > MAX_FILE_SIZE {
             return Err(ProtoError::Invalid {
                 field: "total",
-                reason: format!("{total} bytes is more than the {MAX_FILE_SIZE} bytes a node accepts"),
+                reason: format!(
+                    "{total} bytes is more than the {MAX_FILE_SIZE} bytes a node accepts"
+                ),
             });
         }
-        if offset.checked_add(content.len() as u64).is_none_or(|end| end > total) {
-            return Err(ProtoError::Invalid { field: "offset", reason: "the chunk runs past `total`".into() });
+        if offset
+            .checked_add(content.len() as u64)
+            .is_none_or(|end| end > total)
+        {
+            return Err(ProtoError::Invalid {
+                field: "offset",
+                reason: "the chunk runs past `total`".into(),
+            });
         }
         let sha256 = get_str(body, "sha256")?.map(str::to_ascii_lowercase);
         if let Some(h) = &sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(ProtoError::Invalid { field: "sha256", reason: "must be 64 hex digits".into() });
+                return Err(ProtoError::Invalid {
+                    field: "sha256",
+                    reason: "must be 64 hex digits".into(),
+                });
             }
         } else if content.len() as u64 != total {
             return Err(ProtoError::Invalid {
@@ -112,7 +134,13 @@ impl FileChunk {
                 reason: "a file sent in several chunks needs the whole file's sha256".into(),
             });
         }
-        Ok(FileChunk { filename, content, offset, total, sha256 })
+        Ok(FileChunk {
+            filename,
+            content,
+            offset,
+            total,
+            sha256,
+        })
     }
 
     pub fn is_last(&self) -> bool {
@@ -122,18 +150,28 @@ impl FileChunk {
 
 /// Lowercase hex SHA-256, the form `sha256` fields carry.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Splits a file into upload messages of at most `chunk_size` raw bytes each, base64-encoded.
-pub fn chunk_messages(filename: &RelPath, data: &[u8], chunk_size: usize) -> Vec<Map<String, Value>> {
+pub fn chunk_messages(
+    filename: &RelPath,
+    data: &[u8],
+    chunk_size: usize,
+) -> Vec<Map<String, Value>> {
     let sha = sha256_hex(data);
     let total = data.len() as u64;
     let chunk_size = chunk_size.max(1);
     let pieces: Vec<(usize, &[u8])> = if data.is_empty() {
-        vec![(0, &data[..])]
+        vec![(0, data)]
     } else {
-        data.chunks(chunk_size).enumerate().map(|(i, c)| (i * chunk_size, c)).collect()
+        data.chunks(chunk_size)
+            .enumerate()
+            .map(|(i, c)| (i * chunk_size, c))
+            .collect()
     };
     pieces
         .into_iter()
@@ -142,7 +180,12 @@ pub fn chunk_messages(filename: &RelPath, data: &[u8], chunk_size: usize) -> Vec
             m.insert("type".into(), "file".into());
             m.insert("filename".into(), filename.as_str().into());
             m.insert("encoding".into(), "base64".into());
-            m.insert("content".into(), base64::engine::general_purpose::STANDARD.encode(piece).into());
+            m.insert(
+                "content".into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(piece)
+                    .into(),
+            );
             m.insert("offset".into(), (offset as u64).into());
             m.insert("total".into(), total.into());
             m.insert("sha256".into(), sha.clone().into());
@@ -158,11 +201,31 @@ mod tests {
 
     #[test]
     fn refuses_escaping_and_hidden_paths() {
-        for bad in ["../../etc/passwd", "/etc/passwd", "a/../b", ".hidden", "a//b", "a/", "", "a\\b", "x\0y"] {
-            assert_eq!(RelPath::parse(bad).unwrap_err().kind(), "BadPath", "{bad:?}");
+        for bad in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "a/../b",
+            ".hidden",
+            "a//b",
+            "a/",
+            "",
+            "a\\b",
+            "x\0y",
+        ] {
+            assert_eq!(
+                RelPath::parse(bad).unwrap_err().kind(),
+                "BadPath",
+                "{bad:?}"
+            );
         }
-        assert_eq!(RelPath::parse("lib/functions.py").unwrap().as_str(), "lib/functions.py");
-        assert_eq!(RelPath::parse("functions.py").unwrap().module_name(), Some("functions"));
+        assert_eq!(
+            RelPath::parse("lib/functions.py").unwrap().as_str(),
+            "lib/functions.py"
+        );
+        assert_eq!(
+            RelPath::parse("functions.py").unwrap().module_name(),
+            Some("functions")
+        );
         assert_eq!(RelPath::parse("lib/f.py").unwrap().module_name(), None);
     }
 
@@ -188,6 +251,9 @@ mod tests {
         let m = json!({"filename": "a.txt", "content": "abc", "offset": 2, "total": 4});
         assert!(FileChunk::parse(m.as_object().unwrap()).is_err());
         let m = json!({"filename": "a.txt", "content": "ab", "total": 4});
-        assert!(FileChunk::parse(m.as_object().unwrap()).unwrap_err().to_string().contains("sha256"));
+        assert!(FileChunk::parse(m.as_object().unwrap())
+            .unwrap_err()
+            .to_string()
+            .contains("sha256"));
     }
 }

@@ -35,5 +35,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Seconds since the Unix epoch as a float, the form of `time_stamp` and `since`.
 pub fn unix_seconds(now: std::time::SystemTime) -> f64 {
-    now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

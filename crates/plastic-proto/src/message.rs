@@ -36,13 +36,19 @@ impl Envelope {
             receiver: s("receiver"),
             reply_to: s("reply_to"),
             time_stamp: m.get("time_stamp").and_then(Value::as_f64),
-            need_result: m.get("need_result").and_then(Value::as_bool).unwrap_or(false),
+            need_result: m
+                .get("need_result")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
 
     /// Where a reply goes: `reply_to`, else `sender`, if that is a valid node name.
     pub fn reply_target(&self) -> Option<NodeName> {
-        self.reply_to.as_deref().or(self.sender.as_deref()).and_then(|n| NodeName::parse(n).ok())
+        self.reply_to
+            .as_deref()
+            .or(self.sender.as_deref())
+            .and_then(|n| NodeName::parse(n).ok())
     }
 }
 
@@ -50,13 +56,24 @@ impl Envelope {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     Command(Command),
-    Eval { to_evaluate: String },
-    Exec { to_exec: String },
+    Eval {
+        to_evaluate: String,
+    },
+    Exec {
+        to_exec: String,
+    },
     /// Deploys and starts a script, replacing a running script of the same name.
-    Script { script: String, name: String },
+    Script {
+        script: String,
+        name: String,
+    },
     File(FileChunk),
     /// Calls a callable in the node's namespace; a dotted name reaches into modules.
-    Function { name: String, args: Vec<Value>, kwargs: Map<String, Value> },
+    Function {
+        name: String,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    },
     Result(Reply),
 }
 
@@ -79,7 +96,12 @@ impl Body {
         let ty = match (m.get("type"), m.get("message_type")) {
             (Some(Value::String(t)), _) | (None, Some(Value::String(t))) => t.as_str(),
             (None, None) => return Err(ProtoError::Missing("type")),
-            _ => return Err(ProtoError::WrongType { field: "type", expected: "a string" }),
+            _ => {
+                return Err(ProtoError::WrongType {
+                    field: "type",
+                    expected: "a string",
+                })
+            }
         };
         Ok(match ty {
             "command" => {
@@ -88,14 +110,22 @@ impl Body {
                 Body::Command(Command::parse(name, &kwargs)?)
             }
             "eval" => Body::Eval {
-                to_evaluate: get_str(m, "to_evaluate")?.ok_or(ProtoError::Missing("to_evaluate"))?.to_owned(),
+                to_evaluate: get_str(m, "to_evaluate")?
+                    .ok_or(ProtoError::Missing("to_evaluate"))?
+                    .to_owned(),
             },
-            "exec" => Body::Exec { to_exec: get_str(m, "to_exec")?.ok_or(ProtoError::Missing("to_exec"))?.to_owned() },
+            "exec" => Body::Exec {
+                to_exec: get_str(m, "to_exec")?
+                    .ok_or(ProtoError::Missing("to_exec"))?
+                    .to_owned(),
+            },
             "script" => {
                 let name = get_str(m, "name")?.unwrap_or(DEFAULT_SCRIPT_NAME);
                 crate::name::validate_name(name)?;
                 Body::Script {
-                    script: get_str(m, "script")?.ok_or(ProtoError::Missing("script"))?.to_owned(),
+                    script: get_str(m, "script")?
+                        .ok_or(ProtoError::Missing("script"))?
+                        .to_owned(),
                     name: name.to_owned(),
                 }
             }
@@ -113,7 +143,12 @@ impl Body {
                 let args = match m.get("args") {
                     None | Some(Value::Null) => Vec::new(),
                     Some(Value::Array(a)) => a.clone(),
-                    Some(_) => return Err(ProtoError::WrongType { field: "args", expected: "a list" }),
+                    Some(_) => {
+                        return Err(ProtoError::WrongType {
+                            field: "args",
+                            expected: "a list",
+                        })
+                    }
                 };
                 Body::Function {
                     name: name.to_owned(),
@@ -151,18 +186,30 @@ impl Incoming {
     pub fn parse_with_limit(payload: &[u8], envelope_limit: usize) -> Result<Self, ProtoError> {
         let too_large = payload.len() > MAX_PAYLOAD;
         if too_large && payload.len() > envelope_limit {
-            return Err(ProtoError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD });
+            return Err(ProtoError::TooLarge {
+                size: payload.len(),
+                limit: MAX_PAYLOAD,
+            });
         }
         // serde_json refuses nesting deeper than 128 levels, so hostile nesting cannot
         // exhaust the stack.
-        let value: Value = serde_json::from_slice(payload).map_err(|e| ProtoError::Json(e.to_string()))?;
-        let Value::Object(map) = value else { return Err(ProtoError::NotAnObject) };
+        let value: Value =
+            serde_json::from_slice(payload).map_err(|e| ProtoError::Json(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(ProtoError::NotAnObject);
+        };
         let body = if too_large {
-            Err(ProtoError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD })
+            Err(ProtoError::TooLarge {
+                size: payload.len(),
+                limit: MAX_PAYLOAD,
+            })
         } else {
             Body::parse(&map)
         };
-        Ok(Incoming { envelope: Envelope::from_map(&map), body })
+        Ok(Incoming {
+            envelope: Envelope::from_map(&map),
+            body,
+        })
     }
 
     /// [`Incoming::parse_with_limit`] with no envelope reading past [`MAX_PAYLOAD`].
@@ -193,10 +240,20 @@ impl Request {
         Self::typed("script", [("script", source.into()), ("name", name.into())])
     }
     pub fn command(name: &str, kwargs: Map<String, Value>) -> Self {
-        Self::typed("command", [("command", name.into()), ("kwargs", Value::Object(kwargs))])
+        Self::typed(
+            "command",
+            [("command", name.into()), ("kwargs", Value::Object(kwargs))],
+        )
     }
     pub fn function(name: &str, args: Vec<Value>, kwargs: Map<String, Value>) -> Self {
-        Self::typed("function", [("function", name.into()), ("args", args.into()), ("kwargs", kwargs.into())])
+        Self::typed(
+            "function",
+            [
+                ("function", name.into()),
+                ("args", args.into()),
+                ("kwargs", kwargs.into()),
+            ],
+        )
     }
 
     fn typed<const N: usize>(ty: &str, fields: [(&str, Value); N]) -> Self {
@@ -218,15 +275,26 @@ impl Request {
                 id
             }
         };
-        self.fields.entry("sender").or_insert_with(|| sender.as_str().into());
-        self.fields.entry("receiver").or_insert_with(|| receiver.into());
-        self.fields.entry("reply_to").or_insert_with(|| sender.as_str().into());
-        self.fields.entry("time_stamp").or_insert_with(|| time_stamp.into());
+        self.fields
+            .entry("sender")
+            .or_insert_with(|| sender.as_str().into());
+        self.fields
+            .entry("receiver")
+            .or_insert_with(|| receiver.into());
+        self.fields
+            .entry("reply_to")
+            .or_insert_with(|| sender.as_str().into());
+        self.fields
+            .entry("time_stamp")
+            .or_insert_with(|| time_stamp.into());
         id
     }
 
     pub fn need_result(&self) -> bool {
-        self.fields.get("need_result").and_then(Value::as_bool).unwrap_or(false)
+        self.fields
+            .get("need_result")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     pub fn set_need_result(&mut self, need: bool) {
@@ -238,11 +306,17 @@ impl Request {
     }
 }
 
-pub(crate) fn get_str<'a>(m: &'a Map<String, Value>, k: &'static str) -> Result<Option<&'a str>, ProtoError> {
+pub(crate) fn get_str<'a>(
+    m: &'a Map<String, Value>,
+    k: &'static str,
+) -> Result<Option<&'a str>, ProtoError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ProtoError::WrongType { field: k, expected: "a string" }),
+        Some(_) => Err(ProtoError::WrongType {
+            field: k,
+            expected: "a string",
+        }),
     }
 }
 
@@ -253,7 +327,10 @@ pub(crate) fn get_object<'a>(
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
-        Some(_) => Err(ProtoError::WrongType { field: k, expected: "an object" }),
+        Some(_) => Err(ProtoError::WrongType {
+            field: k,
+            expected: "an object",
+        }),
     }
 }
 
@@ -261,7 +338,10 @@ pub(crate) fn get_f64(m: &Map<String, Value>, k: &'static str) -> Result<Option<
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(_) => Err(ProtoError::WrongType { field: k, expected: "a number" }),
+        Some(_) => Err(ProtoError::WrongType {
+            field: k,
+            expected: "a number",
+        }),
     }
 }
 
@@ -269,15 +349,24 @@ pub(crate) fn get_u64(m: &Map<String, Value>, k: &'static str) -> Result<Option<
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-        Some(_) => Err(ProtoError::WrongType { field: k, expected: "a whole number of at least 0" }),
+        Some(_) => Err(ProtoError::WrongType {
+            field: k,
+            expected: "a whole number of at least 0",
+        }),
     }
 }
 
-pub(crate) fn get_bool(m: &Map<String, Value>, k: &'static str) -> Result<Option<bool>, ProtoError> {
+pub(crate) fn get_bool(
+    m: &Map<String, Value>,
+    k: &'static str,
+) -> Result<Option<bool>, ProtoError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ProtoError::WrongType { field: k, expected: "true or false" }),
+        Some(_) => Err(ProtoError::WrongType {
+            field: k,
+            expected: "true or false",
+        }),
     }
 }
 
@@ -294,19 +383,36 @@ mod tests {
     fn the_seed_dicts_parse_as_written() {
         let eval = parse(json!({"type": "eval", "to_evaluate": "2+3", "need_result": true}));
         assert!(eval.envelope.need_result);
-        assert_eq!(eval.body.unwrap(), Body::Eval { to_evaluate: "2+3".into() });
+        assert_eq!(
+            eval.body.unwrap(),
+            Body::Eval {
+                to_evaluate: "2+3".into()
+            }
+        );
         let exec = parse(json!({"type": "exec", "to_exec": "print(\"Testing exec !\")"}));
         assert_eq!(exec.body.unwrap().type_name(), "exec");
         let script = parse(json!({"type": "script", "script": "print(1)"}));
-        assert_eq!(script.body.unwrap(), Body::Script { script: "print(1)".into(), name: "main".into() });
+        assert_eq!(
+            script.body.unwrap(),
+            Body::Script {
+                script: "print(1)".into(),
+                name: "main".into()
+            }
+        );
         let read = parse(json!({"type": "command", "command": "read GPIOs", "need_result": true}));
-        assert_eq!(read.body.unwrap(), Body::Command(Command::ReadGpios { pins: None }));
+        assert_eq!(
+            read.body.unwrap(),
+            Body::Command(Command::ReadGpios { pins: None })
+        );
     }
 
     #[test]
     fn message_type_is_an_alias_of_type() {
-        let m = parse(json!({"message_type": "function", "function": "blink", "kwargs": {"times": 2}}));
-        let Body::Function { name, kwargs, .. } = m.body.unwrap() else { panic!() };
+        let m =
+            parse(json!({"message_type": "function", "function": "blink", "kwargs": {"times": 2}}));
+        let Body::Function { name, kwargs, .. } = m.body.unwrap() else {
+            panic!()
+        };
         assert_eq!(name, "blink");
         assert_eq!(kwargs["times"], 2);
     }
@@ -321,16 +427,28 @@ mod tests {
 
     #[test]
     fn refuses_malformed_huge_and_deep_payloads() {
-        assert!(matches!(Incoming::parse(b"{not json"), Err(ProtoError::Json(_))));
+        assert!(matches!(
+            Incoming::parse(b"{not json"),
+            Err(ProtoError::Json(_))
+        ));
         assert_eq!(Incoming::parse(b"[1,2]"), Err(ProtoError::NotAnObject));
         let huge = vec![b' '; MAX_PAYLOAD + 1];
-        assert!(matches!(Incoming::parse(&huge), Err(ProtoError::TooLarge { .. })));
-        let big = format!("{{\"type\":\"exec\",\"sender\":\"c\",\"to_exec\":\"{}\"}}", "x".repeat(MAX_PAYLOAD));
+        assert!(matches!(
+            Incoming::parse(&huge),
+            Err(ProtoError::TooLarge { .. })
+        ));
+        let big = format!(
+            "{{\"type\":\"exec\",\"sender\":\"c\",\"to_exec\":\"{}\"}}",
+            "x".repeat(MAX_PAYLOAD)
+        );
         let refused = Incoming::parse_with_limit(big.as_bytes(), 4 * MAX_PAYLOAD).unwrap();
         assert_eq!(refused.envelope.sender.as_deref(), Some("c"));
         assert_eq!(refused.body.unwrap_err().kind(), "PayloadTooLarge");
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(Incoming::parse(deep.as_bytes()), Err(ProtoError::Json(_))));
+        assert!(matches!(
+            Incoming::parse(deep.as_bytes()),
+            Err(ProtoError::Json(_))
+        ));
     }
 
     #[test]

@@ -47,14 +47,22 @@ impl AsRef<str> for NodeName {
 
 /// Checks the character set and length shared by node and group names.
 pub fn validate_name(name: &str) -> Result<(), ProtoError> {
-    let bad = |reason| Err(ProtoError::BadName { name: name.chars().take(80).collect(), reason });
+    let bad = |reason| {
+        Err(ProtoError::BadName {
+            name: name.chars().take(80).collect(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("a name needs at least one character");
     }
     if name.len() > MAX_NAME_LEN {
         return bad("a name has at most 64 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
         return bad("only A-Z, a-z, 0-9, `_`, `.` and `-` are allowed");
     }
     Ok(())
@@ -73,9 +81,22 @@ mod tests {
 
     #[test]
     fn refuses_topic_metacharacters_and_bad_lengths() {
-        for bad in ["", "a/b", "a+", "#", "sp ace", "é", &"n".repeat(65), "all", "group"] {
+        for bad in [
+            "",
+            "a/b",
+            "a+",
+            "#",
+            "sp ace",
+            "é",
+            &"n".repeat(65),
+            "all",
+            "group",
+        ] {
             let err = NodeName::parse(bad).unwrap_err();
-            assert!(matches!(err, ProtoError::BadName { .. }), "{bad:?} gave {err:?}");
+            assert!(
+                matches!(err, ProtoError::BadName { .. }),
+                "{bad:?} gave {err:?}"
+            );
         }
     }
 }

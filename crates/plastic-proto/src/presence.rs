@@ -48,7 +48,11 @@ pub struct Presence {
 
 impl Presence {
     pub fn with_state(&self, state: NodeState, since: f64) -> Self {
-        Presence { state, since, ..self.clone() }
+        Presence {
+            state,
+            since,
+            ..self.clone()
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

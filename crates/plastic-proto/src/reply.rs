@@ -21,7 +21,11 @@ pub struct ErrorInfo {
 
 impl ErrorInfo {
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        ErrorInfo { kind: kind.into(), message: message.into(), traceback: String::new() }
+        ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            traceback: String::new(),
+        }
     }
 }
 
@@ -74,7 +78,11 @@ impl Reply {
     }
 
     pub fn err(correlation_id: &str, error: ErrorInfo) -> Self {
-        Reply { ok: false, error: Some(error), ..Reply::ok(correlation_id, Value::Null) }
+        Reply {
+            ok: false,
+            error: Some(error),
+            ..Reply::ok(correlation_id, Value::Null)
+        }
     }
 
     pub fn with_stdout(mut self, stdout: String) -> Self {
@@ -118,6 +126,9 @@ mod tests {
         let back: Value = serde_json::from_slice(&r.to_bytes()).unwrap();
         assert_eq!(back["ok"], false);
         assert_eq!(back["error"]["kind"], "ZeroDivisionError");
-        assert!(back["error"]["traceback"].as_str().unwrap().starts_with("Traceback"));
+        assert!(back["error"]["traceback"]
+            .as_str()
+            .unwrap()
+            .starts_with("Traceback"));
     }
 }

@@ -34,7 +34,9 @@ pub enum TopicKind {
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics { prefix: DEFAULT_PREFIX.to_owned() }
+        Topics {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
     }
 }
 
@@ -47,7 +49,9 @@ impl Topics {
                 reason: format!("`{prefix}` must be `/`-separated levels of A-Za-z0-9_.-"),
             });
         }
-        Ok(Topics { prefix: prefix.to_owned() })
+        Ok(Topics {
+            prefix: prefix.to_owned(),
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -90,7 +94,11 @@ impl Topics {
         if sub.is_empty() {
             return Ok(self.events(node));
         }
-        if sub.len() > 128 || sub.split('/').any(|l| l.is_empty() || l.contains(['+', '#', '\0'])) {
+        if sub.len() > 128
+            || sub
+                .split('/')
+                .any(|l| l.is_empty() || l.contains(['+', '#', '\0']))
+        {
             return Err(ProtoError::Invalid {
                 field: "topic",
                 reason: format!("`{sub}` must be non-empty levels without `+`, `#` or NUL"),
@@ -113,7 +121,9 @@ impl Topics {
             (node, "status", None) => Some(TopicKind::Status(node.to_owned())),
             (node, "log", None) => Some(TopicKind::Log(node.to_owned())),
             (node, "events", None) => Some(TopicKind::Events(node.to_owned())),
-            (node, "events", Some(sub)) => Some(TopicKind::EventsSub(node.to_owned(), sub.to_owned())),
+            (node, "events", Some(sub)) => {
+                Some(TopicKind::EventsSub(node.to_owned(), sub.to_owned()))
+            }
             _ => None,
         }
     }
@@ -129,11 +139,20 @@ mod tests {
         let n = NodeName::parse("pi-1").unwrap();
         assert_eq!(t.inbox(&n), "plastic/pi-1/in");
         assert_eq!(t.parse(&t.inbox(&n)), Some(TopicKind::Inbox("pi-1".into())));
-        assert_eq!(t.parse(&t.status(&n)), Some(TopicKind::Status("pi-1".into())));
+        assert_eq!(
+            t.parse(&t.status(&n)),
+            Some(TopicKind::Status("pi-1".into()))
+        );
         assert_eq!(t.parse(&t.log(&n)), Some(TopicKind::Log("pi-1".into())));
-        assert_eq!(t.parse(&t.events(&n)), Some(TopicKind::Events("pi-1".into())));
+        assert_eq!(
+            t.parse(&t.events(&n)),
+            Some(TopicKind::Events("pi-1".into()))
+        );
         assert_eq!(t.parse("plastic/all/in"), Some(TopicKind::AllInbox));
-        assert_eq!(t.parse(&t.group_inbox("lab").unwrap()), Some(TopicKind::GroupInbox("lab".into())));
+        assert_eq!(
+            t.parse(&t.group_inbox("lab").unwrap()),
+            Some(TopicKind::GroupInbox("lab".into()))
+        );
         assert_eq!(
             t.parse(&t.events_sub(&n, "temp/c").unwrap()),
             Some(TopicKind::EventsSub("pi-1".into(), "temp/c".into()))

@@ -18,13 +18,21 @@ use crate::target::{resolve, TargetSpec};
 /// Raw bytes per chunk at most: base64 grows data by 4/3 and a message is at most 256 KiB.
 const MAX_CHUNK: usize = 128 * 1024;
 
-pub async fn run(global: &Global, local: &Path, destination: &str, chunk_size: usize) -> Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    local: &Path,
+    destination: &str,
+    chunk_size: usize,
+) -> Result<ExitCode> {
     // Paths cannot contain `:`, targets can (`group:lab`): split at the last one.
     let Some((target, path)) = destination.rsplit_once(':') else {
         bail!("DESTINATION must be TARGET:PATH, for example pi-1:functions.py");
     };
     let path = if path.is_empty() {
-        local.file_name().and_then(|n| n.to_str()).context("LOCAL has no file name")?
+        local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("LOCAL has no file name")?
     } else {
         path
     };
@@ -34,12 +42,19 @@ pub async fn run(global: &Global, local: &Path, destination: &str, chunk_size: u
     }
     let data = std::fs::read(local).with_context(|| format!("cannot read {}", local.display()))?;
     if data.len() as u64 > MAX_FILE_SIZE {
-        bail!("{} is {} bytes; nodes accept files up to {MAX_FILE_SIZE} bytes", local.display(), data.len());
+        bail!(
+            "{} is {} bytes; nodes accept files up to {MAX_FILE_SIZE} bytes",
+            local.display(),
+            data.len()
+        );
     }
     let spec = TargetSpec::parse(target)?;
     let s = Session::open(global).await?;
     let resolved = resolve(&s.client, &spec, s.timeout).await?;
-    let printer = Printer { json: s.json, multi: spec.is_multi() };
+    let printer = Printer {
+        json: s.json,
+        multi: spec.is_multi(),
+    };
     let mut all_ok = resolved.unreachable.is_empty();
     for (node, why) in &resolved.unreachable {
         printer.failure(node, "NodeNotOnline", why);
@@ -80,16 +95,29 @@ pub async fn run(global: &Global, local: &Path, destination: &str, chunk_size: u
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     let render = Render::With(|v| {
         let sha = v["sha256"].as_str().unwrap_or("");
-        format!("{}: {} bytes, sha256 {} verified", v["filename"].as_str().unwrap_or("?"), v["total"], &sha[..sha.len().min(16)])
+        format!(
+            "{}: {} bytes, sha256 {} verified",
+            v["filename"].as_str().unwrap_or("?"),
+            v["total"],
+            &sha[..sha.len().min(16)]
+        )
     });
     for (node, outcome) in &outcomes {
         all_ok &= printer.outcome(node, outcome, render);
     }
     s.close().await;
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn chunk_len(chunk: &serde_json::Map<String, serde_json::Value>) -> u64 {
     // Base64 of n bytes is 4 * ceil(n / 3) characters; close enough for a progress bar.
-    chunk.get("content").and_then(|c| c.as_str()).map(|c| c.len() as u64 * 3 / 4).unwrap_or(0)
+    chunk
+        .get("content")
+        .and_then(|c| c.as_str())
+        .map(|c| c.len() as u64 * 3 / 4)
+        .unwrap_or(0)
 }

@@ -24,16 +24,28 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
     let root = std::env::temp_dir().join(format!("plastic-demo-{}", std::process::id()));
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut nodes = tokio::task::JoinSet::new();
-    let demo_global = Global { broker: url.to_string(), ..global.clone() };
+    let demo_global = Global {
+        broker: url.to_string(),
+        ..global.clone()
+    };
     for name in NODES {
-        let config = super::node::node_config(&demo_global, name, vec!["demo".into()], root.join(name), "sim")?;
+        let config = super::node::node_config(
+            &demo_global,
+            name,
+            vec!["demo".into()],
+            root.join(name),
+            "sim",
+        )?;
         let node = Node::start(config)?;
         let mut stop = stop_tx.subscribe();
         nodes.spawn(node.run(async move {
             let _ = stop.recv().await;
         }));
     }
-    let (client, _) = Client::connect(ClientOptions::new(url, ClientOptions::ephemeral_name("demo")));
+    let (client, _) = Client::connect(ClientOptions::new(
+        url,
+        ClientOptions::ephemeral_name("demo"),
+    ));
     client.wait_connected(Duration::from_secs(10)).await?;
     let result = walk_through(&client).await;
     client.shutdown(None).await;
@@ -56,44 +68,102 @@ async fn walk_through(client: &Client) -> Result<()> {
         }
     }
     while online.len() < NODES.len() {
-        let event = tokio::time::timeout(timeout, events.recv()).await.context("nodes did not come online")??;
+        let event = tokio::time::timeout(timeout, events.recv())
+            .await
+            .context("nodes did not come online")??;
         if event.current.state == NodeState::Online {
             online.insert(event.current.name);
         }
     }
-    println!("nodes online: {}", online.iter().cloned().collect::<Vec<_>>().join(", "));
+    println!(
+        "nodes online: {}",
+        online.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
     let node = NodeName::parse(NODES[0])?;
 
     step("blink the LED 10 times");
-    show(client, &node, json!({"type": "command", "command": "blink led",
-        "kwargs": {"times": 10, "forever": false, "on_seconds": 0.05, "off_seconds": 0.05}})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "command", "command": "blink led",
+        "kwargs": {"times": 10, "forever": false, "on_seconds": 0.05, "off_seconds": 0.05}}),
+    )
+    .await?;
     step("read GPIOs");
-    show(client, &node, json!({"type": "command", "command": "read GPIOs", "need_result": true})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "command", "command": "read GPIOs", "need_result": true}),
+    )
+    .await?;
     step("write GPIOs in order (pin 2 is the on-board LED)");
-    show(client, &node, json!({"type": "command", "command": "write GPIOs",
-        "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "command", "command": "write GPIOs",
+        "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}),
+    )
+    .await?;
     step("eval '2+3'");
-    show(client, &node, json!({"type": "eval", "to_evaluate": "2+3", "need_result": true})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "eval", "to_evaluate": "2+3", "need_result": true}),
+    )
+    .await?;
     step("exec a statement");
-    show(client, &node, json!({"type": "exec", "to_exec": "print(\"Testing exec !\")"})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "exec", "to_exec": "print(\"Testing exec !\")"}),
+    )
+    .await?;
     step("deploy the blink-forever script; the node now runs on its own");
-    show(client, &node, json!({"type": "script", "script": SCRIPT_TO_DEPLOY})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "script", "script": SCRIPT_TO_DEPLOY}),
+    )
+    .await?;
     show(client, &node, json!({"type": "command", "command": "info"})).await?;
     step("stop the script without restarting the node");
     show(client, &node, json!({"type": "command", "command": "stop"})).await?;
     step("upload functions.py, import it, call a function");
-    for chunk in chunk_messages(&RelPath::parse("functions.py")?, FUNCTIONS.as_bytes(), 16 * 1024) {
+    for chunk in chunk_messages(
+        &RelPath::parse("functions.py")?,
+        FUNCTIONS.as_bytes(),
+        16 * 1024,
+    ) {
         show(client, &node, Value::Object(chunk)).await?;
     }
-    show(client, &node, json!({"type": "exec", "to_exec": "import functions"})).await?;
-    show(client, &node, json!({"type": "function", "function": "functions.add", "kwargs": {"a": 2, "b": 3}})).await?;
+    show(
+        client,
+        &node,
+        json!({"type": "exec", "to_exec": "import functions"}),
+    )
+    .await?;
+    show(
+        client,
+        &node,
+        json!({"type": "function", "function": "functions.add", "kwargs": {"a": 2, "b": 3}}),
+    )
+    .await?;
     step("node to node: demo-1 asks demo-2 directly, from Python");
     show(client, &node, json!({"type": "exec", "to_exec":
         "import plastic\nanswer = plastic.request('demo-2', {'type': 'eval', 'to_evaluate': '2+3', 'need_result': True})\nprint('demo-2 answered', answer)"})).await?;
     step("broadcast to every node");
-    let everyone: Vec<NodeName> = NODES.iter().map(|n| NodeName::parse(n)).collect::<Result<_, _>>()?;
+    let everyone: Vec<NodeName> = NODES
+        .iter()
+        .map(|n| NodeName::parse(n))
+        .collect::<Result<_, _>>()?;
     let mut replies = client
-        .request_many(&client.topics().all_inbox(), "all", Request::eval("__import__('plastic').name"), &everyone, timeout)
+        .request_many(
+            &client.topics().all_inbox(),
+            "all",
+            Request::eval("__import__('plastic').name"),
+            &everyone,
+            timeout,
+        )
         .await?;
     replies.sort_by(|a, b| a.0.cmp(&b.0));
     for (who, reply) in replies {
@@ -113,14 +183,21 @@ fn step(title: &str) {
 async fn show(client: &Client, node: &NodeName, message: Value) -> Result<Reply> {
     let mut shown = message.clone();
     if let Some(script) = shown.get_mut("script") {
-        *script = json!(format!("<{} lines of Python>", script.as_str().unwrap_or("").lines().count()));
+        *script = json!(format!(
+            "<{} lines of Python>",
+            script.as_str().unwrap_or("").lines().count()
+        ));
     }
     if let Some(content) = shown.get_mut("content") {
         *content = json!("<base64>");
     }
     println!("client.request({node:?}, {shown})");
-    let Value::Object(fields) = message else { bail!("demo messages are objects") };
-    let reply = client.request(node, Request::new(fields), Duration::from_secs(10)).await?;
+    let Value::Object(fields) = message else {
+        bail!("demo messages are objects")
+    };
+    let reply = client
+        .request(node, Request::new(fields), Duration::from_secs(10))
+        .await?;
     for line in reply.stdout.lines() {
         println!("  | {line}");
     }
@@ -128,7 +205,10 @@ async fn show(client: &Client, node: &NodeName, message: Value) -> Result<Reply>
         println!("  -> {}", reply.result);
         Ok(reply)
     } else {
-        let e = reply.error.clone().unwrap_or_else(|| plastic_proto::ErrorInfo::new("?", "?"));
+        let e = reply
+            .error
+            .clone()
+            .unwrap_or_else(|| plastic_proto::ErrorInfo::new("?", "?"));
         bail!("{node} failed: {}: {}\n{}", e.kind, e.message, e.traceback)
     }
 }

@@ -25,7 +25,13 @@ pub async fn run(global: &Global, listen: SocketAddr, external: bool) -> Result<
     let registry = Registry::connect(broker, topics).await?;
     let mut events = registry.events();
     for node in registry.nodes().await? {
-        println!("node {} {} [{} {}]", node.name, node.state.as_str(), node.platform, node.version);
+        println!(
+            "node {} {} [{} {}]",
+            node.name,
+            node.state.as_str(),
+            node.platform,
+            node.version
+        );
     }
     let shutdown = super::node::shutdown_signal();
     tokio::pin!(shutdown);

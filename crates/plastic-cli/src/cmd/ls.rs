@@ -28,12 +28,19 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
                 n.state.as_str().to_owned(),
                 n.platform.clone(),
                 n.address.clone().unwrap_or_else(|| "-".into()),
-                if n.groups.is_empty() { "-".into() } else { n.groups.join(",") },
+                if n.groups.is_empty() {
+                    "-".into()
+                } else {
+                    n.groups.join(",")
+                },
                 ago(now - n.since),
             ]
         })
         .collect();
-    print_table(&["NAME", "STATE", "PLATFORM", "ADDRESS", "GROUPS", "SINCE"], &rows);
+    print_table(
+        &["NAME", "STATE", "PLATFORM", "ADDRESS", "GROUPS", "SINCE"],
+        &rows,
+    );
     if nodes.is_empty() {
         eprintln!("no nodes have announced themselves on {}", s_broker(global));
     }
@@ -41,7 +48,9 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
 }
 
 fn s_broker(global: &Global) -> String {
-    plastic_client::BrokerUrl::parse(&global.broker).map(|b| b.to_string()).unwrap_or_default()
+    plastic_client::BrokerUrl::parse(&global.broker)
+        .map(|b| b.to_string())
+        .unwrap_or_default()
 }
 
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
@@ -52,7 +61,11 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", text.join("  ").trim_end());
     };
     line(header.to_vec());

@@ -24,11 +24,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Hub { listen, external } => hub::run(&global, listen, external).await,
         Command::Node(args) => node::run_node(&global, args).await,
-        Command::Sim { nodes, name_prefix, groups, root } => node::run_sim(&global, nodes, &name_prefix, groups, root).await,
+        Command::Sim {
+            nodes,
+            name_prefix,
+            groups,
+            root,
+        } => node::run_sim(&global, nodes, &name_prefix, groups, root).await,
         Command::Demo => demo::run(&global).await,
         Command::Ls => ls::run(&global).await,
         Command::Watch { count } => watch::run(&global, count).await,
-        Command::Cp { local, destination, chunk_size } => cp::run(&global, &local, &destination, chunk_size).await,
+        Command::Cp {
+            local,
+            destination,
+            chunk_size,
+        } => cp::run(&global, &local, &destination, chunk_size).await,
         command => {
             let session = Session::open(&global).await?;
             let code = request_command(&session, command).await;
@@ -40,28 +49,74 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Eval { target, code } => request_each(s, &target, Request::eval(&code), Render::Value).await,
-        Command::Exec { target, code } => request_each(s, &target, Request::exec(&code), Render::Quiet).await,
-        Command::Gpio { target, action: GpioAction::Read { pins } } => {
+        Command::Eval { target, code } => {
+            request_each(s, &target, Request::eval(&code), Render::Value).await
+        }
+        Command::Exec { target, code } => {
+            request_each(s, &target, Request::exec(&code), Render::Quiet).await
+        }
+        Command::Gpio {
+            target,
+            action: GpioAction::Read { pins },
+        } => {
             let mut kwargs = Map::new();
             if !pins.is_empty() {
                 kwargs.insert("pins".into(), json!(pins));
             }
-            request_each(s, &target, Request::command("read GPIOs", kwargs), Render::Value).await
+            request_each(
+                s,
+                &target,
+                Request::command("read GPIOs", kwargs),
+                Render::Value,
+            )
+            .await
         }
-        Command::Gpio { target, action: GpioAction::Write { assignments } } => {
-            let pairs = assignments.iter().map(|a| parse_assignment(a)).collect::<Result<Vec<_>>>()?;
+        Command::Gpio {
+            target,
+            action: GpioAction::Write { assignments },
+        } => {
+            let pairs = assignments
+                .iter()
+                .map(|a| parse_assignment(a))
+                .collect::<Result<Vec<_>>>()?;
             let kwargs = json!({"pins_and_values": pairs});
-            request_each(s, &target, Request::command("write GPIOs", object(kwargs)), Render::Value).await
+            request_each(
+                s,
+                &target,
+                Request::command("write GPIOs", object(kwargs)),
+                Render::Value,
+            )
+            .await
         }
-        Command::Blink { target, times, forever, on, off } => {
-            let kwargs = json!({"times": times, "forever": forever, "on_seconds": on, "off_seconds": off});
+        Command::Blink {
+            target,
+            times,
+            forever,
+            on,
+            off,
+        } => {
+            let kwargs =
+                json!({"times": times, "forever": forever, "on_seconds": on, "off_seconds": off});
             let render = Render::With(|v| {
-                if v["forever"] == true { "blinking until `plastic stop`".into() } else { format!("blinking {} times", v["times"]) }
+                if v["forever"] == true {
+                    "blinking until `plastic stop`".into()
+                } else {
+                    format!("blinking {} times", v["times"])
+                }
             });
-            request_each(s, &target, Request::command("blink led", object(kwargs)), render).await
+            request_each(
+                s,
+                &target,
+                Request::command("blink led", object(kwargs)),
+                render,
+            )
+            .await
         }
-        Command::Run { target, script, name } => {
+        Command::Run {
+            target,
+            script,
+            name,
+        } => {
             let source = std::fs::read_to_string(&script)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", script.display()))?;
             let name = match name {
@@ -69,7 +124,8 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
                 None => script_name(&script),
             };
             plastic_proto::name::validate_name(&name)?;
-            let render = Render::With(|v| format!("script `{}` started", v["name"].as_str().unwrap_or("?")));
+            let render =
+                Render::With(|v| format!("script `{}` started", v["name"].as_str().unwrap_or("?")));
             request_each(s, &target, Request::script(&source, &name), render).await
         }
         Command::Stop { target, name } => {
@@ -78,7 +134,16 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
                 kwargs.insert("name".into(), n.into());
             }
             let render = Render::With(|v| {
-                let names = |k: &str| v[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                let names = |k: &str| {
+                    v[k].as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default()
+                };
                 let mut text = match names("stopped") {
                     n if n.is_empty() => "no script was running".to_owned(),
                     n => format!("stopped: {n}"),
@@ -94,17 +159,35 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
             });
             request_each(s, &target, Request::command("stop", kwargs), render).await
         }
-        Command::Call { target, function, args } => {
-            let (args, kwargs) = match args.as_deref().map(serde_json::from_str::<Value>).transpose() {
+        Command::Call {
+            target,
+            function,
+            args,
+        } => {
+            let (args, kwargs) = match args
+                .as_deref()
+                .map(serde_json::from_str::<Value>)
+                .transpose()
+            {
                 Err(e) => anyhow::bail!("ARGS must be JSON: {e}"),
                 Ok(None) => (vec![], Map::new()),
                 Ok(Some(Value::Object(kw))) => (vec![], kw),
                 Ok(Some(Value::Array(a))) => (a, Map::new()),
                 Ok(Some(other)) => (vec![other], Map::new()),
             };
-            request_each(s, &target, Request::function(&function, args, kwargs), Render::Value).await
+            request_each(
+                s,
+                &target,
+                Request::function(&function, args, kwargs),
+                Render::Value,
+            )
+            .await
         }
-        Command::Send { target, message, no_wait } => {
+        Command::Send {
+            target,
+            message,
+            no_wait,
+        } => {
             let fields = match serde_json::from_str::<Value>(&message) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => anyhow::bail!("MESSAGE must be a JSON object"),
@@ -112,8 +195,24 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
             };
             request::send_raw(s, &target, Request::new(fields), no_wait).await
         }
-        Command::Ping { target } => request_each(s, &target, Request::command("ping", Map::new()), Render::Value).await,
-        Command::Info { target } => request_each(s, &target, Request::command("info", Map::new()), Render::Value).await,
+        Command::Ping { target } => {
+            request_each(
+                s,
+                &target,
+                Request::command("ping", Map::new()),
+                Render::Value,
+            )
+            .await
+        }
+        Command::Info { target } => {
+            request_each(
+                s,
+                &target,
+                Request::command("info", Map::new()),
+                Render::Value,
+            )
+            .await
+        }
         _ => unreachable!("handled in run"),
     }
 }
@@ -160,7 +259,10 @@ mod tests {
 
     #[test]
     fn script_names_come_from_the_file_stem() {
-        assert_eq!(script_name(std::path::Path::new("dir/script_to_deploy.py")), "script_to_deploy");
+        assert_eq!(
+            script_name(std::path::Path::new("dir/script_to_deploy.py")),
+            "script_to_deploy"
+        );
         assert_eq!(script_name(std::path::Path::new("my script.py")), "main");
     }
 }

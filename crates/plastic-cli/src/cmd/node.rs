@@ -33,7 +33,13 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-pub fn node_config(global: &Global, name: &str, groups: Vec<String>, root: PathBuf, platform: &str) -> Result<NodeConfig> {
+pub fn node_config(
+    global: &Global,
+    name: &str,
+    groups: Vec<String>,
+    root: PathBuf,
+    platform: &str,
+) -> Result<NodeConfig> {
     for g in &groups {
         validate_name(g).with_context(|| format!("bad group `{g}`"))?;
     }
@@ -49,18 +55,37 @@ pub fn node_config(global: &Global, name: &str, groups: Vec<String>, root: PathB
 }
 
 fn default_root(name: &str) -> PathBuf {
-    let home = std::env::var_os("PLASTIC_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".plastic")
-    });
+    let home = std::env::var_os("PLASTIC_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".plastic")
+        });
     home.join("nodes").join(name)
 }
 
 pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
-    let root = args.root.clone().unwrap_or_else(|| default_root(&args.name));
-    let config = node_config(global, &args.name, args.groups, root.clone(), &args.platform)?;
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| default_root(&args.name));
+    let config = node_config(
+        global,
+        &args.name,
+        args.groups,
+        root.clone(),
+        &args.platform,
+    )?;
     let broker = config.broker.clone();
-    let node = Node::start(config).with_context(|| format!("cannot use {} for the node's files", root.display()))?;
-    eprintln!("plastic node {}: connecting to {broker}, files in {}", args.name, root.display());
+    let node = Node::start(config)
+        .with_context(|| format!("cannot use {} for the node's files", root.display()))?;
+    eprintln!(
+        "plastic node {}: connecting to {broker}, files in {}",
+        args.name,
+        root.display()
+    );
     let name = args.name.clone();
     let mut announcements = node.announcements();
     tokio::spawn(async move {
@@ -73,11 +98,19 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run_sim(global: &Global, count: usize, prefix: &str, groups: Vec<String>, root: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn run_sim(
+    global: &Global,
+    count: usize,
+    prefix: &str,
+    groups: Vec<String>,
+    root: Option<PathBuf>,
+) -> Result<ExitCode> {
     if count == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
-    let base = root.unwrap_or_else(|| std::env::temp_dir().join(format!("plastic-sim-{}", std::process::id())));
+    let base = root.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("plastic-sim-{}", std::process::id()))
+    });
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = tokio::task::JoinSet::new();
     let mut all_announced = Vec::with_capacity(count);
@@ -91,7 +124,10 @@ pub async fn run_sim(global: &Global, count: usize, prefix: &str, groups: Vec<St
             let _ = stop.recv().await;
         }));
     }
-    eprintln!("plastic sim: starting {count} nodes {prefix}-1..{prefix}-{count} on {}", global.broker);
+    eprintln!(
+        "plastic sim: starting {count} nodes {prefix}-1..{prefix}-{count} on {}",
+        global.broker
+    );
     tokio::spawn(async move {
         for mut rx in all_announced {
             if rx.wait_for(|n| *n > 0).await.is_err() {

@@ -11,40 +11,67 @@ use crate::output::{Printer, Render};
 use crate::session::Session;
 use crate::target::{resolve, Resolved, TargetSpec};
 
-pub async fn request_each(s: &Session, target: &str, request: Request, render: Render) -> Result<ExitCode> {
+pub async fn request_each(
+    s: &Session,
+    target: &str,
+    request: Request,
+    render: Render,
+) -> Result<ExitCode> {
     let spec = TargetSpec::parse(target)?;
     let resolved = resolve(&s.client, &spec, s.timeout).await?;
-    let printer = Printer { json: s.json, multi: spec.is_multi() };
+    let printer = Printer {
+        json: s.json,
+        multi: spec.is_multi(),
+    };
     let mut all_ok = true;
     for (node, why) in &resolved.unreachable {
         printer.failure(node, "NodeNotOnline", why);
         all_ok = false;
     }
     if resolved.nodes.is_empty() && resolved.unreachable.is_empty() {
-        printer.failure(target, "NoTarget", &format!("no online node is targeted by `{target}`"));
+        printer.failure(
+            target,
+            "NoTarget",
+            &format!("no online node is targeted by `{target}`"),
+        );
         return Ok(ExitCode::from(1));
     }
     for (node, outcome) in dispatch(s, &resolved, request).await? {
         all_ok &= printer.outcome(&node, &outcome, render);
     }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Sends `request` to every resolved node (one broadcast publish, or one request each) and
 /// returns the outcomes sorted by node name.
-pub async fn dispatch(s: &Session, resolved: &Resolved, request: Request) -> Result<Vec<(String, Result<Reply, ClientError>)>> {
+pub async fn dispatch(
+    s: &Session,
+    resolved: &Resolved,
+    request: Request,
+) -> Result<Vec<(String, Result<Reply, ClientError>)>> {
     let mut outcomes = if let Some((topic, receiver)) = &resolved.broadcast {
         if resolved.nodes.is_empty() {
             return Ok(vec![]);
         }
-        s.client.request_many(topic, receiver, request, &resolved.nodes, s.timeout).await?
+        s.client
+            .request_many(topic, receiver, request, &resolved.nodes, s.timeout)
+            .await?
     } else {
         let mut set = JoinSet::new();
-        for node in resolved.nodes.iter().cloned() {
+        for node in resolved.nodes.clone() {
             let client = s.client.clone();
             let request = request.clone();
             let timeout = s.timeout;
-            set.spawn(async move { (node.to_string(), client.request(&node, request, timeout).await) });
+            set.spawn(async move {
+                (
+                    node.to_string(),
+                    client.request(&node, request, timeout).await,
+                )
+            });
         }
         let mut out = Vec::with_capacity(resolved.nodes.len());
         while let Some(joined) = set.join_next().await {
@@ -58,19 +85,34 @@ pub async fn dispatch(s: &Session, resolved: &Resolved, request: Request) -> Res
 
 /// `plastic send`: a raw message. It waits for the reply (setting `need_result`) so the user
 /// sees the outcome, unless `--no-wait` is given or the message says `"need_result": false`.
-pub async fn send_raw(s: &Session, target: &str, mut request: Request, no_wait: bool) -> Result<ExitCode> {
-    let explicit_no_result = request.fields.get("need_result") == Some(&serde_json::Value::Bool(false));
+pub async fn send_raw(
+    s: &Session,
+    target: &str,
+    mut request: Request,
+    no_wait: bool,
+) -> Result<ExitCode> {
+    let explicit_no_result =
+        request.fields.get("need_result") == Some(&serde_json::Value::Bool(false));
     if no_wait || explicit_no_result {
         let spec = TargetSpec::parse(target)?;
         let resolved = resolve(&s.client, &spec, s.timeout).await?;
-        let printer = Printer { json: s.json, multi: spec.is_multi() };
+        let printer = Printer {
+            json: s.json,
+            multi: spec.is_multi(),
+        };
         for (node, why) in &resolved.unreachable {
             printer.failure(node, "NodeNotOnline", why);
         }
         match &resolved.broadcast {
             Some((topic, receiver)) => {
-                request.stamp(s.client.name(), receiver, plastic_proto::unix_seconds(std::time::SystemTime::now()));
-                s.client.publish(topic, request.to_bytes(), rumqttc::QoS::AtLeastOnce, false).await?;
+                request.stamp(
+                    s.client.name(),
+                    receiver,
+                    plastic_proto::unix_seconds(std::time::SystemTime::now()),
+                );
+                s.client
+                    .publish(topic, request.to_bytes(), rumqttc::QoS::AtLeastOnce, false)
+                    .await?;
             }
             None => {
                 for node in &resolved.nodes {
@@ -81,7 +123,11 @@ pub async fn send_raw(s: &Session, target: &str, mut request: Request, no_wait: 
                 }
             }
         }
-        return Ok(if resolved.unreachable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        return Ok(if resolved.unreachable.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     request_each(s, target, request, Render::Value).await
 }

@@ -13,11 +13,18 @@ use crate::session::Session;
 pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
     let broker = plastic_client::BrokerUrl::parse(&global.broker)?;
     let topics = plastic_proto::Topics::new(&global.prefix)?;
-    let mut opts = plastic_client::ClientOptions::new(broker, plastic_client::ClientOptions::ephemeral_name("watch"));
+    let mut opts = plastic_client::ClientOptions::new(
+        broker,
+        plastic_client::ClientOptions::ephemeral_name("watch"),
+    );
     opts.subscriptions = vec![topics.all_logs(), topics.all_events()];
     opts.topics = topics;
     let (client, mut deliveries) = plastic_client::Client::connect(opts);
-    let s = Session { client, timeout: crate::session::timeout(global)?, json: global.json };
+    let s = Session {
+        client,
+        timeout: crate::session::timeout(global)?,
+        json: global.json,
+    };
     s.client.wait_connected(s.timeout).await?;
     let mut presence = s.client.presence_events();
     s.client.track_presence().await?;

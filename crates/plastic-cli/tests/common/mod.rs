@@ -26,7 +26,9 @@ pub fn plastic() -> Command {
 }
 
 pub fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// A child process whose output lines (stdout and stderr, merged) can be awaited.
@@ -39,13 +41,20 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command, what: &str) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let (tx, lines) = channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
-        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
             let tx = tx.clone();
             let seen = seen.clone();
             std::thread::spawn(move || {
@@ -55,7 +64,12 @@ impl Proc {
                 }
             });
         }
-        Proc { child, lines, seen, what: what.to_owned() }
+        Proc {
+            child,
+            lines,
+            seen,
+            what: what.to_owned(),
+        }
     }
 
     /// Waits for the next line that satisfies `pred` (earlier unmatched lines are consumed).
@@ -117,7 +131,11 @@ pub struct Broker {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Broker {
@@ -137,7 +155,12 @@ impl Broker {
                 let proc = Proc::spawn(cmd, "plastic hub");
                 let line = proc.wait_contains("MQTT broker listening on");
                 let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-                Broker { kind, port, proc, dir: dir.to_owned() }
+                Broker {
+                    kind,
+                    port,
+                    proc,
+                    dir: dir.to_owned(),
+                }
             }
             BrokerKind::Mosquitto => {
                 let conf = dir.join(format!("mosquitto-{port}.conf"));
@@ -150,7 +173,12 @@ impl Broker {
                 cmd.arg("-c").arg(&conf);
                 let proc = Proc::spawn(cmd, "mosquitto");
                 proc.wait_contains("running");
-                Broker { kind, port, proc, dir: dir.to_owned() }
+                Broker {
+                    kind,
+                    port,
+                    proc,
+                    dir: dir.to_owned(),
+                }
             }
         }
     }
@@ -190,7 +218,11 @@ pub struct Out {
 
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -204,7 +236,11 @@ impl Fleet {
     pub fn new(kind: BrokerKind) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let broker = Broker::start(kind, dir.path());
-        Fleet { broker, dir, nodes: Vec::new() }
+        Fleet {
+            broker,
+            dir,
+            nodes: Vec::new(),
+        }
     }
 
     pub fn root_of(&self, node: &str) -> PathBuf {
@@ -214,7 +250,9 @@ impl Fleet {
     /// Starts `plastic node` and waits until it has announced itself.
     pub fn node(&mut self, name: &str, groups: &[&str]) -> &mut Proc {
         let mut cmd = plastic();
-        cmd.args(["node", "--name", name, "--broker", &self.broker.url()]).arg("--root").arg(self.root_of(name));
+        cmd.args(["node", "--name", name, "--broker", &self.broker.url()])
+            .arg("--root")
+            .arg(self.root_of(name));
         for g in groups {
             cmd.args(["--group", g]);
         }
@@ -225,7 +263,12 @@ impl Fleet {
     }
 
     pub fn node_proc(&mut self, name: &str) -> &mut Proc {
-        &mut self.nodes.iter_mut().find(|(n, _)| n == name).expect("started node").1
+        &mut self
+            .nodes
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("started node")
+            .1
     }
 
     pub fn cli(&self, args: &[&str]) -> Out {
@@ -261,10 +304,23 @@ impl Fleet {
 
     /// Publishes a raw payload to a topic with Mosquitto's own client.
     pub fn mosquitto_pub(&self, topic: &str, payload: &[u8]) {
-        let file = self.dir.path().join(format!("payload-{}", std::process::id()));
+        let file = self
+            .dir
+            .path()
+            .join(format!("payload-{}", std::process::id()));
         std::fs::write(&file, payload).unwrap();
         let status = Command::new(which("mosquitto_pub"))
-            .args(["-h", "127.0.0.1", "-p", &self.broker.port.to_string(), "-q", "1", "-t", topic, "-f"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.broker.port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-f",
+            ])
             .arg(&file)
             .status()
             .unwrap();
@@ -275,7 +331,17 @@ impl Fleet {
     pub fn mosquitto_sub(&self, topic: &str) -> Proc {
         // stdbuf: mosquitto_sub block-buffers stdout into a pipe, which would hide the SUBACK line.
         let mut cmd = Command::new(which("stdbuf"));
-        cmd.arg("-oL").arg(which("mosquitto_sub")).args(["-h", "127.0.0.1", "-p", &self.broker.port.to_string(), "-q", "1", "-t", topic, "-d"]);
+        cmd.arg("-oL").arg(which("mosquitto_sub")).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.broker.port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-d",
+        ]);
         let proc = Proc::spawn(cmd, "mosquitto_sub");
         proc.wait_contains("SUBACK");
         proc

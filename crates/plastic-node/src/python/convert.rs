@@ -12,7 +12,10 @@ pub(crate) fn to_json(vm: &VirtualMachine, obj: &PyObjectRef) -> (Value, bool) {
     match serde_json::to_value(PyObjectSerializer::new(vm, obj)) {
         Ok(v) => (v, false),
         Err(_) => {
-            let repr = obj.repr(vm).map(|s| s.to_string()).unwrap_or_else(|_| "<unrepresentable>".into());
+            let repr = obj
+                .repr(vm)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "<unrepresentable>".into());
             (Value::String(repr), true)
         }
     }
@@ -20,7 +23,8 @@ pub(crate) fn to_json(vm: &VirtualMachine, obj: &PyObjectRef) -> (Value, bool) {
 
 /// Strict conversion for data a script sends: no silent `repr` fallback.
 pub(crate) fn to_json_strict(vm: &VirtualMachine, obj: &PyObjectRef) -> PyResult<Value> {
-    serde_json::to_value(PyObjectSerializer::new(vm, obj)).map_err(|e| vm.new_type_error(e.to_string()))
+    serde_json::to_value(PyObjectSerializer::new(vm, obj))
+        .map_err(|e| vm.new_type_error(e.to_string()))
 }
 
 pub(crate) fn from_json(vm: &VirtualMachine, value: &Value) -> PyResult<PyObjectRef> {
@@ -31,8 +35,16 @@ pub(crate) fn from_json(vm: &VirtualMachine, value: &Value) -> PyResult<PyObject
 
 pub(crate) fn error_info(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> ErrorInfo {
     let kind = exc.class().name().to_string();
-    let message = exc.as_object().str(vm).map(|s| s.to_string()).unwrap_or_default();
+    let message = exc
+        .as_object()
+        .str(vm)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let mut traceback = String::new();
     let _ = vm.write_exception(&mut traceback, exc);
-    ErrorInfo { kind, message, traceback }
+    ErrorInfo {
+        kind,
+        message,
+        traceback,
+    }
 }

@@ -11,7 +11,9 @@ use rustpython_vm::builtins::PyCode;
 use rustpython_vm::compiler::Mode;
 use rustpython_vm::function::{FuncArgs, KwArgs};
 use rustpython_vm::scope::Scope;
-use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyRef, PyResult, Settings, VirtualMachine};
+use rustpython_vm::{
+    AsObject, Interpreter, PyObjectRef, PyRef, PyResult, Settings, VirtualMachine,
+};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
@@ -27,7 +29,12 @@ pub trait Host: Send + Sync + 'static {
     fn unique_id(&self) -> Vec<u8>;
     fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String>;
     /// Blocks the calling (Python) thread until the reply's result, an error reply or timeout.
-    fn request(&self, to: &str, msg: Map<String, Value>, timeout: Duration) -> Result<Value, ErrorInfo>;
+    fn request(
+        &self,
+        to: &str,
+        msg: Map<String, Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorInfo>;
     fn publish_event(&self, topic: &str, data: Value) -> Result<(), String>;
     /// A line for the log topic. `source` is `script:<name>`, `node` or `python`.
     fn log(&self, source: &str, level: &str, text: &str);
@@ -44,15 +51,32 @@ pub struct Outcome {
 
 impl Outcome {
     fn engine_gone() -> Self {
-        Outcome { result: Err(ErrorInfo::new("EngineError", "the Python engine has stopped")), stdout: String::new() }
+        Outcome {
+            result: Err(ErrorInfo::new(
+                "EngineError",
+                "the Python engine has stopped",
+            )),
+            stdout: String::new(),
+        }
     }
 }
 
 enum Job {
     Eval(String, oneshot::Sender<Outcome>),
     Exec(String, oneshot::Sender<Outcome>),
-    Call { name: String, args: Vec<Value>, kwargs: Map<String, Value>, reply: oneshot::Sender<Outcome> },
-    Script { name: String, source: String, file: String, entry: Arc<ScriptEntry>, started: oneshot::Sender<Result<(), ErrorInfo>> },
+    Call {
+        name: String,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+        reply: oneshot::Sender<Outcome>,
+    },
+    Script {
+        name: String,
+        source: String,
+        file: String,
+        entry: Arc<ScriptEntry>,
+        started: oneshot::Sender<Result<(), ErrorInfo>>,
+    },
 }
 
 struct ScriptEntry {
@@ -76,7 +100,13 @@ pub struct PythonEngine {
 
 impl PythonEngine {
     pub fn new(host: Arc<dyn Host>, root: PathBuf) -> Self {
-        PythonEngine { host, root, jobs: OnceLock::new(), scripts: Arc::default(), next_script_id: AtomicU64::new(1) }
+        PythonEngine {
+            host,
+            root,
+            jobs: OnceLock::new(),
+            scripts: Arc::default(),
+            next_script_id: AtomicU64::new(1),
+        }
     }
 
     fn jobs(&self) -> &mpsc::Sender<Job> {
@@ -111,13 +141,29 @@ impl PythonEngine {
         self.run(|tx| Job::Exec(code, tx)).await
     }
 
-    pub async fn call(&self, name: String, args: Vec<Value>, kwargs: Map<String, Value>) -> Outcome {
-        self.run(|reply| Job::Call { name, args, kwargs, reply }).await
+    pub async fn call(
+        &self,
+        name: String,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Outcome {
+        self.run(|reply| Job::Call {
+            name,
+            args,
+            kwargs,
+            reply,
+        })
+        .await
     }
 
     /// Starts `source` as the script `name`, first stopping a running script of that name.
     /// Returns once the script compiled and its thread started.
-    pub async fn start_script(&self, name: &str, source: String, file: String) -> Result<(), ErrorInfo> {
+    pub async fn start_script(
+        &self,
+        name: &str,
+        source: String,
+        file: String,
+    ) -> Result<(), ErrorInfo> {
         let still_running = self.stop_scripts(Some(name)).await.1;
         if !still_running.is_empty() {
             return Err(ErrorInfo::new(
@@ -132,13 +178,24 @@ impl PythonEngine {
             done: Mutex::new(Some(done_rx)),
             done_tx: Mutex::new(Some(done_tx)),
         });
-        self.scripts.lock().unwrap().insert(name.to_owned(), entry.clone());
+        self.scripts
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), entry.clone());
         let (started_tx, started_rx) = oneshot::channel();
-        let job = Job::Script { name: name.to_owned(), source, file, entry, started: started_tx };
+        let job = Job::Script {
+            name: name.to_owned(),
+            source,
+            file,
+            entry,
+            started: started_tx,
+        };
         if self.jobs().send(job).is_err() {
             return Err(Outcome::engine_gone().result.unwrap_err());
         }
-        started_rx.await.unwrap_or_else(|_| Err(Outcome::engine_gone().result.unwrap_err()))
+        started_rx
+            .await
+            .unwrap_or_else(|_| Err(Outcome::engine_gone().result.unwrap_err()))
     }
 
     /// Stops the named script, or all. Returns (stopped, still running after the grace time).
@@ -191,11 +248,21 @@ fn interpreter() -> Interpreter {
 
 fn init(vm: &VirtualMachine, host: &Arc<dyn Host>, root: &std::path::Path) -> PyResult<Scope> {
     let module = native::make_module(vm, host.clone())?;
-    vm.sys_module.get_attr("modules", vm)?.set_item("_plastic_node", module.into(), vm)?;
+    vm.sys_module
+        .get_attr("modules", vm)?
+        .set_item("_plastic_node", module.into(), vm)?;
     let sys_path = vm.sys_module.get_attr("path", vm)?;
-    vm.call_method(&sys_path, "insert", (0, root.to_string_lossy().into_owned()))?;
+    vm.call_method(
+        &sys_path,
+        "insert",
+        (0, root.to_string_lossy().into_owned()),
+    )?;
     let prelude = vm.new_scope_with_builtins();
-    vm.run_string(prelude, include_str!("prelude.py"), "<plastic prelude>".to_owned())?;
+    vm.run_string(
+        prelude,
+        include_str!("prelude.py"),
+        "<plastic prelude>".to_owned(),
+    )?;
     vm.new_scope_with_main()
 }
 
@@ -221,17 +288,30 @@ fn engine_thread(
         for job in jobs {
             match job {
                 Job::Eval(code, reply) => {
-                    let _ = reply.send(capture(vm, || run_source(vm, &scope, &code, Mode::Eval, "<eval>")));
+                    let _ = reply.send(capture(vm, || {
+                        run_source(vm, &scope, &code, Mode::Eval, "<eval>")
+                    }));
                 }
                 Job::Exec(code, reply) => {
                     let _ = reply.send(capture(vm, || {
                         run_source(vm, &scope, &code, Mode::Exec, "<exec>").map(|_| vm.ctx.none())
                     }));
                 }
-                Job::Call { name, args, kwargs, reply } => {
+                Job::Call {
+                    name,
+                    args,
+                    kwargs,
+                    reply,
+                } => {
                     let _ = reply.send(capture(vm, || call(vm, &scope, &name, &args, &kwargs)));
                 }
-                Job::Script { name, source, file, entry, started } => {
+                Job::Script {
+                    name,
+                    source,
+                    file,
+                    entry,
+                    started,
+                } => {
                     let result = start_script(vm, &host, &scripts, name, &source, file, entry);
                     let _ = started.send(result);
                 }
@@ -241,7 +321,10 @@ fn engine_thread(
 }
 
 fn fail(job: Job, info: &ErrorInfo) {
-    let outcome = Outcome { result: Err(info.clone()), stdout: String::new() };
+    let outcome = Outcome {
+        result: Err(info.clone()),
+        stdout: String::new(),
+    };
     match job {
         Job::Eval(_, r) | Job::Exec(_, r) | Job::Call { reply: r, .. } => {
             let _ = r.send(outcome);
@@ -265,16 +348,29 @@ fn capture(vm: &VirtualMachine, f: impl FnOnce() -> PyResult) -> Outcome {
 }
 
 fn compile(vm: &VirtualMachine, source: &str, mode: Mode, file: &str) -> PyResult<PyRef<PyCode>> {
-    vm.compile(source, mode, file.to_owned()).map_err(|err| vm.new_syntax_error(&err, Some(source)))
+    vm.compile(source, mode, file.to_owned())
+        .map_err(|err| vm.new_syntax_error(&err, Some(source)))
 }
 
-fn run_source(vm: &VirtualMachine, scope: &Scope, source: &str, mode: Mode, file: &str) -> PyResult {
+fn run_source(
+    vm: &VirtualMachine,
+    scope: &Scope,
+    source: &str,
+    mode: Mode,
+    file: &str,
+) -> PyResult {
     let code = compile(vm, source, mode, file)?;
     vm.run_code_obj(code, scope.clone())
 }
 
 /// Resolves `a.b.c` in the namespace (importing `a` if it is not there) and calls it.
-fn call(vm: &VirtualMachine, scope: &Scope, name: &str, args: &[Value], kwargs: &Map<String, Value>) -> PyResult {
+fn call(
+    vm: &VirtualMachine,
+    scope: &Scope,
+    name: &str,
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> PyResult {
     let mut parts = name.split('.');
     let first = parts.next().unwrap_or_default();
     let mut target: PyObjectRef = match scope.globals.get_item_opt(first, vm)? {
@@ -290,7 +386,10 @@ fn call(vm: &VirtualMachine, scope: &Scope, name: &str, args: &[Value], kwargs: 
     if !target.is_callable() {
         return Err(vm.new_type_error(format!("`{name}` is not callable")));
     }
-    let args = args.iter().map(|a| from_json(vm, a)).collect::<PyResult<Vec<_>>>()?;
+    let args = args
+        .iter()
+        .map(|a| from_json(vm, a))
+        .collect::<PyResult<Vec<_>>>()?;
     let kwargs = kwargs
         .iter()
         .map(|(k, v)| Ok((k.clone(), from_json(vm, v)?)))
@@ -341,7 +440,12 @@ fn start_script(
         .stack_size(16 * 1024 * 1024)
         .spawn(move || {
             let source_tag = format!("script:{script_name}");
-            OUTPUT.with(|o| *o.borrow_mut() = Some(Output::Log { source: source_tag.clone(), pending: String::new() }));
+            OUTPUT.with(|o| {
+                *o.borrow_mut() = Some(Output::Log {
+                    source: source_tag.clone(),
+                    pending: String::new(),
+                })
+            });
             STOP.with(|s| *s.borrow_mut() = Some(entry.stop.clone()));
             thread_vm.run(|vm| {
                 host.log(&source_tag, "info", "started");
@@ -349,10 +453,16 @@ fn start_script(
                 native::flush_log(&*host);
                 match result {
                     Ok(_) => host.log(&source_tag, "info", "finished"),
-                    Err(exc) if exc.class().name().to_string() == "ScriptStopped" => host.log(&source_tag, "info", "stopped"),
+                    Err(exc) if exc.class().name().to_string() == "ScriptStopped" => {
+                        host.log(&source_tag, "info", "stopped")
+                    }
                     Err(exc) => {
                         let info = error_info(vm, &exc);
-                        host.log(&source_tag, "error", &format!("crashed:\n{}", info.traceback.trim_end()));
+                        host.log(
+                            &source_tag,
+                            "error",
+                            &format!("crashed:\n{}", info.traceback.trim_end()),
+                        );
                     }
                 }
             });
@@ -367,7 +477,10 @@ fn start_script(
             }
         });
     if let Err(e) = spawned {
-        return Err(ErrorInfo::new("OSError", format!("could not start a thread for the script: {e}")));
+        return Err(ErrorInfo::new(
+            "OSError",
+            format!("could not start a thread for the script: {e}"),
+        ));
     }
     Ok(())
 }

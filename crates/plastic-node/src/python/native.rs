@@ -38,7 +38,10 @@ impl StopFlag {
     /// Sleeps up to `d`; true if stopped meanwhile.
     fn sleep(&self, d: Duration) -> bool {
         let guard = self.stopped.lock().unwrap();
-        let (guard, _) = self.wake.wait_timeout_while(guard, d, |stopped| !*stopped).unwrap();
+        let (guard, _) = self
+            .wake
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
+            .unwrap();
         *guard
     }
 }
@@ -105,7 +108,9 @@ fn current_stop() -> Option<Arc<StopFlag>> {
 }
 
 fn str_arg(s: &PyStrRef, vm: &VirtualMachine) -> PyResult<String> {
-    s.to_str().map(str::to_owned).ok_or_else(|| vm.new_value_error("string is not valid UTF-8"))
+    s.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| vm.new_value_error("string is not valid UTF-8"))
 }
 
 fn pin_number(id: i64, vm: &VirtualMachine) -> PyResult<u32> {
@@ -124,8 +129,12 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
 
     let h = host.clone();
     def!("name", move || -> String { h.node_name().to_owned() });
-    def!("check", move || -> bool { current_stop().is_some_and(|s| s.is_stopped()) });
-    def!("sleep", move |seconds: ArgIntoFloat, vm: &VirtualMachine| -> PyResult<bool> {
+    def!("check", move || -> bool {
+        current_stop().is_some_and(|s| s.is_stopped())
+    });
+    def!("sleep", move |seconds: ArgIntoFloat,
+                        vm: &VirtualMachine|
+          -> PyResult<bool> {
         let seconds = seconds.into_float();
         if !seconds.is_finite() || seconds < 0.0 {
             return Err(vm.new_value_error("sleep length must be a non-negative number"));
@@ -139,33 +148,55 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
             }
         })
     });
-    def!("ticks_ms", move || -> u64 { (started.elapsed().as_millis() as u64) & ((1 << 30) - 1) });
+    def!("ticks_ms", move || -> u64 {
+        (started.elapsed().as_millis() as u64) & ((1 << 30) - 1)
+    });
     let h = host.clone();
     def!("write", move |text: PyStrRef| {
-        write(&*h, &text.to_string());
+        write(&*h, text.as_ref());
     });
     let h = host.clone();
-    def!("pin_read", move |id: i64, vm: &VirtualMachine| -> PyResult<u8> {
-        h.gpio().read(pin_number(id, vm)?).map_err(|e| vm.new_value_error(e.to_string()))
+    def!("pin_read", move |id: i64,
+                           vm: &VirtualMachine|
+          -> PyResult<u8> {
+        h.gpio()
+            .read(pin_number(id, vm)?)
+            .map_err(|e| vm.new_value_error(e.to_string()))
     });
     let h = host.clone();
-    def!("pin_write", move |id: i64, value: i64, vm: &VirtualMachine| -> PyResult<()> {
-        let value = u8::try_from(value).map_err(|_| vm.new_value_error("pin value must be 0 or 1"))?;
-        h.gpio().write(pin_number(id, vm)?, value).map_err(|e| vm.new_value_error(e.to_string()))
+    def!("pin_write", move |id: i64,
+                            value: i64,
+                            vm: &VirtualMachine|
+          -> PyResult<()> {
+        let value =
+            u8::try_from(value).map_err(|_| vm.new_value_error("pin value must be 0 or 1"))?;
+        h.gpio()
+            .write(pin_number(id, vm)?, value)
+            .map_err(|e| vm.new_value_error(e.to_string()))
     });
     let h = host.clone();
-    def!("unique_id", move |vm: &VirtualMachine| -> PyObjectRef { vm.ctx.new_bytes(h.unique_id()).into() });
+    def!("unique_id", move |vm: &VirtualMachine| -> PyObjectRef {
+        vm.ctx.new_bytes(h.unique_id()).into()
+    });
     let h = host.clone();
     def!("reset", move || {
         h.reset();
     });
     let h = host.clone();
-    def!("send", move |to: PyStrRef, msg: PyObjectRef, vm: &VirtualMachine| -> PyResult<()> {
+    def!("send", move |to: PyStrRef,
+                       msg: PyObjectRef,
+                       vm: &VirtualMachine|
+          -> PyResult<()> {
         let msg = message_arg(vm, &msg)?;
-        h.send(&str_arg(&to, vm)?, msg).map_err(|e| vm.new_runtime_error(e))
+        h.send(&str_arg(&to, vm)?, msg)
+            .map_err(|e| vm.new_runtime_error(e))
     });
     let h = host.clone();
-    def!("request", move |to: PyStrRef, msg: PyObjectRef, timeout: ArgIntoFloat, vm: &VirtualMachine| -> PyResult {
+    def!("request", move |to: PyStrRef,
+                          msg: PyObjectRef,
+                          timeout: ArgIntoFloat,
+                          vm: &VirtualMachine|
+          -> PyResult {
         let msg = message_arg(vm, &msg)?;
         let timeout = timeout.into_float();
         if !timeout.is_finite() || timeout <= 0.0 {
@@ -183,29 +214,41 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
         })
     });
     let h = host.clone();
-    def!("publish", move |topic: PyStrRef, data: PyObjectRef, vm: &VirtualMachine| -> PyResult<()> {
+    def!("publish", move |topic: PyStrRef,
+                          data: PyObjectRef,
+                          vm: &VirtualMachine|
+          -> PyResult<()> {
         let data = to_json_strict(vm, &data)?;
-        h.publish_event(&str_arg(&topic, vm)?, data).map_err(|e| vm.new_value_error(e))
+        h.publish_event(&str_arg(&topic, vm)?, data)
+            .map_err(|e| vm.new_value_error(e))
     });
-    def!("json_dumps", move |obj: PyObjectRef, vm: &VirtualMachine| -> PyResult<String> {
+    def!("json_dumps", move |obj: PyObjectRef,
+                             vm: &VirtualMachine|
+          -> PyResult<String> {
         Ok(to_json_strict(vm, &obj)?.to_string())
     });
-    def!("json_loads", move |text: PyObjectRef, vm: &VirtualMachine| -> PyResult {
+    def!("json_loads", move |text: PyObjectRef,
+                             vm: &VirtualMachine|
+          -> PyResult {
         let text = if let Some(s) = text.downcast_ref::<rustpython_vm::builtins::PyStr>() {
             s.to_string()
         } else if let Some(b) = text.downcast_ref::<rustpython_vm::builtins::PyBytes>() {
-            String::from_utf8(b.as_bytes().to_vec()).map_err(|_| vm.new_value_error("JSON bytes are not UTF-8"))?
+            String::from_utf8(b.as_bytes().to_vec())
+                .map_err(|_| vm.new_value_error("JSON bytes are not UTF-8"))?
         } else {
             return Err(vm.new_type_error("json.loads takes str or bytes"));
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| vm.new_value_error(format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| vm.new_value_error(format!("invalid JSON: {e}")))?;
         from_json(vm, &value)
     });
     Ok(module)
 }
 
-fn message_arg(vm: &VirtualMachine, msg: &PyObjectRef) -> PyResult<serde_json::Map<String, serde_json::Value>> {
+fn message_arg(
+    vm: &VirtualMachine,
+    msg: &PyObjectRef,
+) -> PyResult<serde_json::Map<String, serde_json::Value>> {
     match to_json_strict(vm, msg)? {
         serde_json::Value::Object(m) => Ok(m),
         _ => Err(vm.new_type_error("a message must be a dict")),

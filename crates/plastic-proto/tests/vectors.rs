@@ -1,0 +1,50 @@
+//! The shared test vectors (`tests/vectors/requests.json`): the MicroPython agent's tests read
+//! the same file, so both implementations accept and refuse exactly the same requests.
+
+use plastic_proto::{Incoming, ProtoError};
+use serde_json::Value;
+
+#[test]
+fn rust_parser_agrees_with_every_shared_vector() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/requests.json");
+    let text = std::fs::read_to_string(path).expect("tests/vectors/requests.json");
+    let cases: Vec<Value> = serde_json::from_str(&text).expect("vectors are JSON");
+    assert!(cases.len() >= 50, "the vector file lost its cases");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap_or("?");
+        let payload: Vec<u8> = if let Some(Value::String(raw)) = case.get("raw") {
+            raw.as_bytes().to_vec()
+        } else if let Some(p) = case.get("payload") {
+            serde_json::to_vec(p).unwrap()
+        } else if let Some(r) = case.get("raw_repeat") {
+            // head + fill repeated + tail, `size` bytes in all.
+            let (head, fill, tail) = (r["head"].as_str().unwrap(), r["fill"].as_str().unwrap(), r["tail"].as_str().unwrap());
+            let size = r["size"].as_u64().unwrap() as usize;
+            let mut text = head.to_owned();
+            text.push_str(&fill.repeat(size - head.len() - tail.len()));
+            text.push_str(tail);
+            text.into_bytes()
+        } else {
+            panic!("case {name} has no payload, raw or raw_repeat")
+        };
+        let expect = &case["expect"];
+        let got: Result<(), String> = match Incoming::parse(&payload) {
+            // Valid JSON that is not an object has no envelope at all; malformed JSON and
+            // oversized payloads are refused with a kind (logged, as nobody can be answered).
+            Err(ProtoError::NotAnObject) => Err("unanswerable".into()),
+            Err(e @ (ProtoError::Json(_) | ProtoError::TooLarge { .. })) => Err(e.kind().to_owned()),
+            Err(e) => Err(format!("unexpected envelope error {e}")),
+            Ok(incoming) => incoming.body.map(|_| ()).map_err(|e| e.kind().to_owned()),
+        };
+        let ok = match (expect["parse"].as_str(), &got) {
+            (Some("ok"), Ok(())) => true,
+            (Some("error"), Err(kind)) => expect["kind"].as_str() == Some(kind.as_str()),
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("{name}: expected {expect}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} vectors disagree:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
