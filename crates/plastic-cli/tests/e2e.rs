@@ -545,7 +545,22 @@ fn bad_command_lines_are_refused_clearly(kind: BrokerKind) {
     );
 }
 
+fn a_long_exec_never_blocks_ping(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    f.node("pi-1", &[]);
+    let watch = f.watch();
+    let mut slow = common::plastic();
+    slow.args(["--timeout", "60", "exec", "pi-1", "import time, plastic\nplastic.publish('busy', 1)\ntime.sleep(30)"])
+        .env("PLASTIC_BROKER", f.broker.url());
+    let _slow = common::Proc::spawn(slow, "slow exec");
+    watch.wait_contains("\"topic\":\"busy\"");
+    // Python is busy for 30 s; the node's message loop is not.
+    assert_eq!(f.ok(&["--timeout", "5", "ping", "pi-1"]), "\"pong\"\n");
+    assert_eq!(f.ok(&["--timeout", "5", "gpio", "pi-1", "read", "2"]), "[[2,1]]\n");
+}
+
 on_both_brokers!(
+    a_long_exec_never_blocks_ping,
     user_workflow,
     seed_messages_as_written,
     falsy_results_come_back_intact,
