@@ -38,6 +38,9 @@ pub struct Global {
     /// Seconds to wait for replies
     #[arg(long, global = true, default_value_t = 10.0)]
     pub timeout: f64,
+    /// Whether --broker (or PLASTIC_BROKER) was given rather than defaulted.
+    #[arg(skip)]
+    pub broker_given: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +50,8 @@ pub enum Command {
         /// Address for the embedded broker (port 0 picks a free port and prints it)
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: SocketAddr,
-        /// Use the broker given by --broker instead of embedding one
+        /// Use the broker given by --broker instead of embedding one (implied when --broker or
+        /// PLASTIC_BROKER is given)
         #[arg(long)]
         external: bool,
     },

@@ -8,10 +8,17 @@ mod target;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().get_matches();
+    let mut cli = match args::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `plastic hub --broker URL` (or PLASTIC_BROKER) means: use that broker, embed none.
+    cli.global.broker_given =
+        matches.value_source("broker") != Some(clap::parser::ValueSource::DefaultValue);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLASTIC_LOG").unwrap_or_else(|_| {

@@ -60,6 +60,14 @@ fn user_workflow(kind: BrokerKind) {
     assert_eq!(f.ok(&["gpio", "pi-1", "read", "4"]), "[[4,0]]\n");
 
     assert_eq!(f.ok(&["ping", "pi-1"]), "\"pong\"\n");
+    // `reset` restarts the node program: a fresh namespace, pins back to power-on values.
+    assert_eq!(
+        f.ok(&["send", "pi-1", r#"{"type": "command", "command": "reset"}"#]),
+        "{\"resetting\":true}\n"
+    );
+    let out = f.cli(&["eval", "pi-1", "counter"]);
+    assert!(out.code == 1 && out.stderr.contains("NameError"), "{out:?}");
+    assert_eq!(f.ok(&["gpio", "pi-1", "read", "4"]), "[[4,1]]\n");
     let info: Value = serde_json::from_str(&f.ok(&["info", "pi-1"])).unwrap();
     assert_eq!(info["name"], "pi-1");
     assert_eq!(info["platform"], "sim");
@@ -495,8 +503,8 @@ fn hub_console_lists_nodes(kind: BrokerKind) {
     // On Mosquitto the hub runs only its registry, against the external broker.
     let external = (kind == BrokerKind::Mosquitto).then(|| {
         let mut hub = common::plastic();
-        hub.args(["hub", "--external", "--broker", &f.broker.url()]);
-        let hub = common::Proc::spawn(hub, "plastic hub --external");
+        hub.args(["hub", "--broker", &f.broker.url()]);
+        let hub = common::Proc::spawn(hub, "plastic hub --broker");
         hub.wait_contains("using the external broker");
         hub
     });
@@ -550,13 +558,22 @@ fn a_long_exec_never_blocks_ping(kind: BrokerKind) {
     f.node("pi-1", &[]);
     let watch = f.watch();
     let mut slow = common::plastic();
-    slow.args(["--timeout", "60", "exec", "pi-1", "import time, plastic\nplastic.publish('busy', 1)\ntime.sleep(30)"])
-        .env("PLASTIC_BROKER", f.broker.url());
+    slow.args([
+        "--timeout",
+        "60",
+        "exec",
+        "pi-1",
+        "import time, plastic\nplastic.publish('busy', 1)\ntime.sleep(30)",
+    ])
+    .env("PLASTIC_BROKER", f.broker.url());
     let _slow = common::Proc::spawn(slow, "slow exec");
     watch.wait_contains("\"topic\":\"busy\"");
     // Python is busy for 30 s; the node's message loop is not.
     assert_eq!(f.ok(&["--timeout", "5", "ping", "pi-1"]), "\"pong\"\n");
-    assert_eq!(f.ok(&["--timeout", "5", "gpio", "pi-1", "read", "2"]), "[[2,1]]\n");
+    assert_eq!(
+        f.ok(&["--timeout", "5", "gpio", "pi-1", "read", "2"]),
+        "[[2,1]]\n"
+    );
 }
 
 on_both_brokers!(

@@ -151,7 +151,9 @@ fn peek_reply(payload: &[u8]) -> Option<Peeked> {
         .or_else(|| value.get("message_type"))?
         .as_str()?
     {
-        "result" => serde_json::from_value(value).ok().map(|r| Peeked::Reply(Box::new(r))),
+        "result" => serde_json::from_value(value)
+            .ok()
+            .map(|r| Peeked::Reply(Box::new(r))),
         "sync" => value
             .get("marker")?
             .as_str()

@@ -17,7 +17,12 @@ struct FakeHost {
 
 impl Default for FakeHost {
     fn default() -> Self {
-        FakeHost { gpio: SimGpio::esp8266(), logs: Mutex::default(), logged: Condvar::new(), sent: Mutex::default() }
+        FakeHost {
+            gpio: SimGpio::esp8266(),
+            logs: Mutex::default(),
+            logged: Condvar::new(),
+            sent: Mutex::default(),
+        }
     }
 }
 
@@ -27,10 +32,20 @@ impl FakeHost {
         let logs = self.logs.lock().unwrap();
         let (logs, timeout) = self
             .logged
-            .wait_timeout_while(logs, Duration::from_secs(20), |l| !l.iter().any(|(_, t)| t.contains(needle)))
+            .wait_timeout_while(logs, Duration::from_secs(20), |l| {
+                !l.iter().any(|(_, t)| t.contains(needle))
+            })
             .unwrap();
-        assert!(!timeout.timed_out(), "no log line with {needle:?}: {:?}", *logs);
-        logs.iter().find(|(_, t)| t.contains(needle)).unwrap().1.clone()
+        assert!(
+            !timeout.timed_out(),
+            "no log line with {needle:?}: {:?}",
+            *logs
+        );
+        logs.iter()
+            .find(|(_, t)| t.contains(needle))
+            .unwrap()
+            .1
+            .clone()
     }
 }
 
@@ -45,21 +60,37 @@ impl Host for FakeHost {
         vec![1, 2, 3]
     }
     fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String> {
-        self.sent.lock().unwrap().push((to.to_owned(), Value::Object(msg)));
+        self.sent
+            .lock()
+            .unwrap()
+            .push((to.to_owned(), Value::Object(msg)));
         Ok(())
     }
-    fn request(&self, to: &str, msg: Map<String, Value>, _timeout: Duration) -> Result<Value, ErrorInfo> {
+    fn request(
+        &self,
+        to: &str,
+        msg: Map<String, Value>,
+        _timeout: Duration,
+    ) -> Result<Value, ErrorInfo> {
         match to {
-            "oracle" => Ok(json!({"asked": msg.get("to_evaluate").cloned().unwrap_or(Value::Null), "answer": 42})),
+            "oracle" => Ok(
+                json!({"asked": msg.get("to_evaluate").cloned().unwrap_or(Value::Null), "answer": 42}),
+            ),
             _ => Err(ErrorInfo::new("Timeout", format!("no reply from {to}"))),
         }
     }
     fn publish_event(&self, topic: &str, data: Value) -> Result<(), String> {
-        self.sent.lock().unwrap().push((format!("event:{topic}"), data));
+        self.sent
+            .lock()
+            .unwrap()
+            .push((format!("event:{topic}"), data));
         Ok(())
     }
     fn log(&self, source: &str, _level: &str, text: &str) {
-        self.logs.lock().unwrap().push((source.to_owned(), text.to_owned()));
+        self.logs
+            .lock()
+            .unwrap()
+            .push((source.to_owned(), text.to_owned()));
         self.logged.notify_all();
     }
     fn reset(&self) {}
@@ -73,7 +104,10 @@ fn engine() -> (Arc<FakeHost>, PythonEngine, tempfile::TempDir) {
 }
 
 fn value(o: &Outcome) -> &Value {
-    &o.result.as_ref().unwrap_or_else(|e| panic!("Python failed: {e:?}")).0
+    &o.result
+        .as_ref()
+        .unwrap_or_else(|e| panic!("Python failed: {e:?}"))
+        .0
 }
 
 #[tokio::test]
@@ -89,22 +123,38 @@ async fn eval_exec_and_a_persistent_namespace() {
 #[tokio::test]
 async fn falsy_and_unrepresentable_results() {
     let (_, py, _dir) = engine();
-    for (expr, want) in [("0", json!(0)), ("[]", json!([])), ("False", json!(false)), ("''", json!("")), ("None", Value::Null)] {
+    for (expr, want) in [
+        ("0", json!(0)),
+        ("[]", json!([])),
+        ("False", json!(false)),
+        ("''", json!("")),
+        ("None", Value::Null),
+    ] {
         let out = py.eval(expr.into()).await;
         assert_eq!(out.result, Ok((want, false)), "{expr}");
     }
     assert_eq!(py.eval("{3}".into()).await.result, Ok((json!("{3}"), true)));
-    assert_eq!(value(&py.eval("{'a': (1, 2)}".into()).await), &json!({"a": [1, 2]}));
+    assert_eq!(
+        value(&py.eval("{'a': (1, 2)}".into()).await),
+        &json!({"a": [1, 2]})
+    );
 }
 
 #[tokio::test]
 async fn exceptions_carry_type_message_and_traceback() {
     let (_, py, _dir) = engine();
-    let out = py.exec("print('first')\ndef f():\n    raise KeyError('missing')\nf()".into()).await;
+    let out = py
+        .exec("print('first')\ndef f():\n    raise KeyError('missing')\nf()".into())
+        .await;
     let err = out.result.unwrap_err();
     assert_eq!(err.kind, "KeyError");
     assert_eq!(err.message, "'missing'");
-    assert!(err.traceback.starts_with("Traceback (most recent call last):"), "{}", err.traceback);
+    assert!(
+        err.traceback
+            .starts_with("Traceback (most recent call last):"),
+        "{}",
+        err.traceback
+    );
     assert!(err.traceback.contains("line 3, in f"), "{}", err.traceback);
     assert_eq!(out.stdout, "first\n", "output before the exception is kept");
 }
@@ -112,40 +162,87 @@ async fn exceptions_carry_type_message_and_traceback() {
 #[tokio::test]
 async fn functions_by_dotted_name_and_imports_from_the_node_root() {
     let (_, py, dir) = engine();
-    std::fs::write(dir.path().join("mathx.py"), "def mul(a, b=2):\n    return a * b\n").unwrap();
-    let out = py.call("mathx.mul".into(), vec![json!(21)], Map::new()).await;
+    std::fs::write(
+        dir.path().join("mathx.py"),
+        "def mul(a, b=2):\n    return a * b\n",
+    )
+    .unwrap();
+    let out = py
+        .call("mathx.mul".into(), vec![json!(21)], Map::new())
+        .await;
     assert_eq!(value(&out), &json!(42));
     let kwargs = json!({"a": 3, "b": 5}).as_object().unwrap().clone();
-    assert_eq!(value(&py.call("mathx.mul".into(), vec![], kwargs).await), &json!(15));
+    assert_eq!(
+        value(&py.call("mathx.mul".into(), vec![], kwargs).await),
+        &json!(15)
+    );
     py.exec("def local_fn():\n    return 'local'".into()).await;
-    assert_eq!(value(&py.call("local_fn".into(), vec![], Map::new()).await), &json!("local"));
-    let err = py.call("nothing_here".into(), vec![], Map::new()).await.result.unwrap_err();
+    assert_eq!(
+        value(&py.call("local_fn".into(), vec![], Map::new()).await),
+        &json!("local")
+    );
+    let err = py
+        .call("nothing_here".into(), vec![], Map::new())
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(err.kind, "ModuleNotFoundError");
 }
 
 #[tokio::test]
 async fn micropython_modules_reach_the_node() {
     let (host, py, _dir) = engine();
-    py.exec("import machine\np = machine.Pin(2, machine.Pin.OUT)\np.off()".into()).await.result.unwrap();
+    py.exec("import machine\np = machine.Pin(2, machine.Pin.OUT)\np.off()".into())
+        .await
+        .result
+        .unwrap();
     assert_eq!(host.gpio.read(2), Ok(0));
-    assert_eq!(value(&py.eval("machine.Pin(2).value()".into()).await), &json!(0));
+    assert_eq!(
+        value(&py.eval("machine.Pin(2).value()".into()).await),
+        &json!(0)
+    );
     let err = py.eval("machine.Pin(7)".into()).await.result.unwrap_err();
     assert_eq!(err.kind, "ValueError");
-    assert_eq!(value(&py.eval("__import__('json').loads(__import__('json').dumps({'a': [1, None]}))".into()).await), &json!({"a": [1, null]}));
-    assert_eq!(value(&py.eval("__import__('time').ticks_diff(5, 3)".into()).await), &json!(2));
-    assert_eq!(value(&py.eval("__import__('plastic').name".into()).await), &json!("fake-1"));
     assert_eq!(
-        value(&py.eval("__import__('plastic').request('oracle', {'type': 'eval', 'to_evaluate': 'q'})".into()).await),
+        value(
+            &py.eval("__import__('json').loads(__import__('json').dumps({'a': [1, None]}))".into())
+                .await
+        ),
+        &json!({"a": [1, null]})
+    );
+    assert_eq!(
+        value(&py.eval("__import__('time').ticks_diff(5, 3)".into()).await),
+        &json!(2)
+    );
+    assert_eq!(
+        value(&py.eval("__import__('plastic').name".into()).await),
+        &json!("fake-1")
+    );
+    assert_eq!(
+        value(
+            &py.eval(
+                "__import__('plastic').request('oracle', {'type': 'eval', 'to_evaluate': 'q'})"
+                    .into()
+            )
+            .await
+        ),
         &json!({"asked": "q", "answer": 42})
     );
-    let err = py.eval("__import__('plastic').request('nobody', {'type': 'eval'})".into()).await.result.unwrap_err();
+    let err = py
+        .eval("__import__('plastic').request('nobody', {'type': 'eval'})".into())
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(err.kind, "TimeoutError");
     py.exec("import plastic\nplastic.send('peer', {'type': 'exec', 'to_exec': 'x=1'})\nplastic.publish('t', [1])".into())
         .await
         .result
         .unwrap();
     let sent = host.sent.lock().unwrap().clone();
-    assert_eq!(sent[0], ("peer".to_owned(), json!({"type": "exec", "to_exec": "x=1"})));
+    assert_eq!(
+        sent[0],
+        ("peer".to_owned(), json!({"type": "exec", "to_exec": "x=1"}))
+    );
     assert_eq!(sent[1], ("event:t".to_owned(), json!([1])));
 }
 
@@ -153,32 +250,69 @@ async fn micropython_modules_reach_the_node() {
 async fn scripts_log_their_output_and_stop_on_request() {
     let (host, py, _dir) = engine();
     let source = "import time\nprint('one')\nprint('two')\nwhile True:\n    time.sleep(0.05)\n";
-    py.start_script("loop", source.into(), "loop.py".into()).await.unwrap();
+    py.start_script("loop", source.into(), "loop.py".into())
+        .await
+        .unwrap();
     host.wait_log("two");
     assert_eq!(py.running_scripts(), vec!["loop".to_owned()]);
     let (stopped, still) = py.stop_scripts(None).await;
     assert_eq!((stopped, still), (vec!["loop".to_owned()], vec![]));
     host.wait_log("stopped");
     assert!(py.running_scripts().is_empty());
-    let lines: Vec<String> = host.logs.lock().unwrap().iter().filter(|(s, _)| s == "script:loop").map(|(_, t)| t.clone()).collect();
-    assert_eq!(&lines[..3], ["started", "one", "two"], "lines arrive in order");
+    let lines: Vec<String> = host
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| s == "script:loop")
+        .map(|(_, t)| t.clone())
+        .collect();
+    assert_eq!(
+        &lines[..3],
+        ["started", "one", "two"],
+        "lines arrive in order"
+    );
     // A syntax error is reported when deploying, not later.
-    let err = py.start_script("bad", "def (".into(), "bad.py".into()).await.unwrap_err();
+    let err = py
+        .start_script("bad", "def (".into(), "bad.py".into())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, "SyntaxError");
     // A crash is logged with its traceback.
-    py.start_script("crash", "raise RuntimeError('kaput')".into(), "crash.py".into()).await.unwrap();
+    py.start_script(
+        "crash",
+        "raise RuntimeError('kaput')".into(),
+        "crash.py".into(),
+    )
+    .await
+    .unwrap();
     let line = host.wait_log("kaput");
-    assert!(line.starts_with("crashed:") && line.contains("RuntimeError"), "{line}");
+    assert!(
+        line.starts_with("crashed:") && line.contains("RuntimeError"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
 async fn a_long_exec_does_not_block_scripts_or_later_stop() {
     let (host, py, _dir) = engine();
-    py.start_script("ticker", "import time\nwhile True:\n    print('tick')\n    time.sleep(0.01)".into(), "t.py".into())
-        .await
-        .unwrap();
+    py.start_script(
+        "ticker",
+        "import time\nwhile True:\n    print('tick')\n    time.sleep(0.01)".into(),
+        "t.py".into(),
+    )
+    .await
+    .unwrap();
     host.wait_log("tick");
-    let out = py.exec("import time\ntime.sleep(0.2)\nprint('slept')".into()).await;
-    assert_eq!(out.stdout, "slept\n", "script output does not leak into a request's capture");
-    assert_eq!(py.stop_scripts(Some("ticker")).await.0, vec!["ticker".to_owned()]);
+    let out = py
+        .exec("import time\ntime.sleep(0.2)\nprint('slept')".into())
+        .await;
+    assert_eq!(
+        out.stdout, "slept\n",
+        "script output does not leak into a request's capture"
+    );
+    assert_eq!(
+        py.stop_scripts(Some("ticker")).await.0,
+        vec!["ticker".to_owned()]
+    );
 }

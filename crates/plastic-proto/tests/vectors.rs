@@ -6,7 +6,10 @@ use serde_json::Value;
 
 #[test]
 fn rust_parser_agrees_with_every_shared_vector() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/requests.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/vectors/requests.json"
+    );
     let text = std::fs::read_to_string(path).expect("tests/vectors/requests.json");
     let cases: Vec<Value> = serde_json::from_str(&text).expect("vectors are JSON");
     assert!(cases.len() >= 50, "the vector file lost its cases");
@@ -19,7 +22,11 @@ fn rust_parser_agrees_with_every_shared_vector() {
             serde_json::to_vec(p).unwrap()
         } else if let Some(r) = case.get("raw_repeat") {
             // head + fill repeated + tail, `size` bytes in all.
-            let (head, fill, tail) = (r["head"].as_str().unwrap(), r["fill"].as_str().unwrap(), r["tail"].as_str().unwrap());
+            let (head, fill, tail) = (
+                r["head"].as_str().unwrap(),
+                r["fill"].as_str().unwrap(),
+                r["tail"].as_str().unwrap(),
+            );
             let size = r["size"].as_u64().unwrap() as usize;
             let mut text = head.to_owned();
             text.push_str(&fill.repeat(size - head.len() - tail.len()));
@@ -33,7 +40,9 @@ fn rust_parser_agrees_with_every_shared_vector() {
             // Valid JSON that is not an object has no envelope at all; malformed JSON and
             // oversized payloads are refused with a kind (logged, as nobody can be answered).
             Err(ProtoError::NotAnObject) => Err("unanswerable".into()),
-            Err(e @ (ProtoError::Json(_) | ProtoError::TooLarge { .. })) => Err(e.kind().to_owned()),
+            Err(e @ (ProtoError::Json(_) | ProtoError::TooLarge { .. })) => {
+                Err(e.kind().to_owned())
+            }
             Err(e) => Err(format!("unexpected envelope error {e}")),
             Ok(incoming) => incoming.body.map(|_| ()).map_err(|e| e.kind().to_owned()),
         };
@@ -46,5 +55,11 @@ fn rust_parser_agrees_with_every_shared_vector() {
             failures.push(format!("{name}: expected {expect}, got {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} vectors disagree:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors disagree:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

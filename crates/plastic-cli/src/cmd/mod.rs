@@ -22,7 +22,9 @@ use request::request_each;
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
     match cli.command {
-        Command::Hub { listen, external } => hub::run(&global, listen, external).await,
+        Command::Hub { listen, external } => {
+            hub::run(&global, listen, external || global.broker_given).await
+        }
         Command::Node(args) => node::run_node(&global, args).await,
         Command::Sim {
             nodes,
@@ -126,7 +128,8 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
             plastic_proto::name::validate_name(&name)?;
             let render =
                 Render::With(|v| format!("script `{}` started", v["name"].as_str().unwrap_or("?")));
-            request_each(s, &target, Request::script(&source, &name), render).await
+            request::request_each_with(s, &target, Request::script(&source, &name), render, true)
+                .await
         }
         Command::Stop { target, name } => {
             let mut kwargs = Map::new();

@@ -17,6 +17,18 @@ pub async fn request_each(
     request: Request,
     render: Render,
 ) -> Result<ExitCode> {
+    request_each_with(s, target, request, render, false).await
+}
+
+/// Like [`request_each`]; with `progress`, requests go to each node separately (no broadcast)
+/// and a progress bar counts the replies on a terminal (deploys to many nodes).
+pub async fn request_each_with(
+    s: &Session,
+    target: &str,
+    request: Request,
+    render: Render,
+    progress: bool,
+) -> Result<ExitCode> {
     let spec = TargetSpec::parse(target)?;
     let resolved = resolve(&s.client, &spec, s.timeout).await?;
     let printer = Printer {
@@ -36,7 +48,24 @@ pub async fn request_each(
         );
         return Ok(ExitCode::from(1));
     }
-    for (node, outcome) in dispatch(s, &resolved, request).await? {
+    let mut resolved = resolved;
+    let bar = if progress && resolved.nodes.len() > 1 {
+        resolved.broadcast = None;
+        let bar = indicatif::ProgressBar::new(resolved.nodes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} nodes")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message("deploying");
+        Some(bar)
+    } else {
+        None
+    };
+    let outcomes = dispatch(s, &resolved, request, bar.as_ref()).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for (node, outcome) in outcomes {
         all_ok &= printer.outcome(&node, &outcome, render);
     }
     Ok(if all_ok {
@@ -52,6 +81,7 @@ pub async fn dispatch(
     s: &Session,
     resolved: &Resolved,
     request: Request,
+    bar: Option<&indicatif::ProgressBar>,
 ) -> Result<Vec<(String, Result<Reply, ClientError>)>> {
     let mut outcomes = if let Some((topic, receiver)) = &resolved.broadcast {
         if resolved.nodes.is_empty() {
@@ -76,6 +106,9 @@ pub async fn dispatch(
         let mut out = Vec::with_capacity(resolved.nodes.len());
         while let Some(joined) = set.join_next().await {
             out.push(joined?);
+            if let Some(bar) = bar {
+                bar.inc(1);
+            }
         }
         out
     };

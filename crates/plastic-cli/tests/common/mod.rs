@@ -151,7 +151,8 @@ impl Broker {
         match kind {
             BrokerKind::Embedded => {
                 let mut cmd = plastic();
-                cmd.args(["hub", "--listen", &format!("127.0.0.1:{port}")]);
+                cmd.args(["hub", "--listen", &format!("127.0.0.1:{port}")])
+                    .env_remove("PLASTIC_BROKER");
                 let proc = Proc::spawn(cmd, "plastic hub");
                 let line = proc.wait_contains("MQTT broker listening on");
                 let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
