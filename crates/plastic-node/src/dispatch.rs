@@ -106,9 +106,17 @@ async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
         }
         Body::File(chunk) => {
             let files = node.files.clone();
+            let module = chunk
+                .is_last()
+                .then(|| chunk.filename.module_name().map(str::to_owned))
+                .flatten();
             let result = tokio::task::spawn_blocking(move || files.write_chunk(&chunk))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()));
+            if let (Ok(_), Some(module)) = (&result, module) {
+                // A replaced module must be read again by the next `import`.
+                node.engine().forget_module(&module);
+            }
             (
                 quiet(result.map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))),
                 After::Nothing,

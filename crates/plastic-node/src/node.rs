@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use crate::blink::Blinker;
 use crate::files::FileStore;
 use crate::gpio::Gpio;
-use crate::python::{Host, PythonEngine};
+use crate::python::{Host, Interpreter, PythonEngine};
 
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -28,6 +28,9 @@ pub struct NodeConfig {
     /// The node's files live here; uploads and deployed scripts cannot leave it.
     pub root: PathBuf,
     pub gpio: Arc<dyn Gpio>,
+    /// A Python interpreter to share with other nodes of this process (`plastic sim`), or
+    /// `None` for one of the node's own.
+    pub interpreter: Option<Arc<Interpreter>>,
 }
 
 /// Everything handlers share. Cheap to clone behind an `Arc`.
@@ -42,12 +45,21 @@ pub struct NodeShared {
     pub started: Instant,
     client: Client,
     engine: Mutex<Arc<PythonEngine>>,
+    shared_interpreter: Option<Arc<Interpreter>>,
     host: Arc<NodeHost>,
 }
 
 impl NodeShared {
     pub fn engine(&self) -> Arc<PythonEngine> {
         self.engine.lock().unwrap().clone()
+    }
+
+    fn new_engine(&self) -> PythonEngine {
+        let root = self.files.root().to_path_buf();
+        match &self.shared_interpreter {
+            Some(interp) => PythonEngine::on(interp.clone(), self.host.clone(), root),
+            None => PythonEngine::new(self.host.clone(), root),
+        }
     }
 
     pub fn log(&self, source: &str, level: &str, text: &str) {
@@ -74,10 +86,7 @@ impl NodeShared {
         for pin in self.gpio.pins() {
             let _ = self.gpio.write(pin, 1);
         }
-        *self.engine.lock().unwrap() = Arc::new(PythonEngine::new(
-            self.host.clone(),
-            self.files.root().to_path_buf(),
-        ));
+        *self.engine.lock().unwrap() = Arc::new(self.new_engine());
         self.log("node", "info", "reset");
     }
 }
@@ -244,7 +253,11 @@ impl Node {
             reset_tx,
             log_tx,
         });
-        let engine = Arc::new(PythonEngine::new(host.clone(), files.root().to_path_buf()));
+        let root = files.root().to_path_buf();
+        let engine = Arc::new(match &config.interpreter {
+            Some(interp) => PythonEngine::on(interp.clone(), host.clone(), root),
+            None => PythonEngine::new(host.clone(), root),
+        });
         let shared = Arc::new(NodeShared {
             name: config.name,
             platform: config.platform,
@@ -256,6 +269,7 @@ impl Node {
             started: Instant::now(),
             client,
             engine: Mutex::new(engine),
+            shared_interpreter: config.interpreter,
             host,
         });
         Ok(Node {

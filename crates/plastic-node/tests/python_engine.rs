@@ -9,6 +9,7 @@ use plastic_proto::ErrorInfo;
 use serde_json::{json, Map, Value};
 
 struct FakeHost {
+    name: String,
     gpio: SimGpio,
     logs: Mutex<Vec<(String, String)>>,
     logged: Condvar,
@@ -18,6 +19,7 @@ struct FakeHost {
 impl Default for FakeHost {
     fn default() -> Self {
         FakeHost {
+            name: "fake-1".into(),
             gpio: SimGpio::esp8266(),
             logs: Mutex::default(),
             logged: Condvar::new(),
@@ -51,7 +53,7 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn node_name(&self) -> &str {
-        "fake-1"
+        &self.name
     }
     fn gpio(&self) -> &dyn Gpio {
         &self.gpio
@@ -314,5 +316,58 @@ async fn a_long_exec_does_not_block_scripts_or_later_stop() {
     assert_eq!(
         py.stop_scripts(Some("ticker")).await.0,
         vec!["ticker".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn nodes_sharing_an_interpreter_keep_their_own_namespace_name_and_pins() {
+    let interp = plastic_node::python::Interpreter::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<Arc<FakeHost>> = ["sim-a", "sim-b"]
+        .iter()
+        .map(|n| {
+            Arc::new(FakeHost {
+                name: n.to_string(),
+                ..FakeHost::default()
+            })
+        })
+        .collect();
+    let engines: Vec<PythonEngine> = hosts
+        .iter()
+        .map(|h| PythonEngine::on(interp.clone(), h.clone(), dir.path().join(&h.name)))
+        .collect();
+    engines[0]
+        .exec("x = 'mine'\nimport machine\nmachine.Pin(5).off()".into())
+        .await
+        .result
+        .unwrap();
+    assert_eq!(
+        engines[1].eval("x".into()).await.result.unwrap_err().kind,
+        "NameError"
+    );
+    assert_eq!(value(&engines[0].eval("x".into()).await), &json!("mine"));
+    assert_eq!(
+        value(&engines[1].eval("__import__('plastic').name".into()).await),
+        &json!("sim-b")
+    );
+    assert_eq!(
+        (hosts[0].gpio.read(5), hosts[1].gpio.read(5)),
+        (Ok(0), Ok(1))
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_module_is_imported_afresh() {
+    let (_, py, dir) = engine();
+    std::fs::write(dir.path().join("version.py"), "def get():\n    return 1\n").unwrap();
+    assert_eq!(
+        value(&py.call("version.get".into(), vec![], Map::new()).await),
+        &json!(1)
+    );
+    std::fs::write(dir.path().join("version.py"), "def get():\n    return 2\n").unwrap();
+    py.forget_module("version");
+    assert_eq!(
+        value(&py.call("version.get".into(), vec![], Map::new()).await),
+        &json!(2)
     );
 }

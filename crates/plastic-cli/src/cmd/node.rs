@@ -51,6 +51,7 @@ pub fn node_config(
         groups,
         root,
         gpio: Arc::new(SimGpio::esp8266()),
+        interpreter: None,
     })
 }
 
@@ -114,9 +115,13 @@ pub async fn run_sim(
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = tokio::task::JoinSet::new();
     let mut all_announced = Vec::with_capacity(count);
+    // One interpreter for the whole simulated fleet, a namespace per node: an interpreter
+    // costs ~2.5 MB, thousands of them would not fit.
+    let interpreter = plastic_node::python::Interpreter::new();
     for i in 1..=count {
         let name = format!("{prefix}-{i}");
-        let config = node_config(global, &name, groups.clone(), base.join(&name), "sim")?;
+        let mut config = node_config(global, &name, groups.clone(), base.join(&name), "sim")?;
+        config.interpreter = Some(interpreter.clone());
         let node = Node::start(config)?;
         all_announced.push(node.announcements());
         let mut stop = stop_tx.subscribe();

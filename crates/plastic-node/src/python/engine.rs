@@ -1,6 +1,11 @@
 //! The engine thread, its jobs and the supervised scripts.
+//!
+//! An [`Interpreter`] handle owns one engine thread (started lazily); a [`PythonEngine`] is one
+//! node's view of it: its namespace, its scripts, its host. A real node has an interpreter of
+//! its own; `plastic sim` shares one among all its nodes, each with its own namespace, because
+//! an interpreter costs about 2.5 MB and 6 ms to start and a simulated fleet has thousands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -11,9 +16,7 @@ use rustpython_vm::builtins::PyCode;
 use rustpython_vm::compiler::Mode;
 use rustpython_vm::function::{FuncArgs, KwArgs};
 use rustpython_vm::scope::Scope;
-use rustpython_vm::{
-    AsObject, Interpreter, PyObjectRef, PyRef, PyResult, Settings, VirtualMachine,
-};
+use rustpython_vm::{AsObject, PyObjectRef, PyRef, PyResult, Settings, VirtualMachine};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
@@ -52,16 +55,17 @@ pub struct Outcome {
 impl Outcome {
     fn engine_gone() -> Self {
         Outcome {
-            result: Err(ErrorInfo::new(
-                "EngineError",
-                "the Python engine has stopped",
-            )),
+            result: Err(engine_gone()),
             stdout: String::new(),
         }
     }
 }
 
-enum Job {
+fn engine_gone() -> ErrorInfo {
+    ErrorInfo::new("EngineError", "the Python engine has stopped")
+}
+
+enum Work {
     Eval(String, oneshot::Sender<Outcome>),
     Exec(String, oneshot::Sender<Outcome>),
     Call {
@@ -77,6 +81,24 @@ enum Job {
         entry: Arc<ScriptEntry>,
         started: oneshot::Sender<Result<(), ErrorInfo>>,
     },
+    /// A module file was replaced: the next import must read it again.
+    Forget(String),
+    /// The node reset or went away: its namespace can go.
+    Drop,
+}
+
+/// One unit of work for one node.
+struct Job {
+    node: Arc<NodeSlot>,
+    work: Work,
+}
+
+/// A node as the engine thread sees it.
+struct NodeSlot {
+    id: u64,
+    host: Arc<dyn Host>,
+    root: PathBuf,
+    scripts: Mutex<BTreeMap<String, Arc<ScriptEntry>>>,
 }
 
 struct ScriptEntry {
@@ -89,56 +111,91 @@ struct ScriptEntry {
 /// How long `stop` waits for a script to reach a stop point before reporting it still running.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// A handle to a node's Python engine. The thread and interpreter start on first use.
-pub struct PythonEngine {
-    host: Arc<dyn Host>,
-    root: PathBuf,
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One RustPython interpreter on its own thread, started on first use.
+#[derive(Default)]
+pub struct Interpreter {
     jobs: OnceLock<mpsc::Sender<Job>>,
-    scripts: Arc<Mutex<BTreeMap<String, Arc<ScriptEntry>>>>,
-    next_script_id: AtomicU64,
 }
 
-impl PythonEngine {
-    pub fn new(host: Arc<dyn Host>, root: PathBuf) -> Self {
-        PythonEngine {
-            host,
-            root,
-            jobs: OnceLock::new(),
-            scripts: Arc::default(),
-            next_script_id: AtomicU64::new(1),
-        }
+impl Interpreter {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Interpreter::default())
     }
 
     fn jobs(&self) -> &mpsc::Sender<Job> {
         self.jobs.get_or_init(|| {
             let (tx, rx) = mpsc::channel();
-            let host = self.host.clone();
-            let root = self.root.clone();
-            let scripts = self.scripts.clone();
-            let name = format!("py-{}", host.node_name());
             std::thread::Builder::new()
-                .name(name)
+                .name("python".into())
                 .stack_size(16 * 1024 * 1024)
-                .spawn(move || engine_thread(host, root, scripts, rx))
+                .spawn(move || engine_thread(rx))
                 .expect("spawning the Python engine thread");
             tx
         })
     }
 
-    async fn run(&self, make: impl FnOnce(oneshot::Sender<Outcome>) -> Job) -> Outcome {
+    fn send(&self, job: Job) -> bool {
+        self.jobs().send(job).is_ok()
+    }
+
+    /// Queues work only if the thread is already running (no start just to forget things).
+    fn send_if_started(&self, job: Job) {
+        if let Some(tx) = self.jobs.get() {
+            let _ = tx.send(job);
+        }
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.jobs.get().is_some()
+    }
+}
+
+/// One node's Python: a namespace that persists between requests, and supervised scripts.
+pub struct PythonEngine {
+    interpreter: Arc<Interpreter>,
+    node: Arc<NodeSlot>,
+}
+
+impl PythonEngine {
+    /// A node with an interpreter of its own.
+    pub fn new(host: Arc<dyn Host>, root: PathBuf) -> Self {
+        Self::on(Interpreter::new(), host, root)
+    }
+
+    /// A node on a shared interpreter (its own namespace; modules are shared).
+    pub fn on(interpreter: Arc<Interpreter>, host: Arc<dyn Host>, root: PathBuf) -> Self {
+        let node = Arc::new(NodeSlot {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            host,
+            root,
+            scripts: Mutex::default(),
+        });
+        PythonEngine { interpreter, node }
+    }
+
+    pub fn interpreter(&self) -> &Arc<Interpreter> {
+        &self.interpreter
+    }
+
+    async fn run(&self, make: impl FnOnce(oneshot::Sender<Outcome>) -> Work) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        if self.jobs().send(make(tx)).is_err() {
+        if !self.interpreter.send(Job {
+            node: self.node.clone(),
+            work: make(tx),
+        }) {
             return Outcome::engine_gone();
         }
         rx.await.unwrap_or_else(|_| Outcome::engine_gone())
     }
 
     pub async fn eval(&self, code: String) -> Outcome {
-        self.run(|tx| Job::Eval(code, tx)).await
+        self.run(|tx| Work::Eval(code, tx)).await
     }
 
     pub async fn exec(&self, code: String) -> Outcome {
-        self.run(|tx| Job::Exec(code, tx)).await
+        self.run(|tx| Work::Exec(code, tx)).await
     }
 
     pub async fn call(
@@ -147,13 +204,21 @@ impl PythonEngine {
         args: Vec<Value>,
         kwargs: Map<String, Value>,
     ) -> Outcome {
-        self.run(|reply| Job::Call {
+        self.run(|reply| Work::Call {
             name,
             args,
             kwargs,
             reply,
         })
         .await
+    }
+
+    /// Tells Python that the module file `module` changed, so the next `import` reads it anew.
+    pub fn forget_module(&self, module: &str) {
+        self.interpreter.send_if_started(Job {
+            node: self.node.clone(),
+            work: Work::Forget(module.to_owned()),
+        });
     }
 
     /// Starts `source` as the script `name`, first stopping a running script of that name.
@@ -173,35 +238,37 @@ impl PythonEngine {
         }
         let (done_tx, done_rx) = oneshot::channel();
         let entry = Arc::new(ScriptEntry {
-            id: self.next_script_id.fetch_add(1, Ordering::Relaxed),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stop: Arc::default(),
             done: Mutex::new(Some(done_rx)),
             done_tx: Mutex::new(Some(done_tx)),
         });
-        self.scripts
+        self.node
+            .scripts
             .lock()
             .unwrap()
             .insert(name.to_owned(), entry.clone());
         let (started_tx, started_rx) = oneshot::channel();
-        let job = Job::Script {
+        let work = Work::Script {
             name: name.to_owned(),
             source,
             file,
             entry,
             started: started_tx,
         };
-        if self.jobs().send(job).is_err() {
-            return Err(Outcome::engine_gone().result.unwrap_err());
+        if !self.interpreter.send(Job {
+            node: self.node.clone(),
+            work,
+        }) {
+            return Err(engine_gone());
         }
-        started_rx
-            .await
-            .unwrap_or_else(|_| Err(Outcome::engine_gone().result.unwrap_err()))
+        started_rx.await.unwrap_or_else(|_| Err(engine_gone()))
     }
 
     /// Stops the named script, or all. Returns (stopped, still running after the grace time).
     pub async fn stop_scripts(&self, name: Option<&str>) -> (Vec<String>, Vec<String>) {
         let targets: Vec<(String, Arc<ScriptEntry>)> = {
-            let scripts = self.scripts.lock().unwrap();
+            let scripts = self.node.scripts.lock().unwrap();
             scripts
                 .iter()
                 .filter(|(n, _)| name.is_none_or(|want| want == n.as_str()))
@@ -226,78 +293,121 @@ impl PythonEngine {
     }
 
     pub fn running_scripts(&self) -> Vec<String> {
-        self.scripts.lock().unwrap().keys().cloned().collect()
-    }
-
-    /// Whether the interpreter was ever started (for `info`).
-    pub fn is_started(&self) -> bool {
-        self.jobs.get().is_some()
+        self.node.scripts.lock().unwrap().keys().cloned().collect()
     }
 }
 
-fn interpreter() -> Interpreter {
+impl Drop for PythonEngine {
+    fn drop(&mut self) {
+        for entry in self.node.scripts.lock().unwrap().values() {
+            entry.stop.stop();
+        }
+        self.interpreter.send_if_started(Job {
+            node: self.node.clone(),
+            work: Work::Drop,
+        });
+    }
+}
+
+fn new_interpreter() -> rustpython_vm::Interpreter {
     let mut settings = Settings::default();
     // The node owns SIGINT (graceful shutdown), not Python.
     settings.install_signal_handlers = false;
     // Path-based imports (`import functions` after an upload) need importlib's external finder.
     settings.allow_external_library = true;
-    let builder = Interpreter::builder(settings);
+    let builder = rustpython_vm::Interpreter::builder(settings);
     let defs = rustpython_stdlib::stdlib_module_defs(&builder.ctx);
     builder.add_native_modules(&defs).build()
 }
 
-fn init(vm: &VirtualMachine, host: &Arc<dyn Host>, root: &std::path::Path) -> PyResult<Scope> {
-    let module = native::make_module(vm, host.clone())?;
+fn init(vm: &VirtualMachine) -> PyResult<()> {
+    let module = native::make_module(vm)?;
     vm.sys_module
         .get_attr("modules", vm)?
         .set_item("_plastic_node", module.into(), vm)?;
+    // sys.path[0] is the current node's root; set per job (see `enter_node`).
     let sys_path = vm.sys_module.get_attr("path", vm)?;
-    vm.call_method(
-        &sys_path,
-        "insert",
-        (0, root.to_string_lossy().into_owned()),
-    )?;
+    vm.call_method(&sys_path, "insert", (0, "."))?;
     let prelude = vm.new_scope_with_builtins();
     vm.run_string(
         prelude,
         include_str!("prelude.py"),
         "<plastic prelude>".to_owned(),
     )?;
-    vm.new_scope_with_main()
+    Ok(())
 }
 
-fn engine_thread(
-    host: Arc<dyn Host>,
-    root: PathBuf,
-    scripts: Arc<Mutex<BTreeMap<String, Arc<ScriptEntry>>>>,
-    jobs: mpsc::Receiver<Job>,
-) {
-    let interp = interpreter();
+/// Per-thread state of the engine thread.
+struct EngineState {
+    scopes: HashMap<u64, Scope>,
+    /// The root currently in `sys.path[0]`.
+    path_root: Option<PathBuf>,
+}
+
+impl EngineState {
+    /// Makes `node` the current node of this thread: its host, its root on `sys.path`.
+    fn enter_node(&mut self, vm: &VirtualMachine, node: &NodeSlot) -> PyResult<Scope> {
+        native::set_host(node.host.clone());
+        if self.path_root.as_deref() != Some(node.root.as_path()) {
+            let sys_path = vm.sys_module.get_attr("path", vm)?;
+            sys_path.set_item(
+                &0,
+                vm.ctx.new_str(node.root.to_string_lossy().as_ref()).into(),
+                vm,
+            )?;
+            self.path_root = Some(node.root.clone());
+        }
+        if let Some(scope) = self.scopes.get(&node.id) {
+            return Ok(scope.clone());
+        }
+        let scope = vm.new_scope_with_builtins();
+        scope
+            .globals
+            .set_item("__name__", vm.ctx.new_str("__main__").into(), vm)?;
+        self.scopes.insert(node.id, scope.clone());
+        Ok(scope)
+    }
+}
+
+fn engine_thread(jobs: mpsc::Receiver<Job>) {
+    let interp = new_interpreter();
     interp.enter(|vm| {
-        let scope = match init(vm, &host, &root) {
-            Ok(scope) => scope,
-            Err(exc) => {
-                let info = error_info(vm, &exc);
-                tracing::error!(traceback = %info.traceback, "Python engine failed to start");
-                for job in jobs {
-                    fail(job, &info);
-                }
-                return;
+        if let Err(exc) = init(vm) {
+            let info = error_info(vm, &exc);
+            tracing::error!(traceback = %info.traceback, "Python engine failed to start");
+            for job in jobs {
+                fail(job.work, &info);
             }
+            return;
+        }
+        let mut state = EngineState {
+            scopes: HashMap::new(),
+            path_root: None,
         };
-        for job in jobs {
-            match job {
-                Job::Eval(code, reply) => {
+        for Job { node, work } in jobs {
+            if let Work::Drop = work {
+                state.scopes.remove(&node.id);
+                continue;
+            }
+            let scope = match state.enter_node(vm, &node) {
+                Ok(scope) => scope,
+                Err(exc) => {
+                    fail(work, &error_info(vm, &exc));
+                    continue;
+                }
+            };
+            match work {
+                Work::Eval(code, reply) => {
                     let _ = reply.send(capture(vm, || {
                         run_source(vm, &scope, &code, Mode::Eval, "<eval>")
                     }));
                 }
-                Job::Exec(code, reply) => {
+                Work::Exec(code, reply) => {
                     let _ = reply.send(capture(vm, || {
                         run_source(vm, &scope, &code, Mode::Exec, "<exec>").map(|_| vm.ctx.none())
                     }));
                 }
-                Job::Call {
+                Work::Call {
                     name,
                     args,
                     kwargs,
@@ -305,33 +415,39 @@ fn engine_thread(
                 } => {
                     let _ = reply.send(capture(vm, || call(vm, &scope, &name, &args, &kwargs)));
                 }
-                Job::Script {
+                Work::Script {
                     name,
                     source,
                     file,
                     entry,
                     started,
                 } => {
-                    let result = start_script(vm, &host, &scripts, name, &source, file, entry);
-                    let _ = started.send(result);
+                    let _ = started.send(start_script(vm, &node, name, &source, file, entry));
                 }
+                Work::Forget(module) => {
+                    if let Ok(modules) = vm.sys_module.get_attr("modules", vm) {
+                        let _ = vm.call_method(&modules, "pop", (module, vm.ctx.none()));
+                    }
+                }
+                Work::Drop => {}
             }
         }
     });
 }
 
-fn fail(job: Job, info: &ErrorInfo) {
+fn fail(work: Work, info: &ErrorInfo) {
     let outcome = Outcome {
         result: Err(info.clone()),
         stdout: String::new(),
     };
-    match job {
-        Job::Eval(_, r) | Job::Exec(_, r) | Job::Call { reply: r, .. } => {
+    match work {
+        Work::Eval(_, r) | Work::Exec(_, r) | Work::Call { reply: r, .. } => {
             let _ = r.send(outcome);
         }
-        Job::Script { started, .. } => {
+        Work::Script { started, .. } => {
             let _ = started.send(Err(info.clone()));
         }
+        Work::Forget(_) | Work::Drop => {}
     }
 }
 
@@ -397,49 +513,49 @@ fn call(
     target.call(FuncArgs::new(args, kwargs), vm)
 }
 
+/// Forgets a finished (or never started) run of script `name`, unless a newer run took the name.
+fn finish(node: &NodeSlot, name: &str, entry: &ScriptEntry) {
+    let mut scripts = node.scripts.lock().unwrap();
+    if scripts.get(name).is_some_and(|e| e.id == entry.id) {
+        scripts.remove(name);
+    }
+    drop(scripts);
+    if let Some(tx) = entry.done_tx.lock().unwrap().take() {
+        let _ = tx.send(());
+    }
+}
+
 fn start_script(
     vm: &VirtualMachine,
-    host: &Arc<dyn Host>,
-    scripts: &Arc<Mutex<BTreeMap<String, Arc<ScriptEntry>>>>,
+    node: &Arc<NodeSlot>,
     name: String,
     source: &str,
     file: String,
     entry: Arc<ScriptEntry>,
 ) -> Result<(), ErrorInfo> {
-    let forget = |scripts: &Mutex<BTreeMap<String, Arc<ScriptEntry>>>, entry: &ScriptEntry| {
-        let mut scripts = scripts.lock().unwrap();
-        if scripts.get(&name).is_some_and(|e| e.id == entry.id) {
-            scripts.remove(&name);
-        }
-        if let Some(tx) = entry.done_tx.lock().unwrap().take() {
-            let _ = tx.send(());
-        }
-    };
-    let code = match compile(vm, source, Mode::Exec, &file) {
-        Ok(code) => code,
+    let prepared = compile(vm, source, Mode::Exec, &file).and_then(|code| {
+        let globals = vm.ctx.new_dict();
+        globals.set_item("__name__", vm.ctx.new_str("__main__").into(), vm)?;
+        globals.set_item("__file__", vm.ctx.new_str(file.as_str()).into(), vm)?;
+        Ok((code, Scope::with_builtins(None, globals, vm)))
+    });
+    let (code, scope) = match prepared {
+        Ok(ready) => ready,
         Err(exc) => {
-            forget(scripts, &entry);
+            finish(node, &name, &entry);
             return Err(error_info(vm, &exc));
         }
     };
-    let globals = vm.ctx.new_dict();
-    let setup = globals
-        .set_item("__name__", vm.ctx.new_str("__main__").into(), vm)
-        .and_then(|_| globals.set_item("__file__", vm.ctx.new_str(file.as_str()).into(), vm));
-    if let Err(exc) = setup {
-        forget(scripts, &entry);
-        return Err(error_info(vm, &exc));
-    }
-    let scope = Scope::with_builtins(None, globals, vm);
     let thread_vm = vm.new_thread();
-    let host = host.clone();
-    let scripts = scripts.clone();
-    let script_name = name.clone();
+    let node = node.clone();
+    let thread_name = format!("script-{name}");
     let spawned = std::thread::Builder::new()
-        .name(format!("script-{name}"))
+        .name(thread_name)
         .stack_size(16 * 1024 * 1024)
         .spawn(move || {
-            let source_tag = format!("script:{script_name}");
+            let host = node.host.clone();
+            let source_tag = format!("script:{name}");
+            native::set_host(host.clone());
             OUTPUT.with(|o| {
                 *o.borrow_mut() = Some(Output::Log {
                     source: source_tag.clone(),
@@ -466,21 +582,12 @@ fn start_script(
                     }
                 }
             });
-            // The name belongs to this run only if no newer script took it meanwhile.
-            let mut map = scripts.lock().unwrap();
-            if map.get(&script_name).is_some_and(|e| e.id == entry.id) {
-                map.remove(&script_name);
-            }
-            drop(map);
-            if let Some(tx) = entry.done_tx.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
+            finish(&node, &name, &entry);
         });
-    if let Err(e) = spawned {
-        return Err(ErrorInfo::new(
+    spawned.map(|_| ()).map_err(|e| {
+        ErrorInfo::new(
             "OSError",
             format!("could not start a thread for the script: {e}"),
-        ));
-    }
-    Ok(())
+        )
+    })
 }

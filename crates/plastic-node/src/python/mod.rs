@@ -18,4 +18,4 @@ mod convert;
 mod engine;
 mod native;
 
-pub use engine::{Host, Outcome, PythonEngine};
+pub use engine::{Host, Interpreter, Outcome, PythonEngine};

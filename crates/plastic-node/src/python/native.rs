@@ -56,6 +56,18 @@ pub(crate) enum Output {
 thread_local! {
     pub(crate) static OUTPUT: RefCell<Option<Output>> = const { RefCell::new(None) };
     pub(crate) static STOP: RefCell<Option<Arc<StopFlag>>> = const { RefCell::new(None) };
+    /// The node whose code this thread runs now. One interpreter may serve many simulated
+    /// nodes, so the bridge looks its node up per call instead of capturing it.
+    pub(crate) static HOST: RefCell<Option<Arc<dyn Host>>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn set_host(host: Arc<dyn Host>) {
+    HOST.with(|h| *h.borrow_mut() = Some(host));
+}
+
+fn host(vm: &VirtualMachine) -> PyResult<Arc<dyn Host>> {
+    HOST.with(|h| h.borrow().clone())
+        .ok_or_else(|| vm.new_runtime_error("this thread does not belong to a plastic node"))
 }
 
 /// Takes the captured text of the current request.
@@ -117,7 +129,7 @@ fn pin_number(id: i64, vm: &VirtualMachine) -> PyResult<u32> {
     u32::try_from(id).map_err(|_| vm.new_value_error(format!("invalid pin {id}")))
 }
 
-pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<PyRef<PyModule>> {
+pub(crate) fn make_module(vm: &VirtualMachine) -> PyResult<PyRef<PyModule>> {
     let module = vm.new_module("_plastic_node", vm.ctx.new_dict(), None);
     let started = Instant::now();
 
@@ -127,8 +139,9 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
         };
     }
 
-    let h = host.clone();
-    def!("name", move || -> String { h.node_name().to_owned() });
+    def!("name", move |vm: &VirtualMachine| -> PyResult<String> {
+        Ok(host(vm)?.node_name().to_owned())
+    });
     def!("check", move || -> bool {
         current_stop().is_some_and(|s| s.is_stopped())
     });
@@ -151,47 +164,50 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
     def!("ticks_ms", move || -> u64 {
         (started.elapsed().as_millis() as u64) & ((1 << 30) - 1)
     });
-    let h = host.clone();
-    def!("write", move |text: PyStrRef| {
-        write(&*h, text.as_ref());
+    def!("write", move |text: PyStrRef,
+                        vm: &VirtualMachine|
+          -> PyResult<()> {
+        write(&*host(vm)?, text.as_ref());
+        Ok(())
     });
-    let h = host.clone();
     def!("pin_read", move |id: i64,
                            vm: &VirtualMachine|
           -> PyResult<u8> {
-        h.gpio()
+        host(vm)?
+            .gpio()
             .read(pin_number(id, vm)?)
             .map_err(|e| vm.new_value_error(e.to_string()))
     });
-    let h = host.clone();
     def!("pin_write", move |id: i64,
                             value: i64,
                             vm: &VirtualMachine|
           -> PyResult<()> {
         let value =
             u8::try_from(value).map_err(|_| vm.new_value_error("pin value must be 0 or 1"))?;
-        h.gpio()
+        host(vm)?
+            .gpio()
             .write(pin_number(id, vm)?, value)
             .map_err(|e| vm.new_value_error(e.to_string()))
     });
-    let h = host.clone();
-    def!("unique_id", move |vm: &VirtualMachine| -> PyObjectRef {
-        vm.ctx.new_bytes(h.unique_id()).into()
+    def!(
+        "unique_id",
+        move |vm: &VirtualMachine| -> PyResult<PyObjectRef> {
+            Ok(vm.ctx.new_bytes(host(vm)?.unique_id()).into())
+        }
+    );
+    def!("reset", move |vm: &VirtualMachine| -> PyResult<()> {
+        host(vm)?.reset();
+        Ok(())
     });
-    let h = host.clone();
-    def!("reset", move || {
-        h.reset();
-    });
-    let h = host.clone();
     def!("send", move |to: PyStrRef,
                        msg: PyObjectRef,
                        vm: &VirtualMachine|
           -> PyResult<()> {
         let msg = message_arg(vm, &msg)?;
-        h.send(&str_arg(&to, vm)?, msg)
+        host(vm)?
+            .send(&str_arg(&to, vm)?, msg)
             .map_err(|e| vm.new_runtime_error(e))
     });
-    let h = host.clone();
     def!("request", move |to: PyStrRef,
                           msg: PyObjectRef,
                           timeout: ArgIntoFloat,
@@ -204,7 +220,7 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
         }
         let to = str_arg(&to, vm)?;
         // Blocks this Python thread only; the node's message loop keeps running.
-        let reply = h.request(&to, msg, Duration::from_secs_f64(timeout.min(86_400.0)));
+        let reply = host(vm)?.request(&to, msg, Duration::from_secs_f64(timeout.min(86_400.0)));
         Ok(match reply {
             Ok(value) => vm.new_tuple((true, from_json(vm, &value)?)).into(),
             Err(e) => {
@@ -213,13 +229,13 @@ pub(crate) fn make_module(vm: &VirtualMachine, host: Arc<dyn Host>) -> PyResult<
             }
         })
     });
-    let h = host.clone();
     def!("publish", move |topic: PyStrRef,
                           data: PyObjectRef,
                           vm: &VirtualMachine|
           -> PyResult<()> {
         let data = to_json_strict(vm, &data)?;
-        h.publish_event(&str_arg(&topic, vm)?, data)
+        host(vm)?
+            .publish_event(&str_arg(&topic, vm)?, data)
             .map_err(|e| vm.new_value_error(e))
     });
     def!("json_dumps", move |obj: PyObjectRef,

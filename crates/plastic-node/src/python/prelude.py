@@ -5,6 +5,10 @@
 import sys
 import _plastic_node as _n
 
+# Uploaded modules are replaced within the same second with the same size often enough that
+# mtime-based .pyc caches would serve stale code; compile from source every time.
+sys.dont_write_bytecode = True
+
 
 def _module(name, attrs):
     mod = type(sys)(name)
@@ -181,10 +185,17 @@ def _publish(topic, data=None):
     _n.publish(topic, data)
 
 
+def _plastic_getattr(attr):
+    # `plastic.name` is looked up per call: one interpreter may serve several simulated nodes.
+    if attr == "name":
+        return _n.name()
+    raise AttributeError("module 'plastic' has no attribute '%s'" % attr)
+
+
 _module(
     "plastic",
     dict(
-        name=_n.name(),
+        __getattr__=_plastic_getattr,
         send=_send,
         request=_request,
         publish=_publish,
