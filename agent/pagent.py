@@ -3,13 +3,14 @@ import gc, sys, io, json, time, asyncio, builtins, os
 from binascii import hexlify
 import pproto as P
 from pproto import PErr
-import phw, pnet, plastic
+import phw, pnet
 from pmqtt import MQTT
 
 VERSION = '0.1.0'
 _print = print
 _compile = getattr(builtins, 'compile', None)
 _CAPMAX = 8192  # characters of captured stdout kept per request
+agent = None  # the running Agent (the plastic module finds it here)
 
 
 def _g():
@@ -23,7 +24,10 @@ def tb(e):
     try:
         s = io.StringIO()
         sys.print_exception(e, s)
-        return s.getvalue()
+        s = s.getvalue()
+        i = s.find('\n  File "<')  # drop the agent's own frames above the request's code
+        j = s.find('\n')
+        return s[:j] + s[i:] if i > j > 0 and 'pagent.' in s[j:i] else s
     except Exception:
         return ''
 
@@ -74,8 +78,10 @@ class Agent:
             pass
         if root not in sys.path:
             sys.path.append(root)
-        import pfiles
-        self.files = pfiles.Files(root)
+        self.root = root.rstrip('/')
+        self.xfer = {}
+        self.lean = _cfg(cfg, 'LEAN', True)
+        self.version = VERSION
         ka = _cfg(cfg, 'KEEPALIVE', 30)
         self.mq = m = MQTT(name, cfg.BROKER_HOST, _cfg(cfg, 'BROKER_PORT', 1883),
                            _cfg(cfg, 'BROKER_USER', ''), _cfg(cfg, 'BROKER_PASSWORD', ''),
@@ -83,12 +89,20 @@ class Agent:
         m.on_msg = self.on_msg
         m.mem_ok = self.mem_ok
         m.maxlen = _cfg(cfg, 'MAX_PAYLOAD', 0) or P.MAX_PAYLOAD
-        plastic.name = name
-        plastic._a = self
+        global agent
+        agent = self
         try:
             phw.machine.reset_hook = self.reset
         except Exception:
             pass
+        self.use('pfiles').sweep(self.root)
+
+    def use(self, mod):
+        """Imports a helper module for one use; with LEAN it is dropped again to free its RAM."""
+        m = __import__(mod)
+        if self.lean:
+            del sys.modules[mod]
+        return m
 
     # ---- output ------------------------------------------------------------------------------
     def print(self, *a, sep=' ', end='\n', file=None):
@@ -269,7 +283,7 @@ class Agent:
             if box[1]:
                 box[1].set()
 
-    async def _drain(self):
+    async def drain(self):
         while self.queue and not self.pumping:
             self.handle(self.queue.pop(0))
             await asyncio.sleep_ms(0)
@@ -317,73 +331,21 @@ class Agent:
                     pass
 
     def _t_script(self, d):
-        import pscript
-        return pscript.deploy(self, d.get('name') or 'main', d['script'])
+        return self.use('pscript').deploy(self, d.get('name') or 'main', d['script'])
 
     def _t_file(self, d):
-        return self.files.chunk(d)
+        return self.use('pfiles').chunk(self, d)
 
     def _t_command(self, d):
         c = d['command']
-        kw = d.get('kwargs') or {}
         if c == 'ping':
             return 'pong'
-        if c == 'blink led':
-            self.stop_blink()
-            self.blinker = asyncio.create_task(self._blink(
-                kw.get('times', 10), kw.get('forever') is True,
-                kw.get('on_seconds', 0.5), kw.get('off_seconds', 0.5)))
-            return {'blinking': True}
-        if c == 'read GPIOs':
-            pins = kw.get('pins')
-            return [[p, phw.read(p)] for p in sorted(set(phw.PINS if pins is None else pins))]
-        if c == 'write GPIOs':
-            done = {}
-            for p, v in kw['pins_and_values']:
-                v = 1 if v else 0
-                phw.write(p, v)
-                done[p] = v
-            return [[p, done[p]] for p in sorted(done)]
-        if c == 'info':
-            gc.collect()
-            return {'name': self.name, 'platform': phw.PLATFORM, 'version': VERSION, 'protocol': 1,
-                    'uptime': time.ticks_diff(time.ticks_ms(), self.t0) / 1000,
-                    'free_memory': gc.mem_free(), 'mem_peak': self.peak,
-                    'heap': gc.mem_free() + gc.mem_alloc(), 'scripts': sorted(self.scripts),
-                    'groups': self.groups}
-        if c == 'stop':
-            n = kw.get('name')
-            if n is None:
-                names = sorted(self.scripts)
-                self.stop_blink()
-            else:
-                names = [n] if n in self.scripts else []
-            for n in names:
-                self.scripts.pop(n).cancel()
-            return {'stopped': names}
-        if c == 'reset':
-            self.reset()
-            return {'resetting': True}
-        if c == 'list files':
-            return self.files.listing()
-        if c == 'remove file':
-            return self.files.remove(kw['filename'])
+        return self.use('pcmd').run(self, c, d.get('kwargs') or {})
 
     def stop_blink(self):
         if self.blinker is not None:
             self.blinker.cancel()
             self.blinker = None
-
-    async def _blink(self, n, forever, on, off):
-        try:
-            while forever or n > 0:
-                self.led.set(1)
-                await asyncio.sleep_ms(int(on * 1000))
-                self.led.set(0)
-                await asyncio.sleep_ms(int(off * 1000))
-                n -= 1
-        finally:
-            self.led.set(0)
 
     def reset(self):
         self.exit = 'reset'
@@ -392,67 +354,6 @@ class Agent:
     async def _stop_soon(self):
         await asyncio.sleep_ms(50)
         self.stop_ev.set()
-
-    # ---- the plastic module --------------------------------------------------------------------
-    def topic_for(self, to):
-        if to == 'all':
-            return self.pre + '/all/in'
-        if isinstance(to, str) and to[:6] == 'group:':
-            return self.pre + '/group/' + P.check_name(to[6:], 'group') + '/in'
-        if not P.node_ok(to):
-            raise ValueError('bad node name %r' % (to,))
-        return self.pre + '/' + to + '/in'
-
-    def send(self, to, msg, need=False):
-        t = self.topic_for(to)
-        m = dict(msg)
-        mid = m.get('message_id') or P.new_id()
-        m['message_id'] = mid
-        if 'sender' not in m:
-            m['sender'] = self.name
-        if 'reply_to' not in m:
-            m['reply_to'] = self.name
-        m['receiver'] = to
-        m['time_stamp'] = P.now()
-        if need:
-            m['need_result'] = True
-        self.pub(t, json.dumps(m), 1)
-        return mid
-
-    def request(self, to, msg, timeout=5):
-        mid = self.send(to, msg, True)
-        box = self.pending[mid] = [None, None]
-        end = time.ticks_add(time.ticks_ms(), int(timeout * 1000))
-        self.pumping += 1
-        try:
-            while box[0] is None:
-                left = time.ticks_diff(end, time.ticks_ms())
-                if left <= 0:
-                    raise plastic.TimeoutError('no reply from %s in %s s' % (to, timeout))
-                self.mq.pump(min(left, 500))
-        finally:
-            self.pumping -= 1
-            del self.pending[mid]
-            if self.queue and not self.pumping:
-                asyncio.create_task(self._drain())
-        return box[0]
-
-    async def arequest(self, to, msg, timeout=5):
-        mid = self.send(to, msg, True)
-        box = self.pending[mid] = [None, asyncio.Event()]
-        try:
-            await asyncio.wait_for_ms(box[1].wait(), int(timeout * 1000))
-        except asyncio.TimeoutError:
-            raise plastic.TimeoutError('no reply from %s in %s s' % (to, timeout))
-        finally:
-            del self.pending[mid]
-        return box[0]
-
-    def event(self, topic, data):
-        t = self.pre + '/' + self.name + '/events'
-        if topic:
-            t += '/' + topic
-        self.pub(t, json.dumps(data))
 
     # ---- connection --------------------------------------------------------------------------
     def tick(self):
@@ -540,8 +441,7 @@ class Agent:
             asyncio.create_task(self._wdt(ms))
         for s in _cfg(self.cfg, 'AUTOSTART', ()):
             try:
-                import pscript
-                pscript.start(self, s)
+                self.use('pscript').start(self, s)
             except Exception as e:
                 self.log('autostart %s failed: %r' % (s, e))
         await self.stop_ev.wait()
@@ -566,7 +466,6 @@ def run(cfg):
         raise
     finally:
         asyncio.new_event_loop()
-        plastic._a = None
     if a.exit == 'reset' and not phw.SIM:
         phw.reset()
     return a.exit

@@ -1,7 +1,49 @@
-# File uploads (chunked, sha256-checked, atomic rename), listing and removal under the node root.
-import os, hashlib
-from binascii import hexlify
-from pproto import PErr, check_file, check_path
+# File uploads (chunked, sha256-checked, atomic rename) and listing under the node root.
+# Loaded for each use; transfer state lives in the agent (a.xfer).
+import os, hashlib, binascii
+from pproto import PErr, get, need, check_path
+
+MAX_FILE = 16 * 1024 * 1024
+
+
+def parse(d):
+    """Validates a file chunk; returns (filename, raw bytes, offset, total, sha256 or None)."""
+    fn = check_path(need(d, 'filename', str))
+    text = need(d, 'content', str)
+    enc = get(d, 'encoding', str, 'utf-8')
+    if enc in ('utf-8', 'utf8', 'text'):
+        data = text.encode()
+    elif enc == 'base64':
+        try:
+            data = binascii.a2b_base64(text)
+            n = len(text)  # strict: padded, and no byte outside the alphabet (those get skipped)
+            ok = n % 4 == 0 and len(data) == n // 4 * 3 - (text[-2:].count('=') if n else 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise PErr('ProtocolError', 'invalid `content`: not valid base64')
+    else:
+        raise PErr('ProtocolError', 'invalid `encoding`: `%s` is not `utf-8` or `base64`' % enc[:40])
+    text = None
+    w = 'a whole number of at least 0'
+    off = get(d, 'offset', int, 0, w)
+    tot = get(d, 'total', int, len(data), w)
+    if tot > MAX_FILE:
+        raise PErr('ProtocolError', 'invalid `total`: %d bytes is more than the %d bytes a node accepts' % (tot, MAX_FILE))
+    if off + len(data) > tot:
+        raise PErr('ProtocolError', 'invalid `offset`: the chunk runs past `total`')
+    sha = get(d, 'sha256', str)
+    if sha is not None:
+        sha = sha.lower()
+        try:
+            ok = len(sha) == 64 and len(binascii.unhexlify(sha)) == 32
+        except ValueError:
+            ok = False
+        if not ok:
+            raise PErr('ProtocolError', 'invalid `sha256`: must be 64 hex digits')
+    elif len(data) != tot:
+        raise PErr('ProtocolError', "invalid `sha256`: a file sent in several chunks needs the whole file's sha256")
+    return fn, data, off, tot, sha
 
 
 def _mkdirs(path):
@@ -14,82 +56,73 @@ def _mkdirs(path):
         i = path.find('/', i + 1)
 
 
-class Files:
-    def __init__(self, root):
-        self.root = root.rstrip('/')
-        self.x = {}  # filename -> [received, sha256 object, total, temp path]
-        self._walk('', None)  # sweep temp files of transfers a restart abandoned
-
-    def p(self, rel):
-        return self.root + '/' + rel
-
-    def _tmp(self, fn):
-        i = fn.rfind('/') + 1
-        return self.p(fn[:i] + '.' + fn[i:] + '.part')
-
-    def _abort(self, fn):
-        x = self.x.pop(fn, None)
-        if x:
-            try:
-                os.remove(x[3])
-            except OSError:
-                pass
-
-    def chunk(self, d):
-        fn, data, off, tot, sha = check_file(d)
-        x = self.x.get(fn)
-        if off == 0:
-            self._abort(fn)
-            for k in list(self.x):  # one transfer at a time: a new file abandons the others
-                self._abort(k)
-            x = [0, hashlib.sha256(), tot, self._tmp(fn)]
-            _mkdirs(x[3])
-            open(x[3], 'wb').close()
-            self.x[fn] = x
-        elif x is None or x[0] != off or x[2] != tot:
-            raise PErr('ProtocolError', 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
-                off, fn, x[0] if x else 0, '' if x else ' (no transfer of this file is open)'))
+def _abort(xs, fn):
+    x = xs.pop(fn, None)
+    if x:
         try:
-            with open(x[3], 'ab') as f:
-                f.write(data)
-        except Exception:
-            self._abort(fn)
-            raise
-        x[1].update(data)
-        x[0] += len(data)
-        data = None
-        r = {'filename': fn, 'received': x[0], 'total': tot, 'complete': x[0] == tot}
-        if x[0] < tot:
-            return r
-        del self.x[fn]
-        got = hexlify(x[1].digest()).decode()
-        if sha is not None and got != sha:
             os.remove(x[3])
-            raise PErr('ProtocolError', 'sha256 mismatch for `%s`: expected %s, got %s; the old file is kept' % (fn, sha, got))
-        os.rename(x[3], self.p(fn))  # atomic on LittleFS and POSIX
-        r['sha256'] = got
+        except OSError:
+            pass
+
+
+def chunk(a, d):
+    fn, data, off, tot, sha = parse(d)
+    d = None
+    xs = a.xfer  # filename -> [received, sha256 object, total, temp path]
+    x = xs.get(fn)
+    if off == 0:
+        for k in list(xs):  # one transfer at a time: a new one abandons the others
+            _abort(xs, k)
+        i = fn.rfind('/') + 1
+        x = [0, hashlib.sha256(), tot, a.root + '/' + fn[:i] + '.' + fn[i:] + '.part']
+        _mkdirs(x[3])
+        open(x[3], 'wb').close()
+        xs[fn] = x
+    elif x is None or x[0] != off or x[2] != tot:
+        raise PErr('ProtocolError', 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
+            off, fn, x[0] if x else 0, '' if x else ' (no transfer of this file is open)'))
+    try:
+        with open(x[3], 'ab') as f:
+            f.write(data)
+    except Exception:
+        _abort(xs, fn)
+        raise
+    x[1].update(data)
+    x[0] += len(data)
+    data = None
+    r = {'filename': fn, 'received': x[0], 'total': tot, 'complete': x[0] == tot}
+    if x[0] < tot:
         return r
+    del xs[fn]
+    got = binascii.hexlify(x[1].digest()).decode()
+    if sha is not None and got != sha:
+        os.remove(x[3])
+        raise PErr('ProtocolError', 'sha256 mismatch for `%s`: expected %s, got %s; the old file is kept' % (fn, sha, got))
+    os.rename(x[3], a.root + '/' + fn)  # atomic on LittleFS and POSIX
+    r['sha256'] = got
+    return r
 
-    def listing(self):
-        out = []
-        self._walk('', out)
-        out.sort()
-        return out
 
-    def _walk(self, rel, out):
-        for e in os.ilistdir(self.p(rel) if rel else self.root):
-            n = e[0]
-            r = rel + '/' + n if rel else n
-            if n[0] == '.':
-                if out is None and n[-5:] == '.part':
-                    os.remove(self.p(r))
-                continue
-            if e[1] == 0x4000:
-                self._walk(r, out)
-            elif out is not None:
-                out.append([r, e[3] if len(e) > 3 else os.stat(self.p(r))[6]])
+def listing(root):
+    out = []
+    _walk(root, '', out)
+    out.sort()
+    return out
 
-    def remove(self, fn):
-        check_path(fn)
-        os.remove(self.p(fn))
-        return {'removed': fn}
+
+def sweep(root):
+    """Removes the temp files of transfers that a restart abandoned."""
+    _walk(root, '', None)
+
+
+def _walk(root, rel, out):
+    for e in os.ilistdir(root + '/' + rel if rel else root):
+        n = e[0]
+        r = rel + '/' + n if rel else n
+        if n[0] == '.':
+            if out is None and n[-5:] == '.part':
+                os.remove(root + '/' + r)
+        elif e[1] == 0x4000:
+            _walk(root, r, out)
+        elif out is not None:
+            out.append([r, e[3] if len(e) > 3 else os.stat(root + '/' + r)[6]])

@@ -2,10 +2,7 @@
 import os, time, binascii
 
 MAX_PAYLOAD = 262144
-MAX_FILE = 16 * 1024 * 1024
 TYPES = ('command', 'eval', 'exec', 'script', 'file', 'function', 'result')
-COMMANDS = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset',
-            'list files', 'remove file')
 _OK = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-'
 _F64 = 1e9 + 0.5 != 1e9  # double precision floats (unix port, ESP32 with doubles)
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -90,12 +87,6 @@ def _ident(s):
     return True
 
 
-def _pin(v, k):
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255:
-        raise PErr('ProtocolError', 'field `%s` must be pin numbers from 0 to 255' % k)
-    return v
-
-
 def msg_type(d):
     t = d.get('type')
     if t is None:
@@ -129,9 +120,8 @@ def check(d):
         get(d, 'args', list, None, 'a list')
         get(d, 'kwargs', dict, None, 'an object')
     elif t == 'command':
-        _command(need(d, 'command', str), get(d, 'kwargs', dict, {}, 'an object'))
-    elif t == 'file':
-        check_file(d)
+        need(d, 'command', str)
+        get(d, 'kwargs', dict, None, 'an object')
     elif t == 'result':
         need(d, 'correlation_id', str)
         need(d, 'ok', bool)
@@ -140,76 +130,6 @@ def check(d):
             need(e, 'kind', str)
             need(e, 'message', str)
     return t
-
-
-def _command(c, kw):
-    if c not in COMMANDS:
-        raise PErr('UnknownCommand', 'unknown command `%s` (known: %s)' % (c[:80], ', '.join(COMMANDS)))
-    if c == 'blink led':
-        get(kw, 'times', int, 10, 'a whole number of at least 0')
-        get(kw, 'forever', bool, False)
-        for k in ('on_seconds', 'off_seconds'):
-            v = get(kw, k, float, 0.5, 'a number')
-            if not 0 <= v <= 3600:
-                raise PErr('ProtocolError', 'invalid `%s`: %s is outside 0 to 3600 seconds' % (k, v))
-    elif c == 'read GPIOs':
-        for p in get(kw, 'pins', list, (), 'a list of pin numbers'):
-            _pin(p, 'pins')
-    elif c == 'write GPIOs':
-        pv = kw.get('pins_and_values')
-        if pv is None:
-            raise PErr('ProtocolError', 'missing field `pins_and_values`')
-        if not isinstance(pv, list):
-            raise PErr('ProtocolError', 'field `pins_and_values` must be a list of [pin, value] pairs')
-        for x in pv:
-            if not isinstance(x, list) or len(x) != 2:
-                raise PErr('ProtocolError', 'field `pins_and_values` must be a list of [pin, value] pairs')
-            _pin(x[0], 'pins_and_values')
-            if x[1] not in (0, 1) or (isinstance(x[1], float)):
-                raise PErr('ProtocolError', 'field `pins_and_values` must be pin values 0 or 1')
-    elif c == 'stop':
-        get(kw, 'name', str)
-    elif c == 'remove file':
-        check_path(need(kw, 'filename', str))
-
-
-def check_file(d):
-    """Validates a file chunk; returns (filename, raw bytes, offset, total, sha256 or None)."""
-    fn = check_path(need(d, 'filename', str))
-    text = need(d, 'content', str)
-    enc = get(d, 'encoding', str, 'utf-8')
-    if enc in ('utf-8', 'utf8', 'text'):
-        data = text.encode()
-    elif enc == 'base64':
-        try:
-            data = binascii.a2b_base64(text)
-            n = len(text)  # strict: padded, and no byte outside the alphabet (those get skipped)
-            ok = n % 4 == 0 and len(data) == n // 4 * 3 - (text[-2:].count('=') if n else 0)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise PErr('ProtocolError', 'invalid `content`: not valid base64')
-    else:
-        raise PErr('ProtocolError', 'invalid `encoding`: `%s` is not `utf-8` or `base64`' % enc[:40])
-    text = None
-    off = get(d, 'offset', int, 0, 'a whole number of at least 0')
-    tot = get(d, 'total', int, len(data), 'a whole number of at least 0')
-    if tot > MAX_FILE:
-        raise PErr('ProtocolError', 'invalid `total`: %d bytes is more than the %d bytes a node accepts' % (tot, MAX_FILE))
-    if off + len(data) > tot:
-        raise PErr('ProtocolError', 'invalid `offset`: the chunk runs past `total`')
-    sha = get(d, 'sha256', str)
-    if sha is not None:
-        sha = sha.lower()
-        try:
-            ok = len(sha) == 64 and len(binascii.unhexlify(sha)) == 32
-        except ValueError:
-            ok = False
-        if not ok:
-            raise PErr('ProtocolError', 'invalid `sha256`: must be 64 hex digits')
-    elif len(data) != tot:
-        raise PErr('ProtocolError', "invalid `sha256`: a file sent in several chunks needs the whole file's sha256")
-    return fn, data, off, tot, sha
 
 
 def jsonable(v, depth=0):

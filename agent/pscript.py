@@ -12,8 +12,8 @@ _AFN = type(_afn)
 
 
 def deploy(a, name, src):
-    path = a.files.p(name + '.py')
-    tmp = a.files.p('.' + name + '.py.part')
+    path = a.root + '/' + name + '.py'
+    tmp = a.root + '/.' + name + '.py.part'
     with open(tmp, 'w') as f:
         f.write(src)
     os.rename(tmp, path)
@@ -22,7 +22,7 @@ def deploy(a, name, src):
 
 
 def start(a, name):
-    with open(a.files.p(name + '.py')) as f:
+    with open(a.root + '/' + name + '.py') as f:
         src = f.read()
     _go(a, name, src)
 

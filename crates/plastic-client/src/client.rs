@@ -30,6 +30,10 @@ pub struct ClientOptions {
     pub last_will: Option<(String, Vec<u8>)>,
     pub clean_session: bool,
     pub keep_alive: Duration,
+    /// Presence changes buffered for slow readers of [`Client::presence_events`]. Each slot is
+    /// allocated up front, so a node (which never reads them) keeps this small; a registry
+    /// following thousands of nodes wants it large.
+    pub presence_buffer: usize,
 }
 
 impl ClientOptions {
@@ -42,6 +46,7 @@ impl ClientOptions {
             last_will: None,
             clean_session: true,
             keep_alive: Duration::from_secs(30),
+            presence_buffer: 16,
         }
     }
 
@@ -124,7 +129,7 @@ impl Client {
 
         let mut subscriptions = vec![opts.topics.inbox(&opts.name)];
         subscriptions.extend(opts.subscriptions.iter().cloned());
-        let (presence_tx, _) = broadcast::channel(1024);
+        let (presence_tx, _) = broadcast::channel(opts.presence_buffer.max(1));
         let inner = Arc::new(Inner {
             mqtt,
             name: opts.name,

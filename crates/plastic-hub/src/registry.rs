@@ -13,6 +13,7 @@ impl Registry {
     pub async fn connect(broker: BrokerUrl, topics: Topics) -> Result<Self, ClientError> {
         let mut opts = ClientOptions::new(broker, ClientOptions::ephemeral_name("hub"));
         opts.topics = topics;
+        opts.presence_buffer = 16 * 1024;
         let (client, _deliveries) = Client::connect(opts);
         client.wait_connected(Duration::from_secs(10)).await?;
         client.track_presence().await?;

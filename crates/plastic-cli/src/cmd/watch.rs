@@ -18,6 +18,7 @@ pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
         plastic_client::ClientOptions::ephemeral_name("watch"),
     );
     opts.subscriptions = vec![topics.all_logs(), topics.all_events()];
+    opts.presence_buffer = 4096;
     opts.topics = topics;
     let (client, mut deliveries) = plastic_client::Client::connect(opts);
     let s = Session {

@@ -1,0 +1,98 @@
+# Built-in commands (docs/protocol.md, "Built-in commands"). Loaded when a command arrives.
+import gc, time, asyncio
+import phw
+from pproto import PErr, get, need, check_path
+
+NAMES = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset', 'list files', 'remove file')
+
+
+def _pin(v, k):
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255:
+        raise PErr('ProtocolError', 'field `%s` must be pin numbers from 0 to 255' % k)
+    return v
+
+
+def _pairs(pv):
+    if pv is None:
+        raise PErr('ProtocolError', 'missing field `pins_and_values`')
+    bad = not isinstance(pv, list)
+    if not bad:
+        for x in pv:
+            if not isinstance(x, list) or len(x) != 2:
+                bad = True
+                break
+            _pin(x[0], 'pins_and_values')
+            if x[1] not in (0, 1) or isinstance(x[1], float):
+                raise PErr('ProtocolError', 'field `pins_and_values` must be pin values 0 or 1')
+    if bad:
+        raise PErr('ProtocolError', 'field `pins_and_values` must be a list of [pin, value] pairs')
+    return pv
+
+
+def run(a, c, kw):
+    """Validates the kwargs of command c, then runs it."""
+    if c not in NAMES:
+        raise PErr('UnknownCommand', 'unknown command `%s` (known: %s)' % (c[:80], ', '.join(NAMES)))
+    if c == 'blink led':
+        n = get(kw, 'times', int, 10, 'a whole number of at least 0')
+        forever = get(kw, 'forever', bool, False)
+        on = get(kw, 'on_seconds', float, 0.5, 'a number')
+        off = get(kw, 'off_seconds', float, 0.5, 'a number')
+        for v in (on, off):
+            if not 0 <= v <= 3600:
+                raise PErr('ProtocolError', 'invalid `on_seconds`/`off_seconds`: %s is outside 0 to 3600 seconds' % v)
+        a.stop_blink()
+        a.blinker = asyncio.create_task(_blink(a.led, n, forever, int(on * 1000), int(off * 1000)))
+        return {'blinking': True}
+    if c == 'read GPIOs':
+        pins = get(kw, 'pins', list, None, 'a list of pin numbers')
+        for p in pins or ():
+            _pin(p, 'pins')
+        return [[p, phw.read(p)] for p in sorted(set(phw.PINS if pins is None else pins))]
+    if c == 'write GPIOs':
+        done = {}
+        for p, v in _pairs(kw.get('pins_and_values')):
+            v = 1 if v else 0
+            phw.write(p, v)
+            done[p] = v
+        return [[p, done[p]] for p in sorted(done)]
+    if c == 'ping':
+        return 'pong'
+    if c == 'info':
+        gc.collect()
+        f = gc.mem_free()
+        return {'name': a.name, 'platform': phw.PLATFORM, 'version': a.version, 'protocol': 1,
+                'uptime': time.ticks_diff(time.ticks_ms(), a.t0) / 1000, 'free_memory': f,
+                'mem_peak': a.peak, 'heap': f + gc.mem_alloc(), 'scripts': sorted(a.scripts),
+                'groups': a.groups}
+    if c == 'stop':
+        n = get(kw, 'name', str)
+        if n is None:
+            names = sorted(a.scripts)
+            a.stop_blink()
+        else:
+            names = [n] if n in a.scripts else []
+        for n in names:
+            a.scripts.pop(n).cancel()
+        return {'stopped': names}
+    if c == 'reset':
+        a.reset()
+        return {'resetting': True}
+    if c == 'list files':
+        return a.use('pfiles').listing(a.root)
+    fn = check_path(need(kw, 'filename', str))  # remove file
+    import os
+    os.remove(a.root + '/' + fn)
+    return {'removed': fn}
+
+
+async def _blink(led, n, forever, on, off):
+    try:
+        while forever or n > 0:
+            led.set(1)
+            await asyncio.sleep_ms(on)
+            led.set(0)
+            await asyncio.sleep_ms(off)
+            n -= 1
+    finally:
+        led.set(0)
