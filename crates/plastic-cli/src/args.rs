@@ -138,6 +138,8 @@ pub enum Command {
     Ping { target: String },
     /// Show what nodes report about themselves
     Info { target: String },
+    /// Measure latency, throughput, fan-out, memory and deploy speed (see docs/performance.md)
+    Bench(BenchArgs),
     /// Follow presence changes, script output and node events
     Watch {
         /// Exit after this many lines
@@ -171,4 +173,17 @@ pub enum GpioAction {
         #[arg(required = true)]
         assignments: Vec<String>,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Small counts, for a smoke run (CI)
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as JSON to this file
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// Fan-out sizes (simulated nodes reached by one broadcast)
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
+    pub fanout: Vec<usize>,
 }

@@ -1,5 +1,6 @@
 //! One file per command family; each parses its arguments, calls the libraries and prints.
 
+mod bench;
 mod cp;
 mod demo;
 mod hub;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             root,
         } => node::run_sim(&global, nodes, &name_prefix, groups, root).await,
         Command::Demo => demo::run(&global).await,
+        Command::Bench(args) => bench::run(&global, args).await,
         Command::Ls => ls::run(&global).await,
         Command::Watch { count } => watch::run(&global, count).await,
         Command::Cp {

@@ -1,0 +1,404 @@
+//! `plastic bench`: the measuring instrument of docs/performance.md.
+//!
+//! The hub and the simulated fleet run as separate processes (as in production, and because a
+//! 10,000-node fan-out needs more file descriptors than one process may open here); this
+//! process is the client. Every figure is measured, printed, and optionally written as JSON.
+
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use plastic_client::{BrokerUrl, Client, ClientOptions};
+use plastic_proto::file::chunk_messages;
+use plastic_proto::{NodeName, RelPath, Request};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
+
+use crate::args::{BenchArgs, Global};
+
+struct Counts {
+    warmup: usize,
+    sequential: usize,
+    pipelined: usize,
+    window: usize,
+    fanout_rounds: usize,
+}
+
+impl Counts {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Counts { warmup: 50, sequential: 300, pipelined: 2_000, window: 64, fanout_rounds: 1 }
+        } else {
+            Counts { warmup: 1_000, sequential: 5_000, pipelined: 50_000, window: 256, fanout_rounds: 3 }
+        }
+    }
+}
+
+pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
+    let counts = Counts::new(args.quick);
+    let (mut hub, broker) = if global.broker_given {
+        (None, BrokerUrl::parse(&global.broker)?)
+    } else {
+        let (child, port) = spawn_hub().await?;
+        (Some(child), BrokerUrl::local(port))
+    };
+    let hub_pid = hub.as_ref().and_then(Child::id);
+    let label = if hub.is_some() { "embedded".to_owned() } else { broker.to_string() };
+    eprintln!("bench: broker {label} ({broker})");
+    let result = measure(&broker, hub_pid, &counts, &args).await;
+    if let Some(hub) = hub.as_mut() {
+        let _ = hub.kill().await;
+    }
+    let mut report = result?;
+    report["broker"] = json!(label);
+    report["machine"] = machine();
+    print_report(&report);
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: figures written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(broker: &BrokerUrl, hub_pid: Option<u32>, counts: &Counts, args: &BenchArgs) -> Result<Value> {
+    let mut opts = ClientOptions::new(broker.clone(), ClientOptions::ephemeral_name("bench"));
+    opts.keep_alive = Duration::from_secs(60);
+    let (client, _) = Client::connect(opts);
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let mut report = json!({});
+
+    let fleet = Sim::start(broker, 100, "b").await?;
+    let names: Vec<NodeName> = (1..=100).map(|i| NodeName::parse(&format!("b-{i}"))).collect::<Result<_, _>>()?;
+    eprintln!("bench: latency");
+    report["latency"] = latency(&client, &names[0], counts).await?;
+    eprintln!("bench: raw MQTT floor");
+    report["raw_mqtt_floor"] = raw_floor(broker, counts).await?;
+    eprintln!("bench: throughput");
+    report["throughput"] =
+        json!([throughput(&client, &names[..10], counts).await?, throughput(&client, &names, counts).await?]);
+    eprintln!("bench: deploy");
+    report["deploy"] = deploy(&client, &names).await?;
+    fleet.stop().await;
+
+    let mut fanouts = Vec::new();
+    let mut memory = Vec::new();
+    for &n in &args.fanout {
+        eprintln!("bench: fan-out to {n} nodes");
+        let hub_before = hub_pid.and_then(rss_kb);
+        let fleet = Sim::start(broker, n, &format!("f{n}")).await?;
+        // Idle: every node connected and announced, nothing running.
+        let hub_after = hub_pid.and_then(rss_kb);
+        let sim_rss = fleet.pid.and_then(rss_kb).unwrap_or(0);
+        let per_node = |before: Option<u64>, after: Option<u64>| match (before, after) {
+            (Some(b), Some(a)) => json!((a.saturating_sub(b)) as f64 / n as f64),
+            _ => Value::Null,
+        };
+        memory.push(json!({
+            "nodes": n, "hub_rss_kb_before": hub_before, "hub_rss_kb": hub_after,
+            "hub_kb_per_node": per_node(hub_before, hub_after),
+            "sim_rss_kb": sim_rss, "sim_kb_per_node": sim_rss as f64 / n as f64,
+        }));
+        let expected: Vec<NodeName> =
+            (1..=n).map(|i| NodeName::parse(&format!("f{n}-{i}"))).collect::<Result<_, _>>()?;
+        let mut best: Option<(f64, usize)> = None;
+        for _ in 0..counts.fanout_rounds {
+            let started = Instant::now();
+            let replies = client
+                .request_many(&client.topics().all_inbox(), "all", Request::eval("2+3"), &expected, Duration::from_secs(60))
+                .await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let ok = replies.iter().filter(|(_, r)| matches!(r, Ok(reply) if reply.ok && reply.result == 5)).count();
+            if best.is_none_or(|(s, _)| seconds < s) {
+                best = Some((seconds, ok));
+            }
+        }
+        let (seconds, replies) = best.unwrap_or_default();
+        fanouts.push(json!({"nodes": n, "seconds": seconds, "replies": replies}));
+        fleet.stop().await;
+    }
+    report["fanout"] = json!(fanouts);
+    report["memory"] = json!(memory);
+    client.shutdown(None).await;
+    Ok(report)
+}
+
+fn percentiles(mut micros: Vec<f64>) -> Value {
+    micros.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize];
+    let mean = micros.iter().sum::<f64>() / micros.len() as f64;
+    json!({"requests": micros.len(), "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "mean_us": mean})
+}
+
+async fn latency(client: &Client, node: &NodeName, counts: &Counts) -> Result<Value> {
+    let mut micros = Vec::with_capacity(counts.sequential);
+    for i in 0..counts.warmup + counts.sequential {
+        let started = Instant::now();
+        let reply = client.request(node, Request::eval("2+3"), Duration::from_secs(10)).await?;
+        let elapsed = started.elapsed();
+        if !(reply.ok && reply.result == 5) {
+            bail!("eval 2+3 on {node} answered {reply:?}");
+        }
+        if i >= counts.warmup {
+            micros.push(elapsed.as_secs_f64() * 1e6);
+        }
+    }
+    Ok(percentiles(micros))
+}
+
+async fn throughput(client: &Client, nodes: &[NodeName], counts: &Counts) -> Result<Value> {
+    let mut set = JoinSet::new();
+    let started = Instant::now();
+    let (mut sent, mut done) = (0usize, 0usize);
+    while done < counts.pipelined {
+        while set.len() < counts.window && sent < counts.pipelined {
+            let client = client.clone();
+            let node = nodes[sent % nodes.len()].clone();
+            set.spawn(async move { client.request(&node, Request::eval("2+3"), Duration::from_secs(30)).await });
+            sent += 1;
+        }
+        match set.join_next().await {
+            Some(Ok(Ok(reply))) if reply.ok => done += 1,
+            Some(Ok(Ok(reply))) => bail!("error reply during throughput run: {:?}", reply.error),
+            Some(Ok(Err(e))) => bail!("request failed during throughput run: {e}"),
+            Some(Err(e)) => bail!("request task failed: {e}"),
+            None => break,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({"nodes": nodes.len(), "window": counts.window, "requests": done, "seconds": seconds, "rps": done as f64 / seconds}))
+}
+
+async fn deploy(client: &Client, nodes: &[NodeName]) -> Result<Value> {
+    let data: Vec<u8> = (0..100 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let chunks = chunk_messages(&RelPath::parse("bench.bin")?, &data, 16 * 1024);
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for node in nodes.iter().cloned() {
+        let client = client.clone();
+        let chunks = chunks.clone();
+        set.spawn(async move {
+            for chunk in chunks {
+                let reply = client.request(&node, Request::new(chunk), Duration::from_secs(30)).await?;
+                if !reply.ok {
+                    anyhow::bail!("{node} refused a chunk: {:?}", reply.error);
+                }
+                if reply.result["complete"] == true && reply.result["sha256"].as_str().is_none() {
+                    anyhow::bail!("{node} did not verify the file");
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = data.len() * nodes.len();
+    Ok(json!({"nodes": nodes.len(), "bytes": data.len(), "seconds": seconds, "mb_per_s": bytes as f64 / seconds / 1e6}))
+}
+
+/// The floor: bare QoS 1 request/reply between two rumqttc clients through the same broker,
+/// with no envelope, no JSON and no Python.
+async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
+    let suffix = &plastic_proto::new_message_id()[..8];
+    let (req_topic, rep_topic) = (format!("plasticbench/{suffix}/req"), format!("plasticbench/{suffix}/rep"));
+    let connect = |id: String| {
+        let mut o = MqttOptions::new(id, broker.host.clone(), broker.port);
+        o.set_keep_alive(Duration::from_secs(60));
+        if let Some(user) = &broker.username {
+            o.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+        }
+        let (c, mut el) = AsyncClient::new(o, 64);
+        let mut net = el.network_options();
+        net.set_tcp_nodelay(true);
+        el.set_network_options(net);
+        (c, el)
+    };
+    // Echo side: its event loop forwards requests to a task that publishes the replies.
+    let (echo, mut echo_loop) = connect(format!("bench-echo-{suffix}"));
+    let (fwd_tx, mut fwd_rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let echo_driver = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        while let Ok(event) = echo_loop.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    let _ = fwd_tx.send(p.payload);
+                }
+                _ => {}
+            }
+        }
+    });
+    echo.subscribe(&req_topic, QoS::AtLeastOnce).await?;
+    let echo_pub = echo.clone();
+    let rep = rep_topic.clone();
+    let echo_sender = tokio::spawn(async move {
+        while let Some(payload) = fwd_rx.recv().await {
+            let _ = echo_pub.publish(&rep, QoS::AtLeastOnce, false, payload).await;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx).await??;
+    // Requesting side.
+    let (req, mut req_loop) = connect(format!("bench-req-{suffix}"));
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (sub_tx, sub_rx) = tokio::sync::oneshot::channel();
+    let req_driver = tokio::spawn(async move {
+        let mut sub = Some(sub_tx);
+        while let Ok(event) = req_loop.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(tx) = sub.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(_)) => {
+                    let _ = got_tx.send(());
+                }
+                _ => {}
+            }
+        }
+    });
+    req.subscribe(&rep_topic, QoS::AtLeastOnce).await?;
+    tokio::time::timeout(Duration::from_secs(10), sub_rx).await??;
+    let mut micros = Vec::with_capacity(counts.sequential);
+    for i in 0..counts.warmup + counts.sequential {
+        let started = Instant::now();
+        req.publish(&req_topic, QoS::AtLeastOnce, false, b"2+3".to_vec()).await?;
+        tokio::time::timeout(Duration::from_secs(10), got_rx.recv()).await?.context("echo gone")?;
+        if i >= counts.warmup {
+            micros.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let _ = req.disconnect().await;
+    let _ = echo.disconnect().await;
+    echo_sender.abort();
+    echo_driver.abort();
+    req_driver.abort();
+    Ok(percentiles(micros))
+}
+
+/// A `plastic sim` child process.
+struct Sim {
+    child: Child,
+    pid: Option<u32>,
+}
+
+impl Sim {
+    async fn start(broker: &BrokerUrl, nodes: usize, prefix: &str) -> Result<Sim> {
+        let root = std::env::temp_dir().join(format!("plastic-bench-{}-{prefix}", std::process::id()));
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["sim", "--nodes", &nodes.to_string(), "--name-prefix", prefix, "--broker", &broker.to_string()])
+            .arg("--root")
+            .arg(&root)
+            .env_remove("PLASTIC_PREFIX")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting plastic sim")?;
+        let pid = child.id();
+        let mut lines = BufReader::new(child.stderr.take().context("sim stderr")?).lines();
+        let online = format!("{nodes} nodes online");
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains(&online) {
+                    return Ok(());
+                }
+            }
+            bail!("plastic sim exited before its nodes came online")
+        };
+        tokio::time::timeout(Duration::from_secs(300), wait).await.context("simulated nodes did not come online")??;
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Sim { child, pid })
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.pid {
+            // SIGTERM: the nodes say `offline` and disconnect cleanly.
+            unsafe_free_terminate(pid);
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Sends SIGTERM through `kill(1)`, to avoid unsafe libc calls in the binary.
+fn unsafe_free_terminate(pid: u32) {
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+async fn spawn_hub() -> Result<(Child, u16)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["hub", "--listen", "127.0.0.1:0"])
+        .env_remove("PLASTIC_BROKER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting plastic hub")?;
+    let mut lines = BufReader::new(child.stdout.take().context("hub stdout")?).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(addr) = line.strip_prefix("plastic hub: MQTT broker listening on ") {
+                return addr.rsplit(':').next().and_then(|p| p.trim().parse().ok()).context("hub printed no port");
+            }
+        }
+        bail!("the hub exited before listening")
+    })
+    .await
+    .context("the hub did not start")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, port))
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_owned());
+    let mem_kb: Option<f64> = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok());
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu_model": model,
+        "memory_gb": mem_kb.map(|k| (k / 1024.0 / 1024.0 * 10.0).round() / 10.0),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_owned()),
+    })
+}
+
+fn print_report(r: &Value) {
+    let f = |v: &Value| v.as_f64().map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    println!("plastic bench — broker: {}", r["broker"].as_str().unwrap_or("?"));
+    for (title, key) in [("latency (eval 2+3)", "latency"), ("raw MQTT floor", "raw_mqtt_floor")] {
+        let l = &r[key];
+        println!("  {title:<22} p50 {} us  p90 {} us  p99 {} us  ({} requests)", f(&l["p50_us"]), f(&l["p90_us"]), f(&l["p99_us"]), l["requests"]);
+    }
+    for t in r["throughput"].as_array().into_iter().flatten() {
+        println!("  throughput {:>4} nodes   {} req/s (window {}, {} requests)", t["nodes"], f(&t["rps"]), t["window"], t["requests"]);
+    }
+    for t in r["fanout"].as_array().into_iter().flatten() {
+        println!("  fan-out {:>6} nodes   {} ms until {} replies", t["nodes"], f(&(t["seconds"].as_f64().unwrap_or(0.0) * 1000.0).into()), t["replies"]);
+    }
+    for m in r["memory"].as_array().into_iter().flatten() {
+        println!("  memory  {:>6} nodes   hub {} KB/node, sim {} KB/node", m["nodes"], f(&m["hub_kb_per_node"]), f(&m["sim_kb_per_node"]));
+    }
+    let d = &r["deploy"];
+    println!("  deploy 100 KB to {} nodes: {} s, {} MB/s", d["nodes"], f(&d["seconds"]), f(&d["mb_per_s"]));
+}
