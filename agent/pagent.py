@@ -46,7 +46,7 @@ class Agent:
     def __init__(self, cfg):
         self.cfg = cfg
         name = _cfg(cfg, 'NODE_NAME', '') or '%s-%s' % (phw.PLATFORM, hexlify(phw.uid()).decode())
-        if not P.node_ok(name):
+        if not P.name_ok(name):
             raise ValueError('bad NODE_NAME %r' % name)
         self.name = name
         self.pre = pre = _cfg(cfg, 'TOPIC_PREFIX', 'plastic')
@@ -191,14 +191,14 @@ class Agent:
         rt = d.get('reply_to')
         if not isinstance(rt, str):
             rt = d.get('sender')
-        if not P.node_ok(rt):
+        if not P.name_ok(rt):
             rt = None
         need = d.get('need_result') is True
         t = None
         out = ''
         try:
-            t = P.msg_type(d)
-            P.check(d)
+            t = d.get('type') or d.get('message_type')
+            t = P.check(d)
             if t == 'result':
                 self.deliver(d)
                 return

@@ -1,20 +1,20 @@
 # Built-in commands (docs/protocol.md, "Built-in commands"). Loaded when a command arrives.
 import gc, time, asyncio
 import phw
-from pproto import PErr, get, need, check_path
+from pproto import PErr, PE, get, need
 
 NAMES = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset', 'list files', 'remove file')
 
 
 def _pin(v, k):
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255:
-        raise PErr('ProtocolError', 'field `%s` must be pin numbers from 0 to 255' % k)
+        raise PErr(PE, 'field `%s` must be pin numbers from 0 to 255' % k)
     return v
 
 
 def _pairs(pv):
     if pv is None:
-        raise PErr('ProtocolError', 'missing field `pins_and_values`')
+        raise PErr(PE, 'missing field `pins_and_values`')
     bad = not isinstance(pv, list)
     if not bad:
         for x in pv:
@@ -23,9 +23,9 @@ def _pairs(pv):
                 break
             _pin(x[0], 'pins_and_values')
             if x[1] not in (0, 1) or isinstance(x[1], float):
-                raise PErr('ProtocolError', 'field `pins_and_values` must be pin values 0 or 1')
+                raise PErr(PE, 'field `pins_and_values` must be pin values 0 or 1')
     if bad:
-        raise PErr('ProtocolError', 'field `pins_and_values` must be a list of [pin, value] pairs')
+        raise PErr(PE, 'field `pins_and_values` must be a list of [pin, value] pairs')
     return pv
 
 
@@ -40,7 +40,7 @@ def run(a, c, kw):
         off = get(kw, 'off_seconds', float, 0.5, 'a number')
         for v in (on, off):
             if not 0 <= v <= 3600:
-                raise PErr('ProtocolError', 'invalid `on_seconds`/`off_seconds`: %s is outside 0 to 3600 seconds' % v)
+                raise PErr(PE, 'invalid `on_seconds`/`off_seconds`: %s is outside 0 to 3600 seconds' % v)
         a.stop_blink()
         a.blinker = asyncio.create_task(_blink(a.led, n, forever, int(on * 1000), int(off * 1000)))
         return {'blinking': True}
@@ -80,7 +80,7 @@ def run(a, c, kw):
         return {'resetting': True}
     if c == 'list files':
         return a.use('pfiles').listing(a.root)
-    fn = check_path(need(kw, 'filename', str))  # remove file
+    fn = a.use('pfiles').check_path(need(kw, 'filename', str))  # remove file
     import os
     os.remove(a.root + '/' + fn)
     return {'removed': fn}

@@ -1,9 +1,20 @@
 # File uploads (chunked, sha256-checked, atomic rename) and listing under the node root.
 # Loaded for each use; transfer state lives in the agent (a.xfer).
 import os, hashlib, binascii
-from pproto import PErr, get, need, check_path
+from pproto import PErr, PE, get, need, chars_ok
 
 MAX_FILE = 16 * 1024 * 1024
+
+
+def check_path(p):
+    if not isinstance(p, str):
+        raise PErr(PE, 'field `filename` must be str')
+    bad = not p or len(p) > 255 or p[0] == '/'
+    for c in p.split('/'):
+        bad = bad or not c or c[0] == '.' or len(c) > 64 or not chars_ok(c)
+    if bad:
+        raise PErr('BadPath', 'invalid path %r: relative, components of A-Za-z0-9_.- not starting with .' % p[:100])
+    return p
 
 
 def parse(d):
@@ -21,17 +32,17 @@ def parse(d):
         except ValueError:
             ok = False
         if not ok:
-            raise PErr('ProtocolError', 'invalid `content`: not valid base64')
+            raise PErr(PE, 'invalid `content`: not valid base64')
     else:
-        raise PErr('ProtocolError', 'invalid `encoding`: `%s` is not `utf-8` or `base64`' % enc[:40])
+        raise PErr(PE, 'invalid `encoding`: `%s` is not `utf-8` or `base64`' % enc[:40])
     text = None
     w = 'a whole number of at least 0'
     off = get(d, 'offset', int, 0, w)
     tot = get(d, 'total', int, len(data), w)
     if tot > MAX_FILE:
-        raise PErr('ProtocolError', 'invalid `total`: %d bytes is more than the %d bytes a node accepts' % (tot, MAX_FILE))
+        raise PErr(PE, 'invalid `total`: %d bytes is more than the %d bytes a node accepts' % (tot, MAX_FILE))
     if off + len(data) > tot:
-        raise PErr('ProtocolError', 'invalid `offset`: the chunk runs past `total`')
+        raise PErr(PE, 'invalid `offset`: the chunk runs past `total`')
     sha = get(d, 'sha256', str)
     if sha is not None:
         sha = sha.lower()
@@ -40,9 +51,9 @@ def parse(d):
         except ValueError:
             ok = False
         if not ok:
-            raise PErr('ProtocolError', 'invalid `sha256`: must be 64 hex digits')
+            raise PErr(PE, 'invalid `sha256`: must be 64 hex digits')
     elif len(data) != tot:
-        raise PErr('ProtocolError', "invalid `sha256`: a file sent in several chunks needs the whole file's sha256")
+        raise PErr(PE, "invalid `sha256`: a file sent in several chunks needs the whole file's sha256")
     return fn, data, off, tot, sha
 
 
@@ -79,7 +90,7 @@ def chunk(a, d):
         open(x[3], 'wb').close()
         xs[fn] = x
     elif x is None or x[0] != off or x[2] != tot:
-        raise PErr('ProtocolError', 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
+        raise PErr(PE, 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
             off, fn, x[0] if x else 0, '' if x else ' (no transfer of this file is open)'))
     try:
         with open(x[3], 'ab') as f:
@@ -97,7 +108,7 @@ def chunk(a, d):
     got = binascii.hexlify(x[1].digest()).decode()
     if sha is not None and got != sha:
         os.remove(x[3])
-        raise PErr('ProtocolError', 'sha256 mismatch for `%s`: expected %s, got %s; the old file is kept' % (fn, sha, got))
+        raise PErr(PE, 'sha256 mismatch for `%s`: expected %s, got %s; the old file is kept' % (fn, sha, got))
     os.rename(x[3], a.root + '/' + fn)  # atomic on LittleFS and POSIX
     r['sha256'] = got
     return r

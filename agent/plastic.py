@@ -39,7 +39,7 @@ def _topic(a, to):
         return a.pre + '/all/in'
     if isinstance(to, str) and to[:6] == 'group:':
         return a.pre + '/group/' + P.check_name(to[6:], 'group') + '/in'
-    if not P.node_ok(to):
+    if not P.name_ok(to):
         raise ValueError('bad node name %r' % (to,))
     return a.pre + '/' + to + '/in'
 

@@ -1,4 +1,5 @@
-# plastic protocol v1: validation of incoming messages, names, paths, replies (docs/protocol.md).
+# plastic protocol v1: validation of incoming messages, names, replies (docs/protocol.md).
+# RAM note: every distinct string constant costs ~70 bytes once loaded, so messages are terse.
 import os, time, binascii
 
 MAX_PAYLOAD = 262144
@@ -6,6 +7,7 @@ TYPES = ('command', 'eval', 'exec', 'script', 'file', 'function', 'result')
 _OK = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-'
 _F64 = 1e9 + 0.5 != 1e9  # double precision floats (unix port, ESP32 with doubles)
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
+PE = 'ProtocolError'
 
 
 class PErr(Exception):
@@ -23,36 +25,21 @@ def now():
     return t + _EPOCH if _F64 else int(t) + _EPOCH
 
 
-def _chars_ok(s):
+def chars_ok(s):
     for c in s.encode():
         if c not in _OK:
             return False
     return True
 
 
-def name_ok(s):
-    return isinstance(s, str) and 0 < len(s) <= 64 and _chars_ok(s)
-
-
-def node_ok(s):
-    return name_ok(s) and s != 'all' and s != 'group'
+def name_ok(s, node=True):
+    return isinstance(s, str) and 0 < len(s) <= 64 and chars_ok(s) and not (node and s in ('all', 'group'))
 
 
 def check_name(s, what='name'):
-    if not name_ok(s):
-        raise PErr('BadName', 'invalid %s %r: 1 to 64 characters of A-Za-z0-9_.-' % (what, s))
+    if not name_ok(s, False):
+        raise PErr('BadName', 'invalid %s %r: 1 to 64 of A-Za-z0-9_.-' % (what, s))
     return s
-
-
-def check_path(p):
-    if not isinstance(p, str):
-        raise PErr('ProtocolError', 'field `filename` must be a string')
-    if not p or len(p) > 255 or p[0] == '/':
-        raise PErr('BadPath', 'invalid path %r: relative, 1 to 255 characters' % p[:100])
-    for c in p.split('/'):
-        if not c or c[0] == '.' or len(c) > 64 or not _chars_ok(c):
-            raise PErr('BadPath', 'invalid path %r: components of A-Za-z0-9_.-, none empty, none starting with .' % p[:100])
-    return p
 
 
 def get(d, k, typ, default=None, what=None):
@@ -60,49 +47,34 @@ def get(d, k, typ, default=None, what=None):
     v = d.get(k)
     if v is None:
         return default
-    if typ is int:
+    if typ is int:  # whole numbers >= 0
         ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
     elif typ is float:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
     else:
         ok = isinstance(v, typ)
     if not ok:
-        raise PErr('ProtocolError', 'field `%s` must be %s' % (k, what or typ.__name__))
+        raise PErr(PE, 'field `%s` must be %s' % (k, what or typ.__name__))
     return v
 
 
 def need(d, k, typ, what=None):
     v = get(d, k, typ, None, what)
     if v is None:
-        raise PErr('ProtocolError', 'missing field `%s`' % k)
+        raise PErr(PE, 'missing field `%s`' % k)
     return v
 
 
-def _ident(s):
-    if not s or not (s[0] == '_' or s[0].isalpha()):
-        return False
-    for c in s:
-        if not (c == '_' or c.isalpha() or c.isdigit()) or ord(c) > 127:
-            return False
-    return True
-
-
-def msg_type(d):
+def check(d):
+    """Validates a request the way docs/protocol.md says; returns its type. Commands and
+    files are checked further by pcmd and pfiles, before they do anything."""
     t = d.get('type')
     if t is None:
-        t = d.get('message_type')
-    if t is None:
-        raise PErr('ProtocolError', 'missing field `type`')
+        t = need(d, 'message_type', str)
     if not isinstance(t, str):
-        raise PErr('ProtocolError', 'field `type` must be a string')
+        raise PErr(PE, 'field `type` must be str')
     if t not in TYPES:
         raise PErr('UnknownType', 'unknown message type `%s` (known: %s)' % (t[:80], ', '.join(TYPES)))
-    return t
-
-
-def check(d):
-    """Validates a request dict the way docs/protocol.md says; returns its type."""
-    t = msg_type(d)
     if t == 'eval':
         need(d, 'to_evaluate', str)
     elif t == 'exec':
@@ -111,21 +83,19 @@ def check(d):
         check_name(get(d, 'name', str, 'main'), 'script name')
         need(d, 'script', str)
     elif t == 'function':
-        f = get(d, 'function', str) or get(d, 'name', str)
-        if f is None:
-            raise PErr('ProtocolError', 'missing field `function`')
+        f = get(d, 'function', str) or need(d, 'name', str)
         for p in f.split('.'):
-            if not _ident(p):
-                raise PErr('ProtocolError', 'invalid `function`: `%s` is not a (dotted) Python name' % f[:80])
-        get(d, 'args', list, None, 'a list')
-        get(d, 'kwargs', dict, None, 'an object')
+            if not p or not (p[0] == '_' or p[0].isalpha()) or not chars_ok(p) or '.' in p or '-' in p:
+                raise PErr(PE, 'invalid `function`: `%s` is not a (dotted) Python name' % f[:80])
+        get(d, 'args', list)
+        get(d, 'kwargs', dict)
     elif t == 'command':
         need(d, 'command', str)
-        get(d, 'kwargs', dict, None, 'an object')
+        get(d, 'kwargs', dict)
     elif t == 'result':
         need(d, 'correlation_id', str)
         need(d, 'ok', bool)
-        e = get(d, 'error', dict, None, 'an object')
+        e = get(d, 'error', dict)
         if e is not None:
             need(e, 'kind', str)
             need(e, 'message', str)

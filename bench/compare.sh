@@ -49,11 +49,15 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 workdir="$(mktemp -d /tmp/plastic-compare.XXXXXX)"
 mosq_pid=""
+child=""
+# Runs a step in the background and waits, so that INT/TERM stop it at once (bash would defer
+# its traps until a foreground command ended).
+run() { "$@" & child=$!; wait "$child"; child=""; }
 cleanup() {
-  if [ -n "$mosq_pid" ]; then
-    kill "$mosq_pid" 2>/dev/null || true
-    wait "$mosq_pid" 2>/dev/null || true
-  fi
+  for pid in $child $mosq_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -68,7 +72,7 @@ mkdir -p bench/results docs
 
 # --- 1. embedded hub -----------------------------------------------------------------------
 say "plastic bench (embedded hub)"
-"$plastic" bench "${quick[@]}" --json-out bench/results/plastic-embedded.json
+run "$plastic" bench "${quick[@]}" --json-out bench/results/plastic-embedded.json
 
 # --- 2. Mosquitto --------------------------------------------------------------------------
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -97,7 +101,7 @@ done
 mosq_rss_start="$(awk '/^VmRSS/ { print $2 }' "/proc/$mosq_pid/status")"
 
 say "plastic bench (Mosquitto $("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $3 }'))"
-"$plastic" bench "${quick[@]}" --broker "mqtt://127.0.0.1:$port" \
+run "$plastic" bench "${quick[@]}" --broker "mqtt://127.0.0.1:$port" \
   --json-out bench/results/plastic-mosquitto.json
 
 # Mosquitto's own memory, for the table: resident at start, and the peak over the whole run.
@@ -112,8 +116,8 @@ mosq_pid=""
 
 # --- 3. IPython Parallel -------------------------------------------------------------------
 say "IPython Parallel"
-.venv-bench/bin/python bench/ipyparallel_bench.py "${quick[@]}" --json-out bench/results/ipyparallel.json >/dev/null
+run .venv-bench/bin/python bench/ipyparallel_bench.py "${quick[@]}" --json-out bench/results/ipyparallel.json >/dev/null
 
 # --- 4. report -----------------------------------------------------------------------------
 say "report"
-python3 bench/report.py
+python3 bench/report.py "${quick[@]}"

@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -46,47 +47,53 @@ def log(msg):
     print(f"[ipyparallel_bench] {msg}", file=sys.stderr, flush=True)
 
 
+def measure(rc, counts):
+    direct = rc[rc.ids[0]]
+    assert direct.apply_sync(eval, "2+3") == 5
+
+    log(f"latency: {counts['warmup']} warm-up + {counts['latency']} sequential apply_sync")
+    for _ in range(counts["warmup"]):
+        direct.apply_sync(eval, "2+3")
+    samples = []
+    for _ in range(counts["latency"]):
+        t0 = time.perf_counter_ns()
+        direct.apply_sync(eval, "2+3")
+        samples.append(time.perf_counter_ns() - t0)
+
+    lview = rc.load_balanced_view()
+    for r in [lview.apply_async(eval, "2+3") for _ in range(counts["warmup"])]:
+        r.get(timeout=60)
+    m = counts["tasks"]
+    log(f"throughput: {m} tasks through a LoadBalancedView over 2 engines")
+    t0 = time.perf_counter()
+    results = [lview.apply_async(eval, "2+3") for _ in range(m)]
+    if not rc.wait(results, timeout=600):
+        raise RuntimeError("throughput tasks did not finish within 600 s")
+    seconds = time.perf_counter() - t0
+    assert all(r.get() == 5 for r in results)
+    return {
+        "latency": latency_stats(samples),
+        "throughput": {"tasks": m, "seconds": round(seconds, 3), "tps": round(m / seconds, 1)},
+    }
+
+
 def run(counts):
     import ipyparallel as ipp
 
     cluster = ipp.Cluster(n=2, controller_ip="127.0.0.1", log_level=40)
     log(f"starting controller + 2 engines (ipyparallel {ipp.__version__})")
-    rc = cluster.start_and_connect_sync(n=2)
     try:
-        rc.wait_for_engines(2, timeout=120)
-        direct = rc[rc.ids[0]]
-        assert direct.apply_sync(eval, "2+3") == 5
-
-        log(f"latency: {counts['warmup']} warm-up + {counts['latency']} sequential apply_sync")
-        for _ in range(counts["warmup"]):
-            direct.apply_sync(eval, "2+3")
-        samples = []
-        for _ in range(counts["latency"]):
-            t0 = time.perf_counter_ns()
-            direct.apply_sync(eval, "2+3")
-            samples.append(time.perf_counter_ns() - t0)
-
-        lview = rc.load_balanced_view()
-        for r in [lview.apply_async(eval, "2+3") for _ in range(counts["warmup"])]:
-            r.get()
-        m = counts["tasks"]
-        log(f"throughput: {m} tasks through a LoadBalancedView over 2 engines")
-        t0 = time.perf_counter()
-        results = [lview.apply_async(eval, "2+3") for _ in range(m)]
-        rc.wait(results)
-        seconds = time.perf_counter() - t0
-        assert all(r.get() == 5 for r in results)
-
-        return {
-            "latency": latency_stats(samples),
-            "throughput": {"tasks": m, "seconds": round(seconds, 3), "tps": round(m / seconds, 1)},
-            "version": ipp.__version__,
-            "engines": 2,
-        }
+        rc = cluster.start_and_connect_sync(n=2)
+        try:
+            rc.wait_for_engines(2, timeout=120)
+            result = measure(rc, counts)
+        finally:
+            rc.close()
     finally:
         log("stopping the cluster")
-        rc.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the stop finish
         cluster.stop_cluster_sync()
+    return {**result, "version": ipp.__version__, "engines": 2}
 
 
 def main():
@@ -94,6 +101,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     ap.add_argument("--json-out", help="also write the JSON to this file")
     args = ap.parse_args()
+    # TERM (from compare.sh's trap) unwinds like Ctrl-C, so the cluster is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory(prefix="ipp-bench-") as ipython_dir:
         os.environ["IPYTHONDIR"] = ipython_dir  # no profile from, or left in, ~/.ipython

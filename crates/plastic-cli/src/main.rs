@@ -29,10 +29,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Only the broker has work for two cores. Everywhere else a single-threaded runtime is
+    // faster: on this kind of VM every wake-up across cores costs ~30 us, more than a whole
+    // request's processing (Python has threads of its own either way).
+    let mut builder = match cli.command {
+        args::Command::Hub { .. } | args::Command::Demo => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

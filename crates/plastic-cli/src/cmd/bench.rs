@@ -30,9 +30,21 @@ struct Counts {
 impl Counts {
     fn new(quick: bool) -> Self {
         if quick {
-            Counts { warmup: 50, sequential: 300, pipelined: 2_000, window: 64, fanout_rounds: 1 }
+            Counts {
+                warmup: 50,
+                sequential: 300,
+                pipelined: 2_000,
+                window: 64,
+                fanout_rounds: 1,
+            }
         } else {
-            Counts { warmup: 1_000, sequential: 5_000, pipelined: 50_000, window: 256, fanout_rounds: 3 }
+            Counts {
+                warmup: 1_000,
+                sequential: 5_000,
+                pipelined: 50_000,
+                window: 256,
+                fanout_rounds: 3,
+            }
         }
     }
 }
@@ -46,7 +58,11 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         (Some(child), BrokerUrl::local(port))
     };
     let hub_pid = hub.as_ref().and_then(Child::id);
-    let label = if hub.is_some() { "embedded".to_owned() } else { broker.to_string() };
+    let label = if hub.is_some() {
+        "embedded".to_owned()
+    } else {
+        broker.to_string()
+    };
     eprintln!("bench: broker {label} ({broker})");
     let result = measure(&broker, hub_pid, &counts, &args).await;
     if let Some(hub) = hub.as_mut() {
@@ -64,7 +80,12 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn measure(broker: &BrokerUrl, hub_pid: Option<u32>, counts: &Counts, args: &BenchArgs) -> Result<Value> {
+async fn measure(
+    broker: &BrokerUrl,
+    hub_pid: Option<u32>,
+    counts: &Counts,
+    args: &BenchArgs,
+) -> Result<Value> {
     let mut opts = ClientOptions::new(broker.clone(), ClientOptions::ephemeral_name("bench"));
     opts.keep_alive = Duration::from_secs(60);
     let (client, _) = Client::connect(opts);
@@ -72,14 +93,18 @@ async fn measure(broker: &BrokerUrl, hub_pid: Option<u32>, counts: &Counts, args
     let mut report = json!({});
 
     let fleet = Sim::start(broker, 100, "b").await?;
-    let names: Vec<NodeName> = (1..=100).map(|i| NodeName::parse(&format!("b-{i}"))).collect::<Result<_, _>>()?;
+    let names: Vec<NodeName> = (1..=100)
+        .map(|i| NodeName::parse(&format!("b-{i}")))
+        .collect::<Result<_, _>>()?;
     eprintln!("bench: latency");
     report["latency"] = latency(&client, &names[0], counts).await?;
     eprintln!("bench: raw MQTT floor");
     report["raw_mqtt_floor"] = raw_floor(broker, counts).await?;
     eprintln!("bench: throughput");
-    report["throughput"] =
-        json!([throughput(&client, &names[..10], counts).await?, throughput(&client, &names, counts).await?]);
+    report["throughput"] = json!([
+        throughput(&client, &names[..10], counts).await?,
+        throughput(&client, &names, counts).await?
+    ]);
     eprintln!("bench: deploy");
     report["deploy"] = deploy(&client, &names).await?;
     fleet.stop().await;
@@ -102,16 +127,26 @@ async fn measure(broker: &BrokerUrl, hub_pid: Option<u32>, counts: &Counts, args
             "hub_kb_per_node": per_node(hub_before, hub_after),
             "sim_rss_kb": sim_rss, "sim_kb_per_node": sim_rss as f64 / n as f64,
         }));
-        let expected: Vec<NodeName> =
-            (1..=n).map(|i| NodeName::parse(&format!("f{n}-{i}"))).collect::<Result<_, _>>()?;
+        let expected: Vec<NodeName> = (1..=n)
+            .map(|i| NodeName::parse(&format!("f{n}-{i}")))
+            .collect::<Result<_, _>>()?;
         let mut best: Option<(f64, usize)> = None;
         for _ in 0..counts.fanout_rounds {
             let started = Instant::now();
             let replies = client
-                .request_many(&client.topics().all_inbox(), "all", Request::eval("2+3"), &expected, Duration::from_secs(60))
+                .request_many(
+                    &client.topics().all_inbox(),
+                    "all",
+                    Request::eval("2+3"),
+                    &expected,
+                    Duration::from_secs(60),
+                )
                 .await?;
             let seconds = started.elapsed().as_secs_f64();
-            let ok = replies.iter().filter(|(_, r)| matches!(r, Ok(reply) if reply.ok && reply.result == 5)).count();
+            let ok = replies
+                .iter()
+                .filter(|(_, r)| matches!(r, Ok(reply) if reply.ok && reply.result == 5))
+                .count();
             if best.is_none_or(|(s, _)| seconds < s) {
                 best = Some((seconds, ok));
             }
@@ -137,7 +172,9 @@ async fn latency(client: &Client, node: &NodeName, counts: &Counts) -> Result<Va
     let mut micros = Vec::with_capacity(counts.sequential);
     for i in 0..counts.warmup + counts.sequential {
         let started = Instant::now();
-        let reply = client.request(node, Request::eval("2+3"), Duration::from_secs(10)).await?;
+        let reply = client
+            .request(node, Request::eval("2+3"), Duration::from_secs(10))
+            .await?;
         let elapsed = started.elapsed();
         if !(reply.ok && reply.result == 5) {
             bail!("eval 2+3 on {node} answered {reply:?}");
@@ -157,7 +194,11 @@ async fn throughput(client: &Client, nodes: &[NodeName], counts: &Counts) -> Res
         while set.len() < counts.window && sent < counts.pipelined {
             let client = client.clone();
             let node = nodes[sent % nodes.len()].clone();
-            set.spawn(async move { client.request(&node, Request::eval("2+3"), Duration::from_secs(30)).await });
+            set.spawn(async move {
+                client
+                    .request(&node, Request::eval("2+3"), Duration::from_secs(30))
+                    .await
+            });
             sent += 1;
         }
         match set.join_next().await {
@@ -169,20 +210,26 @@ async fn throughput(client: &Client, nodes: &[NodeName], counts: &Counts) -> Res
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(json!({"nodes": nodes.len(), "window": counts.window, "requests": done, "seconds": seconds, "rps": done as f64 / seconds}))
+    Ok(
+        json!({"nodes": nodes.len(), "window": counts.window, "requests": done, "seconds": seconds, "rps": done as f64 / seconds}),
+    )
 }
 
 async fn deploy(client: &Client, nodes: &[NodeName]) -> Result<Value> {
-    let data: Vec<u8> = (0..100 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..100 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let chunks = chunk_messages(&RelPath::parse("bench.bin")?, &data, 16 * 1024);
     let started = Instant::now();
     let mut set = JoinSet::new();
-    for node in nodes.iter().cloned() {
+    for node in nodes.to_vec() {
         let client = client.clone();
         let chunks = chunks.clone();
         set.spawn(async move {
             for chunk in chunks {
-                let reply = client.request(&node, Request::new(chunk), Duration::from_secs(30)).await?;
+                let reply = client
+                    .request(&node, Request::new(chunk), Duration::from_secs(30))
+                    .await?;
                 if !reply.ok {
                     anyhow::bail!("{node} refused a chunk: {:?}", reply.error);
                 }
@@ -198,14 +245,19 @@ async fn deploy(client: &Client, nodes: &[NodeName]) -> Result<Value> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let bytes = data.len() * nodes.len();
-    Ok(json!({"nodes": nodes.len(), "bytes": data.len(), "seconds": seconds, "mb_per_s": bytes as f64 / seconds / 1e6}))
+    Ok(
+        json!({"nodes": nodes.len(), "bytes": data.len(), "seconds": seconds, "mb_per_s": bytes as f64 / seconds / 1e6}),
+    )
 }
 
 /// The floor: bare QoS 1 request/reply between two rumqttc clients through the same broker,
 /// with no envelope, no JSON and no Python.
 async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
     let suffix = &plastic_proto::new_message_id()[..8];
-    let (req_topic, rep_topic) = (format!("plasticbench/{suffix}/req"), format!("plasticbench/{suffix}/rep"));
+    let (req_topic, rep_topic) = (
+        format!("plasticbench/{suffix}/req"),
+        format!("plasticbench/{suffix}/rep"),
+    );
     let connect = |id: String| {
         let mut o = MqttOptions::new(id, broker.host.clone(), broker.port);
         o.set_keep_alive(Duration::from_secs(60));
@@ -243,7 +295,9 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
     let rep = rep_topic.clone();
     let echo_sender = tokio::spawn(async move {
         while let Some(payload) = fwd_rx.recv().await {
-            let _ = echo_pub.publish(&rep, QoS::AtLeastOnce, false, payload).await;
+            let _ = echo_pub
+                .publish(&rep, QoS::AtLeastOnce, false, payload)
+                .await;
         }
     });
     tokio::time::timeout(Duration::from_secs(10), ready_rx).await??;
@@ -272,8 +326,11 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
     let mut micros = Vec::with_capacity(counts.sequential);
     for i in 0..counts.warmup + counts.sequential {
         let started = Instant::now();
-        req.publish(&req_topic, QoS::AtLeastOnce, false, b"2+3".to_vec()).await?;
-        tokio::time::timeout(Duration::from_secs(10), got_rx.recv()).await?.context("echo gone")?;
+        req.publish(&req_topic, QoS::AtLeastOnce, false, b"2+3".to_vec())
+            .await?;
+        tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+            .await?
+            .context("echo gone")?;
         if i >= counts.warmup {
             micros.push(started.elapsed().as_secs_f64() * 1e6);
         }
@@ -294,9 +351,18 @@ struct Sim {
 
 impl Sim {
     async fn start(broker: &BrokerUrl, nodes: usize, prefix: &str) -> Result<Sim> {
-        let root = std::env::temp_dir().join(format!("plastic-bench-{}-{prefix}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("plastic-bench-{}-{prefix}", std::process::id()));
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["sim", "--nodes", &nodes.to_string(), "--name-prefix", prefix, "--broker", &broker.to_string()])
+            .args([
+                "sim",
+                "--nodes",
+                &nodes.to_string(),
+                "--name-prefix",
+                prefix,
+                "--broker",
+                &broker.to_string(),
+            ])
             .arg("--root")
             .arg(&root)
             .env_remove("PLASTIC_PREFIX")
@@ -317,7 +383,9 @@ impl Sim {
             }
             bail!("plastic sim exited before its nodes came online")
         };
-        tokio::time::timeout(Duration::from_secs(300), wait).await.context("simulated nodes did not come online")??;
+        tokio::time::timeout(Duration::from_secs(300), wait)
+            .await
+            .context("simulated nodes did not come online")??;
         // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Sim { child, pid })
@@ -328,7 +396,10 @@ impl Sim {
             // SIGTERM: the nodes say `offline` and disconnect cleanly.
             unsafe_free_terminate(pid);
         }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
@@ -336,7 +407,9 @@ impl Sim {
 
 /// Sends SIGTERM through `kill(1)`, to avoid unsafe libc calls in the binary.
 fn unsafe_free_terminate(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 async fn spawn_hub() -> Result<(Child, u16)> {
@@ -353,7 +426,11 @@ async fn spawn_hub() -> Result<(Child, u16)> {
     let port = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await? {
             if let Some(addr) = line.strip_prefix("plastic hub: MQTT broker listening on ") {
-                return addr.rsplit(':').next().and_then(|p| p.trim().parse().ok()).context("hub printed no port");
+                return addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim().parse().ok())
+                    .context("hub printed no port");
             }
         }
         bail!("the hub exited before listening")
@@ -366,15 +443,30 @@ async fn spawn_hub() -> Result<(Child, u16)> {
 
 fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_owned());
-    let mem_kb: Option<f64> = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok());
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned());
+    let mem_kb: Option<f64> = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    });
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "cpu_model": model,
@@ -384,21 +476,58 @@ fn machine() -> Value {
 }
 
 fn print_report(r: &Value) {
-    let f = |v: &Value| v.as_f64().map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-    println!("plastic bench — broker: {}", r["broker"].as_str().unwrap_or("?"));
-    for (title, key) in [("latency (eval 2+3)", "latency"), ("raw MQTT floor", "raw_mqtt_floor")] {
+    let f = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "plastic bench — broker: {}",
+        r["broker"].as_str().unwrap_or("?")
+    );
+    for (title, key) in [
+        ("latency (eval 2+3)", "latency"),
+        ("raw MQTT floor", "raw_mqtt_floor"),
+    ] {
         let l = &r[key];
-        println!("  {title:<22} p50 {} us  p90 {} us  p99 {} us  ({} requests)", f(&l["p50_us"]), f(&l["p90_us"]), f(&l["p99_us"]), l["requests"]);
+        println!(
+            "  {title:<22} p50 {} us  p90 {} us  p99 {} us  ({} requests)",
+            f(&l["p50_us"]),
+            f(&l["p90_us"]),
+            f(&l["p99_us"]),
+            l["requests"]
+        );
     }
     for t in r["throughput"].as_array().into_iter().flatten() {
-        println!("  throughput {:>4} nodes   {} req/s (window {}, {} requests)", t["nodes"], f(&t["rps"]), t["window"], t["requests"]);
+        println!(
+            "  throughput {:>4} nodes   {} req/s (window {}, {} requests)",
+            t["nodes"],
+            f(&t["rps"]),
+            t["window"],
+            t["requests"]
+        );
     }
     for t in r["fanout"].as_array().into_iter().flatten() {
-        println!("  fan-out {:>6} nodes   {} ms until {} replies", t["nodes"], f(&(t["seconds"].as_f64().unwrap_or(0.0) * 1000.0).into()), t["replies"]);
+        println!(
+            "  fan-out {:>6} nodes   {} ms until {} replies",
+            t["nodes"],
+            f(&(t["seconds"].as_f64().unwrap_or(0.0) * 1000.0).into()),
+            t["replies"]
+        );
     }
     for m in r["memory"].as_array().into_iter().flatten() {
-        println!("  memory  {:>6} nodes   hub {} KB/node, sim {} KB/node", m["nodes"], f(&m["hub_kb_per_node"]), f(&m["sim_kb_per_node"]));
+        println!(
+            "  memory  {:>6} nodes   hub {} KB/node, sim {} KB/node",
+            m["nodes"],
+            f(&m["hub_kb_per_node"]),
+            f(&m["sim_kb_per_node"])
+        );
     }
     let d = &r["deploy"];
-    println!("  deploy 100 KB to {} nodes: {} s, {} MB/s", d["nodes"], f(&d["seconds"]), f(&d["mb_per_s"]));
+    println!(
+        "  deploy 100 KB to {} nodes: {} s, {} MB/s",
+        d["nodes"],
+        f(&d["seconds"]),
+        f(&d["mb_per_s"])
+    );
 }

@@ -340,6 +340,9 @@ fn init(vm: &VirtualMachine) -> PyResult<()> {
 /// Per-thread state of the engine thread.
 struct EngineState {
     scopes: HashMap<u64, Scope>,
+    /// Compiled eval/exec sources. Fleets send the same few expressions over and over, and
+    /// compiling costs more than running `2+3`. Cleared when it grows past `CODE_CACHE_SIZE`.
+    code_cache: HashMap<(String, bool), PyRef<PyCode>>,
     /// The root currently in `sys.path[0]`.
     path_root: Option<PathBuf>,
 }
@@ -382,6 +385,7 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
         }
         let mut state = EngineState {
             scopes: HashMap::new(),
+            code_cache: HashMap::new(),
             path_root: None,
         };
         for Job { node, work } in jobs {
@@ -399,12 +403,14 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
             match work {
                 Work::Eval(code, reply) => {
                     let _ = reply.send(capture(vm, || {
-                        run_source(vm, &scope, &code, Mode::Eval, "<eval>")
+                        state.run_source(vm, &scope, code, Mode::Eval)
                     }));
                 }
                 Work::Exec(code, reply) => {
                     let _ = reply.send(capture(vm, || {
-                        run_source(vm, &scope, &code, Mode::Exec, "<exec>").map(|_| vm.ctx.none())
+                        state
+                            .run_source(vm, &scope, code, Mode::Exec)
+                            .map(|_| vm.ctx.none())
                     }));
                 }
                 Work::Call {
@@ -468,15 +474,31 @@ fn compile(vm: &VirtualMachine, source: &str, mode: Mode, file: &str) -> PyResul
         .map_err(|err| vm.new_syntax_error(&err, Some(source)))
 }
 
-fn run_source(
-    vm: &VirtualMachine,
-    scope: &Scope,
-    source: &str,
-    mode: Mode,
-    file: &str,
-) -> PyResult {
-    let code = compile(vm, source, mode, file)?;
-    vm.run_code_obj(code, scope.clone())
+const CODE_CACHE_SIZE: usize = 256;
+
+impl EngineState {
+    fn run_source(
+        &mut self,
+        vm: &VirtualMachine,
+        scope: &Scope,
+        source: String,
+        mode: Mode,
+    ) -> PyResult {
+        let key = (source, matches!(mode, Mode::Eval));
+        let code = match self.code_cache.get(&key) {
+            Some(code) => code.clone(),
+            None => {
+                let file = if key.1 { "<eval>" } else { "<exec>" };
+                let code = compile(vm, &key.0, mode, file)?;
+                if self.code_cache.len() >= CODE_CACHE_SIZE {
+                    self.code_cache.clear();
+                }
+                self.code_cache.insert(key, code.clone());
+                code
+            }
+        };
+        vm.run_code_obj(code, scope.clone())
+    }
 }
 
 /// Resolves `a.b.c` in the namespace (importing `a` if it is not there) and calls it.
