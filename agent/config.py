@@ -18,3 +18,4 @@ LED_PIN = 2
 LED_ACTIVE_LOW = None       # None = auto (True on ESP8266, False on ESP32)
 MAX_PAYLOAD = 0             # 0 = the protocol's 262144; payloads that do not fit in RAM are refused too
 AUTOSTART = []              # script names (saved by earlier `script` messages) started at boot
+LEAN = True                 # drop rarely used modules (commands, files, scripts) after each use

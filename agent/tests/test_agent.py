@@ -217,6 +217,14 @@ def test_every_vector(client, node):
     assert node.alive()
 
 
+def test_function_returning_a_coroutine_is_awaited(client, node):
+    client.ok(node.name, {"type": "exec", "to_exec": "import asyncio\nasync def twice(x):\n    await asyncio.sleep_ms(20)\n    return x * 2"})
+    r = client.request(node.name, {"type": "function", "function": "twice", "args": [21]})
+    assert r["ok"] is True and r["result"] == 42
+    r = client.request(node.name, {"type": "function", "function": "twice", "args": [None]})
+    assert r["ok"] is False and r["error"]["kind"] == "TypeError"
+
+
 # ---- files -----------------------------------------------------------------------------------
 
 def upload(client, node, filename, data, chunk=2048, sha=None):

@@ -222,7 +222,8 @@ async fn deploy(client: &Client, nodes: &[NodeName]) -> Result<Value> {
     let chunks = chunk_messages(&RelPath::parse("bench.bin")?, &data, 16 * 1024);
     let started = Instant::now();
     let mut set = JoinSet::new();
-    for node in nodes.to_vec() {
+    for node in nodes {
+        let node = node.clone();
         let client = client.clone();
         let chunks = chunks.clone();
         set.spawn(async move {
