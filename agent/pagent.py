@@ -38,6 +38,21 @@ def err(e):
     return {'kind': type(e).__name__, 'message': str(e), 'traceback': tb(e)}
 
 
+def _field(b, k):
+    """The plain string value of "k" in a JSON fragment, or None (for too-large payloads)."""
+    i = b.find(b'"' + k + b'"')
+    if i < 0:
+        return None
+    i = b.find(b'"', i + len(k) + 2)
+    j = b.find(b'"', i + 1)
+    if i < 0 or j < 0 or j - i > 65 or b.find(b':', i - 8 if i > 8 else 0, i) < 0:
+        return None
+    try:
+        return b[i + 1:j].decode()
+    except Exception:
+        return None
+
+
 def _cfg(c, k, d):
     return getattr(c, k, d)
 
@@ -152,10 +167,15 @@ class Agent:
                            'groups': self.groups, 'since': P.now()})
 
     # ---- incoming ----------------------------------------------------------------------------
-    def on_msg(self, topic, data, n):
+    def on_msg(self, topic, data, n, ends=None):
         if data is None:
-            self.log_err('PayloadTooLarge', 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
-                         % (n, self.mq.maxlen, gc.mem_free()))
+            e = PErr('PayloadTooLarge', 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
+                     % (n, self.mq.maxlen, gc.mem_free()))
+            rt = _field(ends, b'reply_to') or _field(ends, b'sender')
+            if P.name_ok(rt):
+                self.reply(rt, _field(ends, b'message_id') or '', False, None, err(e))
+            else:
+                self.log_err(e.kind, str(e))
             return
         try:
             if P.too_deep(data):

@@ -15,7 +15,7 @@ class MQTT:
         self.sock = self.rd = self.po = None
         self.pid = 0
         self.last_rx = 0
-        self.on_msg = None  # on_msg(topic, data_or_None, size)
+        self.on_msg = None  # on_msg(topic, data, size[, ends]): data None = too big, ends = its first/last bytes
         self.maxlen = 262144
         self.mem_ok = None  # mem_ok(n) -> bool: may we allocate n bytes?
         self.b2 = bytearray(2)
@@ -244,8 +244,17 @@ class MQTT:
             topic = tb.decode()
             tb = None
             if n > self.maxlen or (self.mem_ok and not self.mem_ok(n)):
-                self._skip(n)
-                self.on_msg(topic, None, n)
+                # refused unread; its first and last bytes may still say whom to answer
+                k = min(n, 160)
+                head = bytearray(k)
+                self._into(head, k)
+                m = n - k
+                if m > 512:
+                    self._skip(m - 512)
+                    m = 512
+                tail = bytearray(m)
+                self._into(tail, m)
+                self.on_msg(topic, None, n, head + tail)
             else:
                 data = bytearray(n)
                 self._into(data, n)

@@ -416,7 +416,11 @@ def test_malformed_and_oversized_payloads_do_not_kill_the_agent(client, node):
     big = '{"type": "exec", "to_exec": "' + "#" * 200000 + '", "need_result": true, "sender": "%s", "message_id": "big1"}' % client.name
     client.publish("plastic/%s/in" % node.name, big)
     client.publish("plastic/%s/in" % node.name, " " * 300000)
+    huge = json.dumps({"type": "exec", "message_id": "huge1", "to_exec": "#" * 270000, "sender": client.name})
+    client.publish("plastic/%s/in" % node.name, huge)
     ping(client, node)
+    r = client.reply(node.name, "huge1", since)  # refused unread, yet answered: its ends name the sender
+    assert r["ok"] is False and r["error"]["kind"] == "PayloadTooLarge"
     kinds = [json.loads(t)["error"]["kind"] for (tp, t, _) in client.seen[since:]
              if tp == "plastic/%s/log" % node.name and t.startswith("{")]
     assert kinds.count("PayloadTooLarge") >= 1 and kinds.count("ProtocolError") >= 4, kinds

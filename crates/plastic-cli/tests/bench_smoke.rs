@@ -1,0 +1,34 @@
+//! A small run of `plastic bench`, so the instrument cannot rot. Figures are not asserted
+//! (they belong in docs/performance.md); their presence and sanity are.
+
+mod common;
+
+use serde_json::Value;
+
+#[test]
+fn bench_quick_run_measures_every_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let status = common::plastic()
+        .args(["bench", "--quick", "--fanout", "20"])
+        .arg("--json-out")
+        .arg(&out)
+        .env_remove("PLASTIC_BROKER")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["broker"], "embedded");
+    for key in ["latency", "raw_mqtt_floor"] {
+        assert!(r[key]["p50_us"].as_f64().unwrap() > 0.0, "{key}: {}", r[key]);
+        assert!(r[key]["p99_us"].as_f64() >= r[key]["p50_us"].as_f64());
+    }
+    let throughput = r["throughput"].as_array().unwrap();
+    assert_eq!(throughput.iter().map(|t| t["nodes"].as_u64().unwrap()).collect::<Vec<_>>(), [10, 100]);
+    assert!(throughput.iter().all(|t| t["rps"].as_f64().unwrap() > 0.0));
+    assert_eq!(r["fanout"][0]["nodes"], 20);
+    assert_eq!(r["fanout"][0]["replies"], 20, "every simulated node answered the broadcast");
+    assert!(r["memory"][0]["hub_kb_per_node"].as_f64().is_some());
+    assert_eq!(r["deploy"]["nodes"], 100);
+    assert!(r["deploy"]["mb_per_s"].as_f64().unwrap() > 0.0);
+}
