@@ -202,7 +202,12 @@ class Agent:
             else:
                 self.log_err('MemoryError', 'busy in a blocking plastic.request: message dropped', d.get('message_id', ''))
             return
-        self.handle(d)
+        try:
+            self.handle(d)
+        except MemoryError:  # even the error reply did not fit
+            d = None
+            gc.collect()
+            self.log_err('MemoryError', 'out of memory while answering %d bytes on %s' % (n, topic))
 
     def handle(self, d):
         mid = d.get('message_id')
@@ -376,11 +381,11 @@ class Agent:
         self.stop_ev.set()
 
     # ---- connection --------------------------------------------------------------------------
-    def tick(self):
+    def tick(self):  # after each message: collect, and track the most live heap seen
+        gc.collect()
         a = gc.mem_alloc()
         if a > self.peak:
             self.peak = a
-        gc.collect()
 
     async def _conn(self):
         cfg = self.cfg

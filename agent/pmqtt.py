@@ -256,7 +256,12 @@ class MQTT:
                 self._into(tail, m)
                 self.on_msg(topic, None, n, head + tail)
             else:
-                data = bytearray(n)
+                try:
+                    data = bytearray(n)
+                except MemoryError:  # fragmented heap: drop it, keep the stream in step
+                    self._skip(n)
+                    self.on_msg(topic, None, n, b'')
+                    return
                 self._into(data, n)
                 self.on_msg(topic, data, n)
         elif t == 0x60:  # PUBREL -> PUBCOMP

@@ -30,14 +30,16 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
 fi
 mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+mosquitto_version="$("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $3 }')" || true
 
 if [ ! -x .venv-bench/bin/python ]; then
   say "creating .venv-bench"
   python3 -m venv .venv-bench
 fi
-if ! .venv-bench/bin/python -m pip freeze 2>/dev/null | grep -qxF "$(grep -i '^ipyparallel==' bench/requirements.txt)"; then
+if ! cmp -s bench/requirements.txt .venv-bench/requirements.txt; then
   say "installing bench/requirements.txt into .venv-bench"
   .venv-bench/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+  cp bench/requirements.txt .venv-bench/requirements.txt
 fi
 
 say "cargo build --release --locked"
@@ -98,15 +100,16 @@ for _ in $(seq 100); do
   kill -0 "$mosq_pid" 2>/dev/null || { cat "$workdir/mosquitto.log" >&2; exit 1; }
   sleep 0.1
 done
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "mosquitto did not listen on $port" >&2; exit 1; }
 mosq_rss_start="$(awk '/^VmRSS/ { print $2 }' "/proc/$mosq_pid/status")"
 
-say "plastic bench (Mosquitto $("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $3 }'))"
+say "plastic bench (Mosquitto $mosquitto_version)"
 run "$plastic" bench "${quick[@]}" --broker "mqtt://127.0.0.1:$port" \
   --json-out bench/results/plastic-mosquitto.json
 
 # Mosquitto's own memory, for the table: resident at start, and the peak over the whole run.
 {
-  printf '{"version": "%s", ' "$("$mosquitto_bin" -h 2>/dev/null | awk 'NR == 1 { print $3 }')"
+  printf '{"version": "%s", ' "$mosquitto_version"
   printf '"rss_kb_start": %s, ' "$mosq_rss_start"
   printf '"rss_kb_peak": %s}\n' "$(awk '/^VmHWM/ { print $2 }' "/proc/$mosq_pid/status")"
 } >bench/results/mosquitto-process.json

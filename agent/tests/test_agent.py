@@ -15,6 +15,16 @@ def cmd(command, **kwargs):
     return {"type": "command", "command": command, "kwargs": kwargs}
 
 
+def pin_states(client, node, pin, timeout=5.0):
+    """The values a pin shows while we keep reading it (a pin has no event to wait on)."""
+    import time
+    seen = set()
+    end = time.monotonic() + timeout
+    while seen != {0, 1} and time.monotonic() < end:
+        seen.add(dict(client.ok(node.name, cmd("read GPIOs", pins=[pin])))[pin])
+    return seen
+
+
 def ping(client, node):
     assert client.ok(node.name, cmd("ping")) == "pong"
 
@@ -68,12 +78,7 @@ def test_seed_blink_led(client, node):
     assert r["result"] == {"blinking": True}
     # the agent keeps answering while the LED blinks in the background
     ping(client, node)
-    states = set()
-    for _ in range(40):
-        states.add(dict(client.ok(node.name, cmd("read GPIOs", pins=[2])))[2])
-        if states == {0, 1}:
-            break
-    assert states == {0, 1}, "LED pin 2 never toggled"
+    assert pin_states(client, node, 2) == {0, 1}, "LED pin 2 never toggled"
     assert client.ok(node.name, cmd("stop")) == {"stopped": []}
     assert dict(client.ok(node.name, cmd("read GPIOs", pins=[2])))[2] == 1  # off (active low)
 
@@ -342,12 +347,7 @@ def test_async_script_runs_while_node_answers_and_stop_ends_it(client, node):
     client.log_line(node.name, lambda t: t == "arequest gave 42", since)
     info = client.ok(node.name, cmd("info"))
     assert info["scripts"] == ["ticker"]
-    seen = set()
-    for _ in range(50):  # the script toggles pin 13 while we talk to the node
-        seen.add(dict(client.ok(node.name, cmd("read GPIOs", pins=[13])))[13])
-        if seen == {0, 1}:
-            break
-    assert seen == {0, 1}
+    assert pin_states(client, node, 13) == {0, 1}  # the script toggles pin 13 while we talk
     # deploying the same name replaces the running script
     assert client.ok(node.name, {"type": "script", "name": "ticker", "script": ASYNC_SCRIPT})["started"]
     client.log_line(node.name, lambda t: t == "script ticker stopped", since)

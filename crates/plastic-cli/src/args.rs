@@ -38,6 +38,10 @@ pub struct Global {
     /// Seconds to wait for replies
     #[arg(long, global = true, default_value_t = 10.0)]
     pub timeout: f64,
+    /// Seconds a request stays valid; a node that receives it later refuses it as `Expired`
+    /// instead of running it late
+    #[arg(long, global = true, env = "PLASTIC_TTL")]
+    pub ttl: Option<f64>,
     /// Whether --broker (or PLASTIC_BROKER) was given rather than defaulted.
     #[arg(skip)]
     pub broker_given: bool,

@@ -12,6 +12,8 @@ pub struct Session {
     pub client: Client,
     pub timeout: Duration,
     pub json: bool,
+    /// Time to live stamped on every request, if any.
+    pub ttl: Option<f64>,
 }
 
 impl Session {
@@ -28,11 +30,25 @@ impl Session {
             .with_context(|| {
                 format!("cannot reach the broker at {broker} (is `plastic hub` running?)")
             })?;
+        if let Some(ttl) = global.ttl {
+            if !(ttl.is_finite() && ttl > 0.0) {
+                anyhow::bail!("--ttl must be a positive number of seconds");
+            }
+        }
         Ok(Session {
             client,
             timeout,
             json: global.json,
+            ttl: global.ttl,
         })
+    }
+
+    /// Stamps the session's time to live on a request.
+    pub fn with_ttl(&self, mut request: plastic_proto::Request) -> plastic_proto::Request {
+        if let Some(ttl) = self.ttl {
+            request.fields.insert("ttl".into(), ttl.into());
+        }
+        request
     }
 
     pub async fn close(self) {

@@ -20,14 +20,27 @@ fn bench_quick_run_measures_every_scenario() {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(r["broker"], "embedded");
     for key in ["latency", "raw_mqtt_floor"] {
-        assert!(r[key]["p50_us"].as_f64().unwrap() > 0.0, "{key}: {}", r[key]);
+        assert!(
+            r[key]["p50_us"].as_f64().unwrap() > 0.0,
+            "{key}: {}",
+            r[key]
+        );
         assert!(r[key]["p99_us"].as_f64() >= r[key]["p50_us"].as_f64());
     }
     let throughput = r["throughput"].as_array().unwrap();
-    assert_eq!(throughput.iter().map(|t| t["nodes"].as_u64().unwrap()).collect::<Vec<_>>(), [10, 100]);
+    assert_eq!(
+        throughput
+            .iter()
+            .map(|t| t["nodes"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [10, 100]
+    );
     assert!(throughput.iter().all(|t| t["rps"].as_f64().unwrap() > 0.0));
     assert_eq!(r["fanout"][0]["nodes"], 20);
-    assert_eq!(r["fanout"][0]["replies"], 20, "every simulated node answered the broadcast");
+    assert_eq!(
+        r["fanout"][0]["replies"], 20,
+        "every simulated node answered the broadcast"
+    );
     assert!(r["memory"][0]["hub_kb_per_node"].as_f64().is_some());
     assert_eq!(r["deploy"]["nodes"], 100);
     assert!(r["deploy"]["mb_per_s"].as_f64().unwrap() > 0.0);

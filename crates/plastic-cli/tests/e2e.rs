@@ -576,7 +576,28 @@ fn a_long_exec_never_blocks_ping(kind: BrokerKind) {
     );
 }
 
+fn duplicates_run_once_and_stale_requests_do_not_run(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    f.node("pi-1", &[]);
+    f.ok(&["exec", "pi-1", "runs = 0"]);
+    let replies = f.mosquitto_sub("plastic/tester/in");
+    // QoS 1 may deliver a request twice; the node runs it once and answers both with the first reply.
+    let request = br#"{"type": "exec", "to_exec": "runs += 1", "need_result": true, "message_id": "dup-1", "sender": "tester"}"#;
+    f.mosquitto_pub("plastic/pi-1/in", request);
+    let first = replies.wait_contains("\"correlation_id\":\"dup-1\"");
+    f.mosquitto_pub("plastic/pi-1/in", request);
+    let second = replies.wait_contains("\"correlation_id\":\"dup-1\"");
+    assert_eq!(first, second, "the duplicate gets the very same reply");
+    assert_eq!(f.ok(&["eval", "pi-1", "runs"]), "1\n");
+    // A request whose time to live ran out is refused, not run late.
+    let out = f.cli(&["--ttl", "0.000001", "exec", "pi-1", "runs += 100"]);
+    assert!(out.code == 1 && out.stderr.contains("Expired"), "{out:?}");
+    assert_eq!(f.ok(&["eval", "pi-1", "runs"]), "1\n");
+    assert_eq!(f.ok(&["--ttl", "30", "eval", "pi-1", "runs"]), "1\n");
+}
+
 on_both_brokers!(
+    duplicates_run_once_and_stale_requests_do_not_run,
     a_long_exec_never_blocks_ping,
     user_workflow,
     seed_messages_as_written,

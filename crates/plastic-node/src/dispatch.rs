@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::commands::{self, After};
 use crate::node::NodeShared;
 use crate::python::Outcome;
+use crate::recent::Seen;
 
 /// Handles one payload from the node's inbox or a broadcast topic.
 pub async fn handle(node: &NodeShared, payload: &[u8]) {
@@ -25,7 +26,42 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         }
     };
     let envelope = incoming.envelope;
+    if let Some(id) = &envelope.message_id {
+        let seen = node.recent.lock().unwrap().begin(id);
+        match seen {
+            Seen::New => {}
+            Seen::Running => {
+                tracing::debug!(%id, "duplicate of a running request ignored");
+                return;
+            }
+            Seen::Done(reply) => {
+                if let Some((topic, payload)) = reply {
+                    node.resend(&topic, payload).await;
+                }
+                return;
+            }
+        }
+    }
+    let stale = match (
+        &incoming.body,
+        clock_is_set()
+            .then(now)
+            .and_then(|t| envelope.expired_by(t)),
+    ) {
+        (Ok(Body::Result(_)), _) | (_, None) => None,
+        (_, Some(late)) => Some(late),
+    };
     let (outcome, after) = match incoming.body {
+        _ if stale.is_some() => (
+            Outcome {
+                result: Err(ErrorInfo::new(
+                    "Expired",
+                    format!("the request's time to live ran out {:.3} s before it arrived; it was not run", stale.unwrap_or_default()),
+                )),
+                stdout: String::new(),
+            },
+            After::Nothing,
+        ),
         Err(e) => (
             Outcome {
                 result: Err(ErrorInfo::from(&e)),
@@ -41,6 +77,7 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
     };
     let message_id = envelope.message_id.clone().unwrap_or_default();
     let failed = outcome.result.is_err();
+    let mut sent = None;
     if envelope.need_result || failed {
         let mut reply = match outcome.result {
             Ok((value, repr)) => Reply {
@@ -56,7 +93,7 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         match envelope.reply_target() {
             Some(target) => {
                 reply.receiver = Some(target.to_string());
-                node.send_reply(&target, &reply).await;
+                sent = Some(node.send_reply(&target, &reply).await);
             }
             None => {
                 let text = String::from_utf8_lossy(&reply.to_bytes()).into_owned();
@@ -67,8 +104,48 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         // Nobody asked for the result, but printed output should not vanish.
         node.log("node", "info", outcome.stdout.trim_end());
     }
+    if let Some(id) = &envelope.message_id {
+        node.recent.lock().unwrap().finish(id, sent);
+    }
     if after == After::Reset {
         node.reset().await;
+    }
+}
+
+fn now() -> f64 {
+    unix_seconds(SystemTime::now())
+}
+
+/// A clock before 2020 is a clock nobody set; freshness cannot be judged with it.
+fn clock_is_set() -> bool {
+    now() > 1_577_836_800.0
+}
+
+/// Answers a request with `error` without running it (the node is over a limit).
+pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
+    let Ok(incoming) = Incoming::parse_with_limit(payload, 4 * plastic_proto::MAX_PAYLOAD) else {
+        node.log(
+            "node",
+            "error",
+            &format!("refused a message: {}", error.message),
+        );
+        return;
+    };
+    let envelope = incoming.envelope;
+    let mut reply = Reply::err(envelope.message_id.as_deref().unwrap_or_default(), error);
+    reply.sender = Some(node.name.to_string());
+    reply.message_id = Some(plastic_proto::new_message_id());
+    reply.time_stamp = Some(now());
+    match envelope.reply_target() {
+        Some(target) => {
+            reply.receiver = Some(target.to_string());
+            node.send_reply(&target, &reply).await;
+        }
+        None => node.log(
+            "reply",
+            "error",
+            &String::from_utf8_lossy(&reply.to_bytes()),
+        ),
     }
 }
 

@@ -11,5 +11,6 @@ pub mod files;
 pub mod gpio;
 pub mod node;
 pub mod python;
+pub mod recent;
 
 pub use node::{Node, NodeConfig};

@@ -17,6 +17,7 @@ use crate::blink::Blinker;
 use crate::files::FileStore;
 use crate::gpio::Gpio;
 use crate::python::{Host, Interpreter, PythonEngine};
+use crate::recent::Recent;
 
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -43,6 +44,8 @@ pub struct NodeShared {
     pub files: Arc<FileStore>,
     pub blinker: Blinker,
     pub started: Instant,
+    /// Request ids seen lately, with their replies (duplicate deliveries run once).
+    pub recent: Mutex<Recent>,
     client: Client,
     engine: Mutex<Arc<PythonEngine>>,
     shared_interpreter: Option<Arc<Interpreter>>,
@@ -66,11 +69,19 @@ impl NodeShared {
         self.host.log(source, level, text);
     }
 
-    pub async fn send_reply(&self, target: &NodeName, reply: &Reply) {
+    /// Sends a reply; returns it as sent, for the duplicate cache.
+    pub async fn send_reply(&self, target: &NodeName, reply: &Reply) -> (String, Vec<u8>) {
         let topic = self.topics.inbox(target);
+        let payload = reply.to_bytes();
+        self.resend(&topic, payload.clone()).await;
+        (topic, payload)
+    }
+
+    /// Publishes a reply payload (again).
+    pub async fn resend(&self, topic: &str, payload: Vec<u8>) {
         if let Err(e) = self
             .client
-            .publish(&topic, reply.to_bytes(), QoS::AtLeastOnce, false)
+            .publish(topic, payload, QoS::AtLeastOnce, false)
             .await
         {
             tracing::warn!(error = %e, "could not send a reply");
@@ -194,6 +205,12 @@ fn local_address(broker: &BrokerUrl) -> Option<String> {
     Some(socket.local_addr().ok()?.ip().to_string())
 }
 
+/// Requests handled at once; more are refused with `Busy` (Python work queues behind one
+/// interpreter thread anyway, so a deeper queue would only hold memory and stale work).
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// How long shutdown waits for requests in progress to reply.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// A running node.
 pub struct Node {
     shared: Arc<NodeShared>,
@@ -267,6 +284,7 @@ impl Node {
             files,
             blinker: Blinker::default(),
             started: Instant::now(),
+            recent: Mutex::default(),
             client,
             engine: Mutex::new(engine),
             shared_interpreter: config.interpreter,
@@ -324,16 +342,24 @@ impl Node {
             })
         };
         tokio::pin!(shutdown);
+        let mut handlers = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(()) = self.resets.recv() => shared.reset().await,
+                Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
                 delivery = self.deliveries.recv() => {
                     let Some(delivery) = delivery else { break };
                     match delivery.kind {
                         Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) => {
                             let shared = shared.clone();
-                            tokio::spawn(async move { crate::dispatch::handle(&shared, &delivery.payload).await });
+                            if handlers.len() >= MAX_IN_FLIGHT {
+                                // Bounded: a flood gets clear refusals, not unbounded memory.
+                                let busy = ErrorInfo::new("Busy", format!("{MAX_IN_FLIGHT} requests are already in progress on this node; try again later"));
+                                handlers.spawn(async move { crate::dispatch::refuse(&shared, &delivery.payload, busy).await });
+                            } else {
+                                handlers.spawn(async move { crate::dispatch::handle(&shared, &delivery.payload).await });
+                            }
                         }
                         _ => tracing::debug!(topic = %delivery.topic, "ignored"),
                     }
@@ -342,6 +368,17 @@ impl Node {
         }
         announcer.abort();
         shared.engine().stop_scripts(None).await;
+        // Let requests in progress finish and reply before saying goodbye, within reason.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while handlers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "{} requests still running at shutdown were abandoned",
+                handlers.len()
+            );
+        }
         let offline = self
             .presence
             .with_state(NodeState::Offline, unix_seconds(SystemTime::now()));

@@ -23,6 +23,8 @@ pub struct Envelope {
     pub time_stamp: Option<f64>,
     /// The seed's flag: reply even on success. Errors are always replied to.
     pub need_result: bool,
+    /// Seconds after `time_stamp` when the request is stale and must not run.
+    pub ttl: Option<f64>,
 }
 
 impl Envelope {
@@ -40,7 +42,20 @@ impl Envelope {
                 .get("need_result")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            ttl: m
+                .get("ttl")
+                .and_then(Value::as_f64)
+                .filter(|t| t.is_finite() && *t >= 0.0),
         }
+    }
+
+    /// Seconds past the request's time to live at `now`, if it has one and it passed.
+    ///
+    /// A node whose clock is not set (a board without NTP starts in 2000) cannot judge
+    /// freshness; it must not call this with such a clock.
+    pub fn expired_by(&self, now: f64) -> Option<f64> {
+        let late = now - (self.time_stamp? + self.ttl?);
+        (late > 0.0).then_some(late)
     }
 
     /// Where a reply goes: `reply_to`, else `sender`, if that is a valid node name.
@@ -449,6 +464,18 @@ mod tests {
             Incoming::parse(deep.as_bytes()),
             Err(ProtoError::Json(_))
         ));
+    }
+
+    #[test]
+    fn ttl_expiry_is_relative_to_the_senders_time_stamp() {
+        let m = parse(json!({"type": "eval", "to_evaluate": "1", "time_stamp": 100.0, "ttl": 5}));
+        assert_eq!(m.envelope.expired_by(104.0), None);
+        assert_eq!(m.envelope.expired_by(107.5), Some(2.5));
+        let no_ttl = parse(json!({"type": "eval", "to_evaluate": "1", "time_stamp": 100.0}));
+        assert_eq!(no_ttl.envelope.expired_by(1e9), None);
+        let bad_ttl =
+            parse(json!({"type": "eval", "to_evaluate": "1", "time_stamp": 1.0, "ttl": -3}));
+        assert_eq!(bad_ttl.envelope.ttl, None);
     }
 
     #[test]

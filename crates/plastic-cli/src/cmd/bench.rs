@@ -64,7 +64,11 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         broker.to_string()
     };
     eprintln!("bench: broker {label} ({broker})");
-    let result = measure(&broker, hub_pid, &counts, &args).await;
+    // On Ctrl-C or SIGTERM the children (hub, sims) are dropped, which kills them.
+    let result = tokio::select! {
+        result = measure(&broker, hub_pid, &counts, &args) => result,
+        _ = super::node::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     if let Some(hub) = hub.as_mut() {
         let _ = hub.kill().await;
     }
@@ -161,11 +165,14 @@ async fn measure(
     Ok(report)
 }
 
+/// Nearest-rank percentiles (`sorted[ceil(p * n) - 1]`), the method bench/ipyparallel_bench.py
+/// uses too, so the figures compare.
 fn percentiles(mut micros: Vec<f64>) -> Value {
     micros.sort_by(|a, b| a.total_cmp(b));
-    let at = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize];
-    let mean = micros.iter().sum::<f64>() / micros.len() as f64;
-    json!({"requests": micros.len(), "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "mean_us": mean})
+    let n = micros.len();
+    let at = |p: f64| micros[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let mean = micros.iter().sum::<f64>() / n as f64;
+    json!({"requests": n, "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "mean_us": mean})
 }
 
 async fn latency(client: &Client, node: &NodeName, counts: &Counts) -> Result<Value> {

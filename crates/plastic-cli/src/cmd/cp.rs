@@ -68,6 +68,13 @@ pub async fn run(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("{} -> {}", local.display(), path.as_str()));
+    let ttl = s.ttl;
+    let with_ttl = move |mut r: Request| {
+        if let Some(ttl) = ttl {
+            r.fields.insert("ttl".into(), ttl.into());
+        }
+        r
+    };
     let mut set = JoinSet::new();
     for node in resolved.nodes.clone() {
         let client = s.client.clone();
@@ -78,7 +85,9 @@ pub async fn run(
             let mut last: Result<Reply, ClientError> = Err(ClientError::Closed);
             for chunk in chunks {
                 let len = chunk_len(&chunk);
-                last = client.request(&node, Request::new(chunk), timeout).await;
+                last = client
+                    .request(&node, with_ttl(Request::new(chunk)), timeout)
+                    .await;
                 match &last {
                     Ok(r) if r.ok => bar.inc(len),
                     _ => break,

@@ -29,6 +29,7 @@ pub async fn request_each_with(
     render: Render,
     progress: bool,
 ) -> Result<ExitCode> {
+    let request = s.with_ttl(request);
     let spec = TargetSpec::parse(target)?;
     let resolved = resolve(&s.client, &spec, s.timeout).await?;
     let printer = Printer {
@@ -121,9 +122,10 @@ pub async fn dispatch(
 pub async fn send_raw(
     s: &Session,
     target: &str,
-    mut request: Request,
+    request: Request,
     no_wait: bool,
 ) -> Result<ExitCode> {
+    let mut request = s.with_ttl(request);
     let explicit_no_result =
         request.fields.get("need_result") == Some(&serde_json::Value::Bool(false));
     if no_wait || explicit_no_result {

@@ -25,6 +25,7 @@ pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
         client,
         timeout: crate::session::timeout(global)?,
         json: global.json,
+        ttl: None,
     };
     s.client.wait_connected(s.timeout).await?;
     let mut presence = s.client.presence_events();
