@@ -95,6 +95,10 @@ class Agent:
             sys.path.append(root)
         self.root = root.rstrip('/')
         self.xfer = {}
+        self.recent = {}  # message_id -> None (running), True (done) or (topic, reply) to resend
+        self.order = []
+        self.dedup = _cfg(cfg, 'DEDUP', 32)
+        self.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 512)
         self.lean = _cfg(cfg, 'LEAN', True)
         self.version = VERSION
         ka = _cfg(cfg, 'KEEPALIVE', 30)
@@ -127,21 +131,22 @@ class Agent:
         s = sep.join([str(x) for x in a]) + end
         c = self.cap
         if c is None:
-            self.log(s[:-1] if s[-1:] == '\n' else s)
+            self.log(s[:-1] if s[-1:] == '\n' else s, 'python')
         elif c[0] < _CAPMAX:
             c.append(s)
             c[0] += len(s)
 
-    def log(self, s):
-        _print('[log]', s)
+    def log(self, text, source='node', level='info'):
+        """One JSON log line on <prefix>/<node>/log (and the console)."""
+        _print('[%s] %s' % (source, text))
         try:
-            self.mq.publish(self.t_log, s)
+            self.mq.publish(self.t_log, json.dumps({'time': P.now(), 'node': self.name, 'source': source,
+                                                    'level': level, 'text': text}))
         except Exception:
             pass
 
-    def log_err(self, kind, msg, mid=''):
-        self.log(json.dumps({'type': 'result', 'correlation_id': mid, 'ok': False, 'sender': self.name,
-                             'error': {'kind': kind, 'message': msg, 'traceback': ''}}))
+    def log_err(self, kind, msg):
+        self.log('refused a message (%s): %s' % (kind, msg), 'node', 'error')
 
     def pub(self, topic, s, qos=0, retain=False):
         try:
@@ -200,7 +205,7 @@ class Agent:
             if len(self.queue) < 8:
                 self.queue.append(d)
             else:
-                self.log_err('MemoryError', 'busy in a blocking plastic.request: message dropped', d.get('message_id', ''))
+                self.log_err('Busy', 'a blocking plastic.request is running and 8 messages wait already')
             return
         try:
             self.handle(d)
@@ -221,12 +226,28 @@ class Agent:
         need = d.get('need_result') is True
         t = None
         out = ''
+        if mid:  # at-least-once delivery: a duplicate does not run again
+            r = self.recent.get(mid, self)
+            if r is not self:
+                if r and r is not True:
+                    self.pub(r[0], r[1], 1)  # the very same reply
+                return
+            self.recent[mid] = None  # running
+            self.order.append(mid)
+            if len(self.order) > self.dedup:
+                self.recent.pop(self.order.pop(0), None)
         try:
             t = d.get('type') or d.get('message_type')
             t = P.check(d)
             if t == 'result':
                 self.deliver(d)
                 return
+            ttl = d.get('ttl')
+            ts = d.get('time_stamp')
+            if isinstance(ttl, (int, float)) and isinstance(ts, (int, float)):
+                late = P.now() - ts - ttl
+                if late > 0 and P.now() > 1577836800:  # only a set clock can judge
+                    raise PErr('Expired', "the request's time to live ran out %.3f s before it arrived; it was not run" % late)
             cap = t == 'eval' or t == 'exec' or t == 'function'
             if cap:
                 self.cap = [0]
@@ -248,16 +269,23 @@ class Agent:
             d = None
             if type(res) is _GEN:
                 asyncio.create_task(self._later(res, rt, mid, need, out))
+                mid = ''  # still running: _later marks it done
             elif need:
                 self.reply(rt, mid, True, res, None, out)
+            elif out:  # nobody asked for the result, but printed output should not vanish
+                self.log(out.rstrip(), 'node')
         except (Exception, SystemExit) as e:
             if isinstance(e, MemoryError):
                 d = res = None
                 gc.collect()
             if t == 'result':  # never answer a reply: two nodes could bounce errors forever
-                self.log_err(e.kind if isinstance(e, PErr) else type(e).__name__, str(e), mid)
+                self.log_err(e.kind if isinstance(e, PErr) else type(e).__name__, str(e))
             else:
                 self.reply(rt, mid, False, None, err(e), out)
+
+        finally:
+            if mid and self.recent.get(mid, 0) is None:
+                self.recent[mid] = True  # done (no reply kept)
 
     async def _later(self, coro, rt, mid, need, out):
         try:
@@ -266,6 +294,9 @@ class Agent:
                 self.reply(rt, mid, True, res, None, out)
         except Exception as e:
             self.reply(rt, mid, False, None, err(e), out)
+        finally:
+            if mid and self.recent.get(mid, 0) is None:
+                self.recent[mid] = True
 
     def reply(self, rt, mid, ok, res=None, e=None, out=''):
         r = {'type': 'result', 'correlation_id': mid, 'ok': ok, 'sender': self.name,
@@ -297,9 +328,12 @@ class Agent:
             s = json.dumps(r)
         r = None
         if rt:
-            self.pub(self.pre + '/' + rt + '/in', s, 1)
+            t = self.pre + '/' + rt + '/in'
+            if mid in self.recent:  # kept for duplicates when small
+                self.recent[mid] = (t, s) if len(s) <= self.keep else True
+            self.pub(t, s, 1)
         else:
-            self.log(s)
+            self.log(s, 'reply', 'info' if ok else 'error')
 
     def deliver(self, d):
         box = self.pending.get(d['correlation_id'])
@@ -468,7 +502,7 @@ class Agent:
             try:
                 self.use('pscript').start(self, s)
             except Exception as e:
-                self.log('autostart %s failed: %r' % (s, e))
+                self.log('autostart %s failed: %r' % (s, e), 'node', 'error')
         await self.stop_ev.wait()
         conn.cancel()
         self.offline()

@@ -90,7 +90,7 @@ def chunk(a, d):
         open(x[3], 'wb').close()
         xs[fn] = x
     elif x is None or x[0] != off or x[2] != tot:
-        raise PErr(PE, 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
+        raise PErr('OutOfOrder', 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
             off, fn, x[0] if x else 0, '' if x else ' (no transfer of this file is open)'))
     try:
         with open(x[3], 'ab') as f:
@@ -108,7 +108,7 @@ def chunk(a, d):
     got = binascii.hexlify(x[1].digest()).decode()
     if sha is not None and got != sha:
         os.remove(x[3])
-        raise PErr(PE, 'sha256 mismatch for `%s`: expected %s, got %s; the old file is kept' % (fn, sha, got))
+        raise PErr('HashMismatch', 'sha256 mismatch for `%s`: expected %s, got %s; the old file is kept' % (fn, sha, got))
     os.rename(x[3], a.root + '/' + fn)  # atomic on LittleFS and POSIX
     r['sha256'] = got
     return r

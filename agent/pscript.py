@@ -42,9 +42,11 @@ async def _run(a, name, src):
             builtins.print(*args, sep=sep, end=end, file=file)
             return
         s = sep.join([str(x) for x in args]) + end
-        a.log(s[:-1] if s[-1:] == '\n' else s)
+        a.log(s[:-1] if s[-1:] == '\n' else s, src)
 
+    src = 'script:' + name
     ns = {'__name__': name, '__file__': name + '.py', 'print': p}
+    a.log('started', src)
     try:
         code = _compile(src, name + '.py', 'exec') if _compile else src
         src = None
@@ -53,14 +55,14 @@ async def _run(a, name, src):
         m = ns.get('main')
         if type(m) is _AFN:
             await m()
-        a.log('script %s finished' % name)
+        a.log('finished', src)
     except asyncio.CancelledError:
-        a.log('script %s stopped' % name)
+        a.log('stopped', src)
     except SystemExit:
-        a.log('script %s exited' % name)
+        a.log('finished', src)
     except Exception as e:
         import pagent
-        a.log('script %s crashed:\n%s' % (name, pagent.tb(e)))
+        a.log('crashed:\n' + pagent.tb(e).rstrip(), src, 'error')
     finally:
         if a.scripts.get(name) is me:
             del a.scripts[name]

@@ -189,10 +189,13 @@ class Client:
                 return False
             try:
                 d = json.loads(text)
+                if topic.endswith("/log"):
+                    d = json.loads(d["text"]) if d.get("source") == "reply" else None
             except ValueError:
                 return False
             return isinstance(d, dict) and d.get("type") == "result" and d.get("correlation_id") == mid
-        return json.loads(self.wait(match, since, timeout)[1])
+        d = json.loads(self.wait(match, since, timeout)[1])
+        return json.loads(d["text"]) if "source" in d else d
 
     def request(self, node, msg, timeout=TIMEOUT, need_result=True):
         msg = dict(msg)
@@ -209,8 +212,25 @@ class Client:
         return r["result"]
 
     def log_line(self, node, pred, since, timeout=TIMEOUT):
+        """The first log line (a dict: time, node, source, level, text) of `node` matching pred."""
         t = "%s/%s/log" % (self.pre, node)
-        return self.wait(lambda topic, text, r: topic == t and pred(text), since, timeout)[1]
+        return json.loads(self.wait(lambda topic, text, r: topic == t and pred(json.loads(text)), since, timeout)[1])
+
+    def logs(self, node, since):
+        t = "%s/%s/log" % (self.pre, node)
+        return [json.loads(text) for (topic, text, _) in self.seen[since:] if topic == t]
+
+    def log_kinds(self, node, since):
+        """Error kinds the node logged: refusals of unanswerable messages and replies with no address."""
+        kinds = []
+        for d in self.logs(node, since):
+            if d["source"] == "reply":
+                r = json.loads(d["text"])
+                if not r["ok"]:
+                    kinds.append(r["error"]["kind"])
+            elif d["source"] == "node" and d["text"].startswith("refused a message ("):
+                kinds.append(d["text"][len("refused a message ("):].split(")")[0])
+        return kinds
 
     def status(self, node, state, since=0, timeout=TIMEOUT):
         t = "%s/%s/status" % (self.pre, node)

@@ -67,8 +67,9 @@ def test_seed_gpio_commands(client, node):
 def test_seed_dicts_with_no_envelope_answer_on_the_log_topic(client, node):
     since = client.mark()
     client.send(node.name, {'type': 'command', 'command': 'read GPIOs', 'need_result': True}, stamp=False)
-    line = client.log_line(node.name, lambda t: '"result"' in t and '[16, ' in t, since)
-    d = json.loads(line)
+    line = client.log_line(node.name, lambda d: d["source"] == "reply" and '[16, ' in d["text"], since)
+    assert line["node"] == node.name and line["level"] == "info"
+    d = json.loads(line["text"])
     assert d["ok"] is True and [2, 1] in d["result"]
 
 
@@ -172,9 +173,7 @@ def test_every_vector(client, node):
         if raw is not None:
             client.publish("plastic/%s/in" % node.name, raw)
             ping(client, node)
-            logs = [json.loads(t) for (tp, t, _) in client.seen[since:]
-                    if tp == "plastic/%s/log" % node.name and t.startswith("{")]
-            errs = [d["error"]["kind"] for d in logs if d.get("ok") is False]
+            errs = client.log_kinds(node.name, since)
             if exp["parse"] == "ok":
                 if errs:
                     failures.append((v["name"], errs))
@@ -190,8 +189,7 @@ def test_every_vector(client, node):
         mid = client.send(node.name, p)
         if is_result:  # a reply is never answered; refusals are logged
             ping(client, node)
-            logs = [t for (tp, t, _) in client.seen[since:] if tp == "plastic/%s/log" % node.name]
-            got = [json.loads(t)["error"]["kind"] for t in logs if '"ok": false' in t]
+            got = client.log_kinds(node.name, since)
             if exp["parse"] == "ok" and got or exp["parse"] == "error" and exp["kind"] not in got:
                 failures.append((v["name"], got))
             if [m for m in client.seen[since:] if m[0].endswith("/in") and '"correlation_id": "%s"' % mid in m[1]]:
@@ -199,8 +197,8 @@ def test_every_vector(client, node):
             continue
         if p.get("need_result") is not True:  # no reply on success: only an error can come
             ping(client, node)
-            r = [json.loads(t) for (tp, t, _) in client.seen[since:] if ('"correlation_id": "%s"' % mid) in t]
-            kinds = [d["error"]["kind"] for d in r if d.get("type") == "result" and not d["ok"]]
+            r = [json.loads(t) for (tp, t, _) in client.seen[since:] if tp.endswith("/in") and ('"correlation_id": "%s"' % mid) in t]
+            kinds = [d["error"]["kind"] for d in r if d.get("type") == "result" and not d["ok"]] + client.log_kinds(node.name, since)
             if exp["parse"] == "ok" and set(kinds) & PROTOCOL_KINDS or exp["parse"] == "error" and exp["kind"] not in kinds:
                 failures.append((v["name"], kinds))
             continue
@@ -208,6 +206,9 @@ def test_every_vector(client, node):
             r = client.reply(node.name, mid, since)
         except TimeoutError:
             failures.append((v["name"], "no reply"))
+            continue
+        if "ok" not in r:
+            failures.append((v["name"], "odd reply", r))
             continue
         kind = None if r["ok"] else r["error"]["kind"]
         if exp["parse"] == "ok":
@@ -259,7 +260,7 @@ def test_64k_upload_in_chunks_then_bad_sha_keeps_old_file(client, node):
     # a second transfer with a wrong sha256 fails at the end and leaves the old file alone
     other = bytes(reversed(data[:10000]))
     r = upload(client, node, "blob.bin", other, sha="0" * 64)
-    assert r["ok"] is False and r["error"]["kind"] == "ProtocolError" and "sha256" in r["error"]["message"]
+    assert r["ok"] is False and r["error"]["kind"] == "HashMismatch" and "sha256" in r["error"]["message"]
     assert open(path, "rb").read() == data
     assert not [f for f in os.listdir(os.path.join(node.dir, "node")) if f.startswith(".")]
     assert not [p for p, _ in client.ok(node.name, cmd("list files")) if p.startswith(".")]
@@ -271,7 +272,7 @@ def test_chunk_out_of_order_says_which_offset_it_expects(client, node):
     msg = {"type": "file", "filename": "ooo.txt", "content": "x" * 1000, "total": 5000, "sha256": sha}
     assert client.ok(node.name, dict(msg, offset=0))["received"] == 1000
     r = client.request(node.name, dict(msg, offset=3000))
-    assert r["ok"] is False and "expects offset 1000" in r["error"]["message"]
+    assert r["ok"] is False and r["error"]["kind"] == "OutOfOrder" and "expects offset 1000" in r["error"]["message"]
     assert not os.path.exists(os.path.join(node.dir, "node", "ooo.txt"))
 
 
@@ -313,9 +314,12 @@ def test_script_output_goes_to_log_and_crash_reports_traceback(client, node):
     r = client.ok(node.name, {"type": "script", "name": "crashy",
                               "script": "print('starting crashy')\ndef f():\n    return 1/0\nf()\n"})
     assert r == {"name": "crashy", "started": True}
-    client.log_line(node.name, lambda t: t == "starting crashy", since)
-    line = client.log_line(node.name, lambda t: "crashy crashed" in t, since)
-    assert "Traceback (most recent call last):" in line and "ZeroDivisionError" in line and "crashy.py" in line
+    client.log_line(node.name, lambda d: d == dict(d, source="script:crashy", text="started"), since)
+    client.log_line(node.name, lambda d: d["source"] == "script:crashy" and d["text"] == "starting crashy", since)
+    line = client.log_line(node.name, lambda d: d["source"] == "script:crashy" and d["text"].startswith("crashed:\n"), since)
+    assert line["level"] == "error" and line["node"] == node.name
+    tb = line["text"]
+    assert "Traceback (most recent call last):" in tb and "ZeroDivisionError" in tb and "crashy.py" in tb
     assert open(os.path.join(node.dir, "node", "crashy.py")).read().startswith("print('starting crashy')")
     ping(client, node)
 
@@ -341,16 +345,16 @@ async def main():
 def test_async_script_runs_while_node_answers_and_stop_ends_it(client, node):
     since = client.mark()
     assert client.ok(node.name, {"type": "script", "name": "ticker", "script": ASYNC_SCRIPT})["started"]
-    client.log_line(node.name, lambda t: t == "async script up", since)
+    client.log_line(node.name, lambda d: d["text"] == "async script up" and d["source"] == "script:ticker", since)
     ev = client.wait(lambda tp, t, r: tp == "plastic/%s/events/ticks" % node.name, since)
     assert json.loads(ev[1]) == {"count": 3, "name": node.name}
-    client.log_line(node.name, lambda t: t == "arequest gave 42", since)
+    client.log_line(node.name, lambda d: d["text"] == "arequest gave 42", since)
     info = client.ok(node.name, cmd("info"))
     assert info["scripts"] == ["ticker"]
     assert pin_states(client, node, 13) == {0, 1}  # the script toggles pin 13 while we talk
     # deploying the same name replaces the running script
     assert client.ok(node.name, {"type": "script", "name": "ticker", "script": ASYNC_SCRIPT})["started"]
-    client.log_line(node.name, lambda t: t == "script ticker stopped", since)
+    client.log_line(node.name, lambda d: d["source"] == "script:ticker" and d["text"] == "stopped", since)
     assert client.ok(node.name, cmd("info"))["scripts"] == ["ticker"]
     assert client.ok(node.name, cmd("stop", name="ticker")) == {"stopped": ["ticker"]}
     assert client.ok(node.name, cmd("info"))["scripts"] == []
@@ -400,8 +404,8 @@ def test_seed_script_blocks_the_agent_as_documented(tmp_root, broker, client, mo
         mid = client.send(a.name, dict(seed, need_result=True))
         r = client.reply(a.name, mid, since)
         assert r["ok"] and r["result"] == {"name": "main", "started": True}
-        client.log_line(a.name, lambda t: t == "_______ testing remote deploy ______", since)
-        client.log_line(a.name, lambda t: t == "_______ deployed from remote _______", since)
+        client.log_line(a.name, lambda d: d["text"] == "_______ testing remote deploy ______", since)
+        client.log_line(a.name, lambda d: d["text"] == "_______ deployed from remote _______", since)
         assert a.alive()
     finally:
         a.kill()
@@ -421,8 +425,7 @@ def test_malformed_and_oversized_payloads_do_not_kill_the_agent(client, node):
     ping(client, node)
     r = client.reply(node.name, "huge1", since)  # refused unread, yet answered: its ends name the sender
     assert r["ok"] is False and r["error"]["kind"] == "PayloadTooLarge"
-    kinds = [json.loads(t)["error"]["kind"] for (tp, t, _) in client.seen[since:]
-             if tp == "plastic/%s/log" % node.name and t.startswith("{")]
+    kinds = client.log_kinds(node.name, since)
     assert kinds.count("PayloadTooLarge") >= 1 and kinds.count("ProtocolError") >= 4, kinds
     big_reply = [t for (tp, t, _) in client.seen[since:] if '"correlation_id": "big1"' in t]
     # on a small heap the 200 kB request does not fit and is refused; on a big one it runs
@@ -527,3 +530,31 @@ def test_round_trip_is_fast_with_tcp_nodelay(client, node):
     med = statistics.median(times)
     print("\nRTT[%s] median %.2f ms, max %.2f ms" % (node.mode, med * 1000, max(times) * 1000))
     assert med < 0.035, "QoS 1 round trip %.1f ms: Nagle's algorithm still on?" % (med * 1000)
+
+
+def test_duplicate_delivery_runs_once_and_gets_the_same_reply(client, node):
+    client.ok(node.name, {"type": "exec", "to_exec": "dup_n = 0"})
+    msg = {"type": "exec", "to_exec": "dup_n += 1", "need_result": True, "message_id": "d" * 31 + "1",
+           "sender": client.name}
+    since = client.mark()
+    client.send(node.name, msg)
+    client.send(node.name, msg)
+    ping(client, node)
+    replies = [t for (tp, t, _) in client.seen[since:] if tp.endswith("/in") and '"correlation_id": "%s"' % msg["message_id"] in t]
+    assert len(replies) == 2 and replies[0] == replies[1]  # byte for byte
+    assert client.ok(node.name, {"type": "eval", "to_evaluate": "dup_n"}) == 1
+
+
+def test_stale_request_is_refused_with_expired(client, node):
+    import time
+    r = client.request(node.name, {"type": "exec", "to_exec": "stale_ran = 1", "ttl": 5, "time_stamp": time.time() - 60})
+    assert r["ok"] is False and r["error"]["kind"] == "Expired"
+    r = client.request(node.name, {"type": "eval", "to_evaluate": "'stale_ran' in globals()", "ttl": 30})
+    assert r["ok"] is True and r["result"] is False
+
+
+def test_unrequested_output_is_logged(client, node):
+    since = client.mark()
+    client.send(node.name, {"type": "exec", "to_exec": "print('nobody asked')"})
+    line = client.log_line(node.name, lambda d: d["text"] == "nobody asked", since)
+    assert line["source"] == "node" and line["level"] == "info"

@@ -142,6 +142,11 @@ pub enum Command {
     Ping { target: String },
     /// Show what nodes report about themselves
     Info { target: String },
+    /// The MicroPython agent for boards
+    Agent {
+        #[command(subcommand)]
+        action: AgentAction,
+    },
     /// Measure latency, throughput, fan-out, memory and deploy speed (see docs/performance.md)
     Bench(BenchArgs),
     /// Follow presence changes, script output and node events
@@ -190,4 +195,36 @@ pub struct BenchArgs {
     /// Fan-out sizes (simulated nodes reached by one broadcast)
     #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
     pub fanout: Vec<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Write a folder ready for `mpremote cp -r DIR/. :` with config.py filled in
+    Bundle(BundleArgs),
+}
+
+/// The board's broker is the global `--broker` (HOST[:PORT] or mqtt://[user:pass@]host[:port]).
+#[derive(Debug, Args, Clone)]
+pub struct BundleArgs {
+    /// Folder to write (created; existing agent files in it are replaced)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Wi-Fi network name (boards only; the unix port has no Wi-Fi)
+    #[arg(long, default_value = "")]
+    pub ssid: String,
+    /// Wi-Fi password
+    #[arg(long, default_value = "")]
+    pub password: String,
+    /// Node name (default: platform + hex of machine.unique_id())
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Group to join (repeatable)
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Arm machine.WDT with this timeout (0 = off)
+    #[arg(long, default_value_t = 0)]
+    pub watchdog_ms: u32,
+    /// Compile the modules with mpy-cross (saves RAM on the board)
+    #[arg(long)]
+    pub mpy: bool,
 }

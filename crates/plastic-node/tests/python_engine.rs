@@ -371,3 +371,30 @@ async fn a_replaced_module_is_imported_afresh() {
         &json!(2)
     );
 }
+
+#[tokio::test]
+async fn async_scripts_run_on_the_asyncio_shim_and_stop() {
+    let (host, py, _dir) = engine();
+    let source = [
+        "import asyncio",
+        "async def blink(n):",
+        "    for i in range(n):",
+        "        print('blink', i)",
+        "        await asyncio.sleep_ms(5)",
+        "    return n",
+        "async def main():",
+        "    a = asyncio.create_task(blink(2))",
+        "    b = await asyncio.gather(blink(1), a)",
+        "    print('gathered', b)",
+        "    while True:",
+        "        await asyncio.sleep(0.01)",
+        "asyncio.run(main())",
+    ]
+    .join("\n");
+    py.start_script("aio", source.into(), "aio.py".into())
+        .await
+        .unwrap();
+    host.wait_log("gathered [1, 2]");
+    assert_eq!(py.stop_scripts(Some("aio")).await.0, vec!["aio".to_owned()]);
+    host.wait_log("stopped");
+}

