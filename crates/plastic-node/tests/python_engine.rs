@@ -391,7 +391,7 @@ async fn async_scripts_run_on_the_asyncio_shim_and_stop() {
         "asyncio.run(main())",
     ]
     .join("\n");
-    py.start_script("aio", source.into(), "aio.py".into())
+    py.start_script("aio", source, "aio.py".into())
         .await
         .unwrap();
     host.wait_log("gathered [1, 2]");
