@@ -19,3 +19,5 @@ LED_ACTIVE_LOW = None       # None = auto (True on ESP8266, False on ESP32)
 MAX_PAYLOAD = 0             # 0 = the protocol's 262144; payloads that do not fit in RAM are refused too
 AUTOSTART = []              # script names (saved by earlier `script` messages) started at boot
 LEAN = True                 # drop rarely used modules (commands, files, scripts) after each use
+DEDUP = 16                  # message_ids remembered against duplicate delivery (the protocol says 4096)
+DEDUP_REPLY_MAX = 320       # replies up to this many bytes are kept to be resent byte for byte

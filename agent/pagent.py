@@ -97,8 +97,8 @@ class Agent:
         self.xfer = {}
         self.recent = {}  # message_id -> None (running), True (done) or (topic, reply) to resend
         self.order = []
-        self.dedup = _cfg(cfg, 'DEDUP', 32)
-        self.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 512)
+        self.dedup = _cfg(cfg, 'DEDUP', 16)
+        self.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 320)
         self.lean = _cfg(cfg, 'LEAN', True)
         self.version = VERSION
         ka = _cfg(cfg, 'KEEPALIVE', 30)
@@ -172,15 +172,19 @@ class Agent:
                            'groups': self.groups, 'since': P.now()})
 
     # ---- incoming ----------------------------------------------------------------------------
+    def too_big(self, ends, msg):
+        """Answers a payload too big to handle, if its first/last bytes name a sender."""
+        e = PErr('PayloadTooLarge', msg)
+        rt = _field(ends, b'reply_to') or _field(ends, b'sender')
+        if P.name_ok(rt):
+            self.reply(rt, _field(ends, b'message_id') or '', False, None, err(e))
+        else:
+            self.log_err(e.kind, msg)
+
     def on_msg(self, topic, data, n, ends=None):
         if data is None:
-            e = PErr('PayloadTooLarge', 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
-                     % (n, self.mq.maxlen, gc.mem_free()))
-            rt = _field(ends, b'reply_to') or _field(ends, b'sender')
-            if P.name_ok(rt):
-                self.reply(rt, _field(ends, b'message_id') or '', False, None, err(e))
-            else:
-                self.log_err(e.kind, str(e))
+            self.too_big(ends, 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
+                         % (n, self.mq.maxlen, gc.mem_free()))
             return
         try:
             if P.too_deep(data):
@@ -190,9 +194,10 @@ class Agent:
             self.log_err(e.kind, str(e))
             return
         except MemoryError:
-            data = None
+            d = None
+            data = data[:160] + data[-512:]
             gc.collect()
-            self.log_err('PayloadTooLarge', 'no memory to parse a %d-byte payload' % n)
+            self.too_big(data, 'no memory to parse a %d-byte payload (%d bytes free)' % (n, gc.mem_free()))
             return
         except Exception as e:
             self.log_err('ProtocolError', 'malformed JSON: %s' % e)

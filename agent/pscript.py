@@ -42,11 +42,11 @@ async def _run(a, name, src):
             builtins.print(*args, sep=sep, end=end, file=file)
             return
         s = sep.join([str(x) for x in args]) + end
-        a.log(s[:-1] if s[-1:] == '\n' else s, src)
+        a.log(s[:-1] if s[-1:] == '\n' else s, tag)
 
-    src = 'script:' + name
+    tag = 'script:' + name
     ns = {'__name__': name, '__file__': name + '.py', 'print': p}
-    a.log('started', src)
+    a.log('started', tag)
     try:
         code = _compile(src, name + '.py', 'exec') if _compile else src
         src = None
@@ -55,14 +55,14 @@ async def _run(a, name, src):
         m = ns.get('main')
         if type(m) is _AFN:
             await m()
-        a.log('finished', src)
+        a.log('finished', tag)
     except asyncio.CancelledError:
-        a.log('stopped', src)
+        a.log('stopped', tag)
     except SystemExit:
-        a.log('finished', src)
+        a.log('finished', tag)
     except Exception as e:
         import pagent
-        a.log('crashed:\n' + pagent.tb(e).rstrip(), src, 'error')
+        a.log('crashed:\n' + pagent.tb(e).rstrip(), tag, 'error')
     finally:
         if a.scripts.get(name) is me:
             del a.scripts[name]

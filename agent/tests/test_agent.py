@@ -2,6 +2,7 @@ import base64
 import hashlib
 import json
 import os
+import uuid
 
 import pytest
 
@@ -368,7 +369,7 @@ def test_plastic_request_from_exec_to_another_node(client, node, broker):
             d = json.loads(m.payload)
             if d.get("type") == "eval":
                 reply = {"type": "result", "correlation_id": d["message_id"], "ok": d["to_evaluate"] != "fail",
-                         "sender": responder.name, "message_id": "f" * 32}
+                         "sender": responder.name, "message_id": uuid.uuid4().hex}
                 if reply["ok"]:
                     reply["result"] = "answer to " + d["to_evaluate"]
                 else:

@@ -121,9 +121,10 @@ pub enum Command {
     Cp {
         local: PathBuf,
         destination: String,
-        /// Raw bytes per chunk
-        #[arg(long, default_value_t = 16 * 1024)]
-        chunk_size: usize,
+        /// Raw bytes per chunk (default: 16 KiB, less for nodes that announce a smaller
+        /// `max_payload`)
+        #[arg(long)]
+        chunk_size: Option<usize>,
     },
     /// Call a named function on nodes: ARGS is a JSON object (kwargs) or array (args)
     Call {

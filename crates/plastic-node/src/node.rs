@@ -127,12 +127,23 @@ impl Host for NodeHost {
         sha2::Sha256::digest(self.name.as_str().as_bytes())[..6].to_vec()
     }
 
-    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String> {
-        let to = NodeName::parse(to).map_err(|e| e.to_string())?;
+    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<String, String> {
+        let mut request = Request::new(msg);
+        let topics = self.client.topics();
+        // `all` and `group:<g>` broadcast, as the agent's `plastic.send` does.
+        let topic = match to.strip_prefix("group:") {
+            _ if to == "all" => topics.all_inbox(),
+            Some(group) => topics.group_inbox(group).map_err(|e| e.to_string())?,
+            None => topics.inbox(&NodeName::parse(to).map_err(|e| e.to_string())?),
+        };
+        let id = request.stamp(self.client.name(), to, unix_seconds(SystemTime::now()));
         self.runtime
-            .block_on(self.client.send(&to, Request::new(msg)))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .block_on(
+                self.client
+                    .publish(&topic, request.to_bytes(), QoS::AtLeastOnce, false),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(id)
     }
 
     fn request(
@@ -234,6 +245,7 @@ impl Node {
             address: local_address(&config.broker),
             groups: config.groups.clone(),
             since: now,
+            max_payload: None,
         };
         let mut opts = ClientOptions::new(config.broker.clone(), config.name.clone());
         opts.topics = config.topics.clone();

@@ -61,12 +61,12 @@ impl Host for FakeHost {
     fn unique_id(&self) -> Vec<u8> {
         vec![1, 2, 3]
     }
-    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String> {
+    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<String, String> {
         self.sent
             .lock()
             .unwrap()
             .push((to.to_owned(), Value::Object(msg)));
-        Ok(())
+        Ok("id-1".into())
     }
     fn request(
         &self,

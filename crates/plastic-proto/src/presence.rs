@@ -44,6 +44,10 @@ pub struct Presence {
     /// When the node entered this state, seconds since the Unix epoch.
     #[serde(default)]
     pub since: f64,
+    /// The largest message the node accepts now, in bytes, if less than the protocol's
+    /// 256 KiB (a board with little free memory). Senders size file chunks to fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payload: Option<u64>,
 }
 
 impl Presence {
@@ -79,6 +83,7 @@ mod tests {
             address: Some("127.0.0.1".into()),
             groups: vec!["lab".into()],
             since: 1.0,
+            max_payload: None,
         };
         let text = String::from_utf8(p.to_bytes()).unwrap();
         assert!(text.contains("\"state\":\"online\""), "{text}");

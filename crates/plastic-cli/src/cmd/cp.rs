@@ -17,12 +17,16 @@ use crate::target::{resolve, TargetSpec};
 
 /// Raw bytes per chunk at most: base64 grows data by 4/3 and a message is at most 256 KiB.
 const MAX_CHUNK: usize = 128 * 1024;
+const DEFAULT_CHUNK: usize = 16 * 1024;
+const MIN_CHUNK: usize = 256;
+/// Bytes of a chunk message that are not content: field names, file name, hash, envelope.
+const ENVELOPE_ROOM: u64 = 600;
 
 pub async fn run(
     global: &Global,
     local: &Path,
     destination: &str,
-    chunk_size: usize,
+    chunk_size: Option<usize>,
 ) -> Result<ExitCode> {
     // Paths cannot contain `:`, targets can (`group:lab`): split at the last one.
     let Some((target, path)) = destination.rsplit_once(':') else {
@@ -37,7 +41,7 @@ pub async fn run(
         path
     };
     let path = RelPath::parse(path)?;
-    if !(1..=MAX_CHUNK).contains(&chunk_size) {
+    if chunk_size.is_some_and(|c| !(1..=MAX_CHUNK).contains(&c)) {
         bail!("--chunk-size must be from 1 to {MAX_CHUNK} bytes");
     }
     let data = std::fs::read(local).with_context(|| format!("cannot read {}", local.display()))?;
@@ -59,7 +63,24 @@ pub async fn run(
     for (node, why) in &resolved.unreachable {
         printer.failure(node, "NodeNotOnline", why);
     }
-    let chunks = chunk_messages(&path, &data, chunk_size);
+    // A node that announces a smaller `max_payload` (a board) gets chunks that fit it: base64
+    // is 4/3 of the raw size, and the envelope needs room too.
+    let chunks_for = |node: &plastic_proto::NodeName| {
+        let fit = s
+            .client
+            .presence_of(node.as_str())
+            .and_then(|p| p.max_payload)
+            .map(|max| {
+                (max.saturating_sub(ENVELOPE_ROOM) as usize * 3 / 4).clamp(MIN_CHUNK, MAX_CHUNK)
+            });
+        let size = match (chunk_size, fit) {
+            (Some(asked), Some(fit)) => asked.min(fit),
+            (Some(asked), None) => asked,
+            (None, Some(fit)) => fit.min(DEFAULT_CHUNK),
+            (None, None) => DEFAULT_CHUNK,
+        };
+        chunk_messages(&path, &data, size)
+    };
     let total = (data.len() * resolved.nodes.len()) as u64;
     // Hidden automatically when stderr is not a terminal.
     let bar = ProgressBar::new(total.max(1));
@@ -78,7 +99,7 @@ pub async fn run(
     let mut set = JoinSet::new();
     for node in resolved.nodes.clone() {
         let client = s.client.clone();
-        let chunks = chunks.clone();
+        let chunks = chunks_for(&node);
         let timeout = s.timeout;
         let bar = bar.clone();
         set.spawn(async move {

@@ -30,7 +30,8 @@ pub trait Host: Send + Sync + 'static {
     fn node_name(&self) -> &str;
     fn gpio(&self) -> &dyn Gpio;
     fn unique_id(&self) -> Vec<u8>;
-    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<(), String>;
+    /// Sends without waiting; `to` is a node, `all` or `group:<g>`. Returns the message id.
+    fn send(&self, to: &str, msg: Map<String, Value>) -> Result<String, String>;
     /// Blocks the calling (Python) thread until the reply's result, an error reply or timeout.
     fn request(
         &self,
@@ -587,7 +588,12 @@ fn start_script(
             STOP.with(|s| *s.borrow_mut() = Some(entry.stop.clone()));
             thread_vm.run(|vm| {
                 host.log(&source_tag, "info", "started");
-                let result = vm.run_code_obj(code, scope);
+                let globals = scope.globals.clone();
+                let result = vm.run_code_obj(code, scope).and_then(|_| {
+                    // `async def main()` without a call: run it, as the agent does.
+                    let drive = vm.import("_plastic_node", 0)?.get_attr("drive_main", vm)?;
+                    drive.call((globals,), vm)
+                });
                 native::flush_log(&*host);
                 match result {
                     Ok(_) => host.log(&source_tag, "info", "finished"),

@@ -202,7 +202,7 @@ pub(crate) fn make_module(vm: &VirtualMachine) -> PyResult<PyRef<PyModule>> {
     def!("send", move |to: PyStrRef,
                        msg: PyObjectRef,
                        vm: &VirtualMachine|
-          -> PyResult<()> {
+          -> PyResult<String> {
         let msg = message_arg(vm, &msg)?;
         host(vm)?
             .send(&str_arg(&to, vm)?, msg)

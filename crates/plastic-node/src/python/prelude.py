@@ -3,6 +3,7 @@
 # (python/native.rs); everything a script can block in calls `_n.check()` or `_n.sleep()`,
 # which is where `stop` reaches a running script.
 import sys
+import _thread
 import _plastic_node as _n
 
 # Uploaded modules are replaced within the same second with the same size often enough that
@@ -159,8 +160,12 @@ def _create_task(coro):
     return task
 
 
+_ran_main = {}  # thread id -> a script called asyncio.run itself
+
+
 def _run(coro):
     global _loop
+    _ran_main[_thread.get_ident()] = True
     outer, _loop = _loop, _Loop()
     try:
         main = Task(coro)
@@ -208,6 +213,19 @@ _module(
     ),
 )
 sys.modules["uasyncio"] = sys.modules["asyncio"]
+
+
+def _drive_main(namespace):
+    # The portable form of an async script, as on the MicroPython agent: define
+    # `async def main()` and the node runs it. A script that called asyncio.run itself is done.
+    main = namespace.get("main")
+    code = getattr(main, "__code__", None)
+    ran = _ran_main.pop(_thread.get_ident(), False)
+    if code is not None and code.co_flags & 0x80 and not ran:
+        _run(main())
+
+
+_n.drive_main = _drive_main
 
 
 # ---- machine ----
@@ -300,7 +318,7 @@ class RemoteError(Exception):
 
 def _send(to, msg):
     _check()
-    _n.send(to, msg)
+    return _n.send(to, msg)
 
 
 def _request(to, msg, timeout=5):
@@ -312,6 +330,11 @@ def _request(to, msg, timeout=5):
     if kind == "Timeout":
         raise TimeoutError(message)
     raise RemoteError(kind, message, tb)
+
+
+async def _arequest(to, msg, timeout=5):
+    # A script has a thread of its own here, so waiting blocks only the script.
+    return _request(to, msg, timeout)
 
 
 def _publish(topic, data=None):
@@ -332,6 +355,7 @@ _module(
         __getattr__=_plastic_getattr,
         send=_send,
         request=_request,
+        arequest=_arequest,
         publish=_publish,
         RemoteError=RemoteError,
         ScriptStopped=ScriptStopped,

