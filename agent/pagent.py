@@ -526,6 +526,15 @@ def run(cfg):
     try:
         asyncio.run(a.main())
     except KeyboardInterrupt:
+        # the unix port raises Ctrl-C straight from its signal handler, even in the middle of a
+        # gc.collect(), which can leave the heap locked: unlock it to say goodbye
+        import micropython
+        for _ in range(4):
+            try:
+                bytearray(8)
+                break
+            except MemoryError:
+                micropython.heap_unlock()
         a.offline()
         raise
     finally:
