@@ -1,5 +1,5 @@
 # The plastic agent: connection loop, dispatch, replies, eval/exec/function and commands.
-import gc, sys, io, json, time, asyncio, builtins, os
+import gc, sys, io, json, time, asyncio, builtins, os, micropython
 from binascii import hexlify
 import pproto as P
 from pproto import PErr
@@ -528,13 +528,14 @@ def run(cfg):
     except KeyboardInterrupt:
         # the unix port raises Ctrl-C straight from its signal handler, even in the middle of a
         # gc.collect(), which can leave the heap locked: unlock it to say goodbye
-        import micropython
-        for _ in range(4):
+        n = 0
+        while n < 4:  # (no allocation until the heap works again)
             try:
                 bytearray(8)
                 break
             except MemoryError:
                 micropython.heap_unlock()
+            n += 1
         a.offline()
         raise
     finally:

