@@ -167,9 +167,13 @@ class Agent:
         return n * 3 + 4096 < gc.mem_free()  # the bytes, the parsed dict and the reply
 
     def presence(self, state):
-        return json.dumps({'name': self.name, 'state': state, 'platform': phw.PLATFORM,
-                           'version': VERSION, 'protocol': 1, 'address': pnet.address(),
-                           'groups': self.groups, 'since': P.now()})
+        p = {'name': self.name, 'state': state, 'platform': phw.PLATFORM, 'version': VERSION,
+             'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now()}
+        gc.collect()
+        m = min(self.mq.maxlen, (gc.mem_free() - 4096) // 8)  # room for copies and fragmentation
+        if m < P.MAX_PAYLOAD:
+            p['max_payload'] = m  # senders size file chunks to fit
+        return json.dumps(p)
 
     # ---- incoming ----------------------------------------------------------------------------
     def too_big(self, ends, msg):
@@ -492,7 +496,11 @@ class Agent:
                 return
 
     async def _wdt(self, ms):
-        w = phw.machine.WDT(timeout=ms) if phw.PLATFORM != 'esp8266' else phw.machine.WDT()
+        try:
+            w = phw.machine.WDT(timeout=ms) if phw.PLATFORM != 'esp8266' else phw.machine.WDT()
+        except Exception as e:
+            self.log('no watchdog here: %r' % (e,), 'node', 'error')
+            return
         while True:
             w.feed()
             await asyncio.sleep_ms(ms // 3 if ms < 3000 else 1000)
@@ -528,6 +536,7 @@ def run(cfg):
     except KeyboardInterrupt:
         # the unix port raises Ctrl-C straight from its signal handler, even in the middle of a
         # gc.collect(), which can leave the heap locked: unlock it to say goodbye
+        gc.collect()  # a full collection clears the "collecting" mark an interrupted one left
         n = 0
         while n < 4:  # (no allocation until the heap works again)
             try:

@@ -452,6 +452,12 @@ def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
         st = client.status(a.name, "online", since, timeout=20)
         assert st["name"] == a.name and st["protocol"] == 1 and st["groups"] == ["lab", "g2"]
         assert set(st) >= {"name", "state", "platform", "version", "protocol", "address", "groups", "since"}
+        # a small heap announces the largest message it can take now (and takes it)
+        assert 2048 <= st["max_payload"] < 262144, st
+        n = st["max_payload"] - 400
+        big = {"type": "file", "filename": "fits.txt", "content": "x" * n}
+        assert client.ok(a.name, big) == {"filename": "fits.txt", "received": n, "total": n, "complete": True,
+                                          "sha256": hashlib.sha256(b"x" * n).hexdigest()}
         # group and broadcast inboxes are subscribed
         for topic in ("plastic/group/g2/in", "plastic/all/in"):
             s2 = client.mark()

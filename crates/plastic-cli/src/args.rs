@@ -58,6 +58,10 @@ pub enum Command {
         /// PLASTIC_BROKER is given)
         #[arg(long)]
         external: bool,
+        /// Allow listening beyond loopback without authentication: anyone who can reach the
+        /// port can then run code on every node
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run a node with simulated GPIO (ESP8266 pin set; pin 2 is the LED, active low)
     Node(NodeArgs),

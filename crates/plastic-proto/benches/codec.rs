@@ -12,7 +12,9 @@ fn codec(c: &mut Criterion) {
     eval.set_need_result(true);
     eval.stamp(&me, "pi-1", 1_764_057_600.25);
     let eval_bytes = eval.to_bytes();
-    c.bench_function("parse eval request", |b| b.iter(|| Incoming::parse(black_box(&eval_bytes)).unwrap()));
+    c.bench_function("parse eval request", |b| {
+        b.iter(|| Incoming::parse(black_box(&eval_bytes)).unwrap())
+    });
     c.bench_function("build and stamp eval request", |b| {
         b.iter(|| {
             let mut r = Request::eval(black_box("2+3"));
@@ -31,15 +33,22 @@ fn codec(c: &mut Criterion) {
     let gpio = serde_json::to_vec(&json!({"type": "command", "command": "write GPIOs", "need_result": true,
         "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}, "message_id": "m", "sender": "cli"}))
     .unwrap();
-    c.bench_function("parse write GPIOs request", |b| b.iter(|| Incoming::parse(black_box(&gpio)).unwrap()));
+    c.bench_function("parse write GPIOs request", |b| {
+        b.iter(|| Incoming::parse(black_box(&gpio)).unwrap())
+    });
     let data = vec![7u8; 16 * 1024];
-    let chunk = serde_json::to_vec(&chunk_messages(&RelPath::parse("f.bin").unwrap(), &data, 16 * 1024)[0]).unwrap();
+    let chunk =
+        serde_json::to_vec(&chunk_messages(&RelPath::parse("f.bin").unwrap(), &data, 16 * 1024)[0])
+            .unwrap();
     let mut group = c.benchmark_group("file chunk");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.bench_function("parse 16 KiB chunk", |b| {
         b.iter(|| {
             let incoming = Incoming::parse(black_box(&chunk)).unwrap();
-            matches!(incoming.body, Ok(plastic_proto::Body::File(FileChunk { .. })))
+            matches!(
+                incoming.body,
+                Ok(plastic_proto::Body::File(FileChunk { .. }))
+            )
         })
     });
     group.finish();

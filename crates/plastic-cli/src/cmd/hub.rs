@@ -10,8 +10,22 @@ use plastic_proto::Topics;
 
 use crate::args::Global;
 
-pub async fn run(global: &Global, listen: SocketAddr, external: bool) -> Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    listen: SocketAddr,
+    external: bool,
+    insecure: bool,
+) -> Result<ExitCode> {
     let topics = Topics::new(&global.prefix)?;
+    if !external && !listen.ip().is_loopback() {
+        if !insecure {
+            anyhow::bail!(
+                "refusing to listen on {listen} without authentication: anyone who can reach it could run \
+                 code on every node. Listen on 127.0.0.1, or pass --insecure on a network you trust"
+            );
+        }
+        eprintln!("WARNING: listening on {listen} without authentication (--insecure): anyone who can reach this port can run code on every node");
+    }
     let broker = if external {
         let url = BrokerUrl::parse(&global.broker)?;
         println!("plastic hub: using the external broker at {url}");

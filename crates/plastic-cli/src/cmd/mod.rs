@@ -24,9 +24,11 @@ use request::request_each;
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
     match cli.command {
-        Command::Hub { listen, external } => {
-            hub::run(&global, listen, external || global.broker_given).await
-        }
+        Command::Hub {
+            listen,
+            external,
+            insecure,
+        } => hub::run(&global, listen, external || global.broker_given, insecure).await,
         Command::Node(args) => node::run_node(&global, args).await,
         Command::Sim {
             nodes,
