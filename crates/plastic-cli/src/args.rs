@@ -42,7 +42,7 @@ pub struct Global {
     /// instead of running it late
     #[arg(long, global = true, env = "PLASTIC_TTL")]
     pub ttl: Option<f64>,
-    /// Whether --broker (or PLASTIC_BROKER) was given rather than defaulted.
+    /// Whether --broker was given on the command line.
     #[arg(skip)]
     pub broker_given: bool,
 }
@@ -54,8 +54,8 @@ pub enum Command {
         /// Address for the embedded broker (port 0 picks a free port and prints it)
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: SocketAddr,
-        /// Use the broker given by --broker instead of embedding one (implied when --broker or
-        /// PLASTIC_BROKER is given)
+        /// Use the broker of --broker / PLASTIC_BROKER instead of embedding one (implied by
+        /// --broker on the command line)
         #[arg(long)]
         external: bool,
         /// Allow listening beyond loopback without authentication: anyone who can reach the

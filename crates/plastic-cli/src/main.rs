@@ -16,9 +16,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // `plastic hub --broker URL` (or PLASTIC_BROKER) means: use that broker, embed none.
+    // `plastic hub --broker URL` means: use that broker, embed none. Only the flag counts: a
+    // PLASTIC_BROKER exported for clients must not stop the hub from embedding its broker.
     cli.global.broker_given =
-        matches.value_source("broker") != Some(clap::parser::ValueSource::DefaultValue);
+        matches.value_source("broker") == Some(clap::parser::ValueSource::CommandLine);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLASTIC_LOG").unwrap_or_else(|_| {
