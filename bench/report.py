@@ -307,6 +307,11 @@ def main():
         md += ["", f"Mosquitto's own resident memory: {fmt(mosq_proc.get('rss_kb_start'), 'KB')} at start, "
                f"{fmt(mosq_proc.get('rss_kb_peak'), 'KB')} at its peak over the whole `plastic bench` run "
                "(plastic reports no hub memory for an external broker)."]
+    # What limits the figures: written by people, kept beside the script, appended as is.
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            md += ["", f.read().rstrip("\n")]
     md += ["", "## Reproduce", "", "```sh", "bench/compare.sh          # full run, several minutes",
            "bench/compare.sh --quick  # small counts", "```", ""]
 
