@@ -163,35 +163,44 @@ pub fn chunk_messages(
     chunk_size: usize,
 ) -> Vec<Map<String, Value>> {
     let sha = sha256_hex(data);
-    let total = data.len() as u64;
     let chunk_size = chunk_size.max(1);
-    let pieces: Vec<(usize, &[u8])> = if data.is_empty() {
-        vec![(0, data)]
+    let offsets: Vec<usize> = if data.is_empty() {
+        vec![0]
     } else {
-        data.chunks(chunk_size)
-            .enumerate()
-            .map(|(i, c)| (i * chunk_size, c))
-            .collect()
+        (0..data.len()).step_by(chunk_size).collect()
     };
-    pieces
+    offsets
         .into_iter()
-        .map(|(offset, piece)| {
-            let mut m = Map::new();
-            m.insert("type".into(), "file".into());
-            m.insert("filename".into(), filename.as_str().into());
-            m.insert("encoding".into(), "base64".into());
-            m.insert(
-                "content".into(),
-                base64::engine::general_purpose::STANDARD
-                    .encode(piece)
-                    .into(),
-            );
-            m.insert("offset".into(), (offset as u64).into());
-            m.insert("total".into(), total.into());
-            m.insert("sha256".into(), sha.clone().into());
-            m
-        })
+        .map(|offset| chunk_at(filename, data, &sha, offset, chunk_size))
         .collect()
+}
+
+/// The upload message for `data[offset..offset + size]` (clipped to the end), `sha` being the
+/// whole file's [`sha256_hex`]. Lets a sender shrink its chunks mid-transfer when a node
+/// answers `PayloadTooLarge`.
+pub fn chunk_at(
+    filename: &RelPath,
+    data: &[u8],
+    sha: &str,
+    offset: usize,
+    size: usize,
+) -> Map<String, Value> {
+    let start = offset.min(data.len());
+    let end = start.saturating_add(size.max(1)).min(data.len());
+    let mut m = Map::new();
+    m.insert("type".into(), "file".into());
+    m.insert("filename".into(), filename.as_str().into());
+    m.insert("encoding".into(), "base64".into());
+    m.insert(
+        "content".into(),
+        base64::engine::general_purpose::STANDARD
+            .encode(&data[start..end])
+            .into(),
+    );
+    m.insert("offset".into(), (start as u64).into());
+    m.insert("total".into(), (data.len() as u64).into());
+    m.insert("sha256".into(), sha.into());
+    m
 }
 
 #[cfg(test)]

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use plastic_client::ClientError;
-use plastic_proto::file::{chunk_messages, MAX_FILE_SIZE};
-use plastic_proto::{RelPath, Reply, Request};
+use plastic_proto::file::{chunk_at, sha256_hex, MAX_FILE_SIZE};
+use plastic_proto::{RelPath, Request};
 use tokio::task::JoinSet;
 
 use crate::args::Global;
@@ -65,7 +64,7 @@ pub async fn run(
     }
     // A node that announces a smaller `max_payload` (a board) gets chunks that fit it: base64
     // is 4/3 of the raw size, and the envelope needs room too.
-    let chunks_for = |node: &plastic_proto::NodeName| {
+    let first_chunk_size = |node: &plastic_proto::NodeName| {
         let fit = s
             .client
             .presence_of(node.as_str())
@@ -73,48 +72,59 @@ pub async fn run(
             .map(|max| {
                 (max.saturating_sub(ENVELOPE_ROOM) as usize * 3 / 4).clamp(MIN_CHUNK, MAX_CHUNK)
             });
-        let size = match (chunk_size, fit) {
+        match (chunk_size, fit) {
             (Some(asked), Some(fit)) => asked.min(fit),
             (Some(asked), None) => asked,
             (None, Some(fit)) => fit.min(DEFAULT_CHUNK),
             (None, None) => DEFAULT_CHUNK,
-        };
-        chunk_messages(&path, &data, size)
+        }
     };
-    let total = (data.len() * resolved.nodes.len()) as u64;
     // Hidden automatically when stderr is not a terminal.
-    let bar = ProgressBar::new(total.max(1));
+    let bar = ProgressBar::new(((data.len() * resolved.nodes.len()) as u64).max(1));
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("{} -> {}", local.display(), path.as_str()));
+    let data = std::sync::Arc::new(data);
+    let sha = std::sync::Arc::new(sha256_hex(&data));
     let ttl = s.ttl;
-    let with_ttl = move |mut r: Request| {
-        if let Some(ttl) = ttl {
-            r.fields.insert("ttl".into(), ttl.into());
-        }
-        r
-    };
     let mut set = JoinSet::new();
     for node in resolved.nodes.clone() {
         let client = s.client.clone();
-        let chunks = chunks_for(&node);
         let timeout = s.timeout;
         let bar = bar.clone();
+        let (data, sha, path) = (data.clone(), sha.clone(), path.clone());
+        let mut size = first_chunk_size(&node);
         set.spawn(async move {
-            let mut last: Result<Reply, ClientError> = Err(ClientError::Closed);
-            for chunk in chunks {
-                let len = chunk_len(&chunk);
-                last = client
-                    .request(&node, with_ttl(Request::new(chunk)), timeout)
-                    .await;
-                match &last {
-                    Ok(r) if r.ok => bar.inc(len),
-                    _ => break,
+            let mut offset = 0usize;
+            loop {
+                let mut chunk = Request::new(chunk_at(&path, &data, &sha, offset, size));
+                if let Some(ttl) = ttl {
+                    chunk.fields.insert("ttl".into(), ttl.into());
+                }
+                let sent = (data.len() - offset).min(size);
+                let reply = client.request(&node, chunk, timeout).await;
+                match &reply {
+                    Ok(r) if r.ok && offset + sent >= data.len() => {
+                        return (node.to_string(), reply)
+                    }
+                    Ok(r) if r.ok => {
+                        offset += sent;
+                        bar.inc(sent as u64);
+                    }
+                    // A board short of memory: the same offset again, in smaller pieces.
+                    Ok(r)
+                        if r.error
+                            .as_ref()
+                            .is_some_and(|e| e.kind == "PayloadTooLarge")
+                            && size > MIN_CHUNK =>
+                    {
+                        size = (size / 2).max(MIN_CHUNK);
+                    }
+                    _ => return (node.to_string(), reply),
                 }
             }
-            (node.to_string(), last)
         });
     }
     let mut outcomes = Vec::new();
@@ -141,13 +151,4 @@ pub async fn run(
     } else {
         ExitCode::from(1)
     })
-}
-
-fn chunk_len(chunk: &serde_json::Map<String, serde_json::Value>) -> u64 {
-    // Base64 of n bytes is 4 * ceil(n / 3) characters; close enough for a progress bar.
-    chunk
-        .get("content")
-        .and_then(|c| c.as_str())
-        .map(|c| c.len() as u64 * 3 / 4)
-        .unwrap_or(0)
 }
