@@ -42,38 +42,18 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
             }
         }
     }
-    let stale = match (
-        &incoming.body,
-        clock_is_set()
-            .then(now)
-            .and_then(|t| envelope.expired_by(t)),
-    ) {
-        (Ok(Body::Result(_)), _) | (_, None) => None,
-        (_, Some(late)) => Some(late),
-    };
-    let (outcome, after) = match incoming.body {
-        _ if stale.is_some() => (
-            Outcome {
-                result: Err(ErrorInfo::new(
-                    "Expired",
-                    format!("the request's time to live ran out {:.3} s before it arrived; it was not run", stale.unwrap_or_default()),
-                )),
-                stdout: String::new(),
-            },
-            After::Nothing,
-        ),
-        Err(e) => (
-            Outcome {
-                result: Err(ErrorInfo::from(&e)),
-                stdout: String::new(),
-            },
-            After::Nothing,
-        ),
-        Ok(Body::Result(reply)) => {
+    let expired = clock_is_set().then(now).and_then(|t| envelope.expired_by(t));
+    let (outcome, after) = match (incoming.body, expired) {
+        (Ok(Body::Result(reply)), _) => {
             tracing::debug!(correlation_id = %reply.correlation_id, "reply for nobody waiting; dropped");
             return;
         }
-        Ok(body) => run(node, body).await,
+        (_, Some(late)) => {
+            let message = format!("the request's time to live ran out {late:.3} s before it arrived; it was not run");
+            (Outcome::error(ErrorInfo::new("Expired", message)), After::Nothing)
+        }
+        (Err(e), None) => (Outcome::error(ErrorInfo::from(&e)), After::Nothing),
+        (Ok(body), None) => run(node, body).await,
     };
     let message_id = envelope.message_id.clone().unwrap_or_default();
     let failed = outcome.result.is_err();
@@ -171,6 +151,8 @@ async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
                 });
             let result = match saved {
                 Ok(()) => {
+                    // The script's file is a module too (`import main`): read it afresh.
+                    node.engine().forget_module(&name);
                     let path = node.files.root().join(&file).to_string_lossy().into_owned();
                     node.engine()
                         .start_script(&name, script, path)
@@ -203,6 +185,10 @@ async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
             let (result, after) = commands::apply(node, command).await;
             (quiet(result), after)
         }
-        Body::Result(_) => unreachable!("handled by the caller"),
+        // `handle` drops results before they get here; refuse rather than trust that.
+        Body::Result(_) => (
+            Outcome::error(ErrorInfo::new("ProtocolError", "a result is not a request")),
+            After::Nothing,
+        ),
     }
 }

@@ -54,11 +54,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn engine_gone() -> Self {
+    /// A failure with nothing printed.
+    pub fn error(error: ErrorInfo) -> Self {
         Outcome {
-            result: Err(engine_gone()),
+            result: Err(error),
             stdout: String::new(),
         }
+    }
+
+    fn engine_gone() -> Self {
+        Outcome::error(engine_gone())
     }
 }
 
@@ -443,10 +448,7 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
 }
 
 fn fail(work: Work, info: &ErrorInfo) {
-    let outcome = Outcome {
-        result: Err(info.clone()),
-        stdout: String::new(),
-    };
+    let outcome = Outcome::error(info.clone());
     match work {
         Work::Eval(_, r) | Work::Exec(_, r) | Work::Call { reply: r, .. } => {
             let _ = r.send(outcome);
