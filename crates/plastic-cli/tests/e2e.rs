@@ -473,7 +473,22 @@ fn third_party_client_and_hostile_input(kind: BrokerKind) {
     assert!(logged.contains("\\\"result\\\":5"), "{logged}");
     // Garbage and hostile payloads: refused, logged, nothing dies.
     f.mosquitto_pub("plastic/pi-1/in", b"{not json");
-    watch.wait_contains("malformed JSON");
+    watch.wait_contains("refused a message (ProtocolError): malformed JSON");
+    // A broken reply is logged, never answered (two nodes could answer each other forever).
+    f.mosquitto_pub(
+        "plastic/pi-1/in",
+        br#"{"type": "result", "correlation_id": 5, "message_id": "m-r", "sender": "tester"}"#,
+    );
+    watch.wait_contains("refused a message (ProtocolError)");
+    f.mosquitto_pub(
+        "plastic/pi-1/in",
+        br#"{"type": "eval", "to_evaluate": "1", "need_result": true, "message_id": "m-3", "sender": "tester"}"#,
+    );
+    let next = replies.wait_line(|l| l.contains("m-3") || l.contains("m-r"), "a reply");
+    assert!(
+        next.contains("\"correlation_id\":\"m-3\""),
+        "the broken result got an answer: {next}"
+    );
     let deep = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
     f.mosquitto_pub("plastic/pi-1/in", deep.as_bytes());
     watch.wait_contains("recursion limit");

@@ -21,7 +21,11 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         Ok(incoming) => incoming,
         Err(e) => {
             // Without an envelope there is nobody to answer; the log topic is the only witness.
-            node.log("node", "error", &format!("refused a message: {e}"));
+            node.log(
+                "node",
+                "error",
+                &format!("refused a message ({}): {e}", e.kind()),
+            );
             return;
         }
     };
@@ -42,15 +46,31 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
             }
         }
     }
-    let expired = clock_is_set().then(now).and_then(|t| envelope.expired_by(t));
+    let expired = clock_is_set()
+        .then(now)
+        .and_then(|t| envelope.expired_by(t));
     let (outcome, after) = match (incoming.body, expired) {
         (Ok(Body::Result(reply)), _) => {
             tracing::debug!(correlation_id = %reply.correlation_id, "reply for nobody waiting; dropped");
             return;
         }
+        (Err(e), _) if envelope.message_type.as_deref() == Some("result") => {
+            // Answering a broken reply could start two nodes answering each other forever.
+            node.log(
+                "node",
+                "error",
+                &format!("refused a message ({}): {e}", e.kind()),
+            );
+            return;
+        }
         (_, Some(late)) => {
-            let message = format!("the request's time to live ran out {late:.3} s before it arrived; it was not run");
-            (Outcome::error(ErrorInfo::new("Expired", message)), After::Nothing)
+            let message = format!(
+                "the request's time to live ran out {late:.3} s before it arrived; it was not run"
+            );
+            (
+                Outcome::error(ErrorInfo::new("Expired", message)),
+                After::Nothing,
+            )
         }
         (Err(e), None) => (Outcome::error(ErrorInfo::from(&e)), After::Nothing),
         (Ok(body), None) => run(node, body).await,
@@ -107,7 +127,7 @@ pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
         node.log(
             "node",
             "error",
-            &format!("refused a message: {}", error.message),
+            &format!("refused a message ({}): {}", error.kind, error.message),
         );
         return;
     };

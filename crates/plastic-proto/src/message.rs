@@ -25,6 +25,9 @@ pub struct Envelope {
     pub need_result: bool,
     /// Seconds after `time_stamp` when the request is stale and must not run.
     pub ttl: Option<f64>,
+    /// `type` (or `message_type`) as written, even when the body is refused: a malformed
+    /// `result` must not be answered, or two nodes could answer each other forever.
+    pub message_type: Option<String>,
 }
 
 impl Envelope {
