@@ -49,6 +49,7 @@ impl Envelope {
                 .get("ttl")
                 .and_then(Value::as_f64)
                 .filter(|t| t.is_finite() && *t >= 0.0),
+            message_type: s("type").or_else(|| s("message_type")),
         }
     }
 
