@@ -250,16 +250,11 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         request.set_need_result(true);
+        // Stamped here for the id; `send` keeps the fields already set.
         let id = request.stamp(&self.inner.name, target.as_str(), now());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
-        self.publish(
-            &self.inner.topics.inbox(target),
-            request.to_bytes(),
-            QoS::AtLeastOnce,
-            false,
-        )
-        .await?;
+        self.send(target, request).await?;
         match tokio::time::timeout(timeout, rx.recv()).await {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => Err(ClientError::Closed),
