@@ -105,6 +105,7 @@ fn client_error_kind(e: &ClientError) -> &'static str {
     match e {
         ClientError::Timeout { .. } => "Timeout",
         ClientError::NodeNotOnline { .. } => "NodeNotOnline",
+        ClientError::NodeLost { .. } => "NodeLost",
         _ => "ClientError",
     }
 }

@@ -611,7 +611,30 @@ fn duplicates_run_once_and_stale_requests_do_not_run(kind: BrokerKind) {
     assert_eq!(f.ok(&["--ttl", "30", "eval", "pi-1", "runs"]), "1\n");
 }
 
+fn a_node_lost_mid_request_is_a_definite_outcome(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    f.node("pi-1", &[]);
+    let watch = f.watch();
+    let mut slow = common::plastic();
+    slow.args([
+        "--timeout",
+        "120",
+        "exec",
+        "pi-1",
+        "import time, plastic\nplastic.publish('busy', 1)\ntime.sleep(60)",
+    ])
+    .env("PLASTIC_BROKER", f.broker.url());
+    let mut slow = common::Proc::spawn(slow, "slow exec");
+    watch.wait_contains("\"topic\":\"busy\"");
+    f.node_proc("pi-1").kill();
+    // Told at once, not after the 120 s timeout.
+    slow.wait_contains("node pi-1 went lost before answering");
+    let status = slow.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+}
+
 on_both_brokers!(
+    a_node_lost_mid_request_is_a_definite_outcome,
     duplicates_run_once_and_stale_requests_do_not_run,
     a_long_exec_never_blocks_ping,
     user_workflow,

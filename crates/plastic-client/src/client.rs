@@ -255,14 +255,13 @@ impl Client {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
         self.send(target, request).await?;
-        match tokio::time::timeout(timeout, rx.recv()).await {
-            Ok(Some(reply)) => Ok(reply),
-            Ok(None) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout {
-                node: target.to_string(),
-                seconds: timeout.as_secs_f64(),
-            }),
-        }
+        let mut outcomes = self
+            .collect(&mut rx, std::slice::from_ref(target), timeout)
+            .await?;
+        outcomes
+            .pop()
+            .map(|(_, outcome)| outcome)
+            .unwrap_or(Err(ClientError::Closed))
     }
 
     /// Publishes one request to a broadcast `topic` (or any topic) and collects replies until
@@ -282,29 +281,52 @@ impl Client {
         let _pending = PendingGuard::new(&self.inner, &id, tx);
         self.publish(topic, request.to_bytes(), QoS::AtLeastOnce, false)
             .await?;
+        self.collect(&mut rx, expected, timeout).await
+    }
+
+    /// Gathers replies until every node in `expected` answered, went offline or lost (when
+    /// presence is tracked: a definite outcome at once instead of a timeout), or `timeout`.
+    async fn collect(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        expected: &[NodeName],
+        timeout: Duration,
+    ) -> Result<Vec<(String, Result<Reply, ClientError>)>, ClientError> {
+        let mut presence = self.presence_events();
+        let tracking = self
+            .inner
+            .tracking_presence
+            .load(std::sync::atomic::Ordering::SeqCst);
         let mut waiting: std::collections::BTreeSet<String> =
             expected.iter().map(|n| n.to_string()).collect();
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while !waiting.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(reply)) => {
-                    let who = reply.sender.clone().unwrap_or_default();
-                    waiting.remove(&who);
-                    out.push((who, Ok(reply)));
+            tokio::select! {
+                reply = rx.recv() => match reply {
+                    Some(reply) => {
+                        let who = reply.sender.clone().unwrap_or_default();
+                        if waiting.remove(&who) || !expected.iter().any(|n| n.as_str() == who) {
+                            out.push((who, Ok(reply)));
+                        }
+                    }
+                    None => return Err(ClientError::Closed),
+                },
+                event = presence.recv(), if tracking => {
+                    if let Ok(event) = event {
+                        let p = event.current;
+                        if p.state != plastic_proto::NodeState::Online && waiting.remove(&p.name) {
+                            let state = p.state.as_str().to_owned();
+                            out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state })));
+                        }
+                    }
                 }
-                Ok(None) => return Err(ClientError::Closed),
-                Err(_) => break,
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         for node in waiting {
-            out.push((
-                node.clone(),
-                Err(ClientError::Timeout {
-                    node,
-                    seconds: timeout.as_secs_f64(),
-                }),
-            ));
+            let seconds = timeout.as_secs_f64();
+            out.push((node.clone(), Err(ClientError::Timeout { node, seconds })));
         }
         Ok(out)
     }

@@ -9,6 +9,8 @@ pub enum ClientError {
     Timeout { node: String, seconds: f64 },
     #[error("node {node} is {state}; the request was not sent")]
     NodeNotOnline { node: String, state: String },
+    #[error("node {node} went {state} before answering; the request may or may not have run")]
+    NodeLost { node: String, state: String },
     #[error("the connection to the broker is closed")]
     Closed,
     #[error("MQTT client: {0}")]
