@@ -104,7 +104,6 @@ impl Printer {
 fn client_error_kind(e: &ClientError) -> &'static str {
     match e {
         ClientError::Timeout { .. } => "Timeout",
-        ClientError::NodeNotOnline { .. } => "NodeNotOnline",
         ClientError::NodeLost { .. } => "NodeLost",
         _ => "ClientError",
     }

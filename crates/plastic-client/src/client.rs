@@ -305,7 +305,12 @@ impl Client {
             tokio::select! {
                 reply = rx.recv() => match reply {
                     Some(reply) => {
-                        let who = reply.sender.clone().unwrap_or_default();
+                        // One node asked: the correlation id says whose reply this is, whatever
+                        // `sender` says (the protocol does not require it on replies).
+                        let who = match expected {
+                            [only] => only.to_string(),
+                            _ => reply.sender.clone().unwrap_or_default(),
+                        };
                         if waiting.remove(&who) || !expected.iter().any(|n| n.as_str() == who) {
                             out.push((who, Ok(reply)));
                         }

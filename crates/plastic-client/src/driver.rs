@@ -56,6 +56,9 @@ pub(crate) async fn run(
                 // Waiters for SUBACKs of the dead connection will never hear back; dropping
                 // them tells `subscribe` to wait for the re-subscription instead.
                 inner.suback_by_pkid.lock().unwrap().clear();
+                // SUBSCRIBEs still queued in rumqttc may be dropped with the connection; their
+                // waiters must not steal the SUBACKs of the re-subscription.
+                inner.suback_queue.lock().unwrap().clear();
                 if inner.closing.load(Ordering::SeqCst) {
                     break;
                 }

@@ -1,4 +1,3 @@
-use plastic_proto::ErrorInfo;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -7,8 +6,6 @@ pub enum ClientError {
     BadUrl { url: String, reason: String },
     #[error("no reply from {node} within {seconds:.1} s")]
     Timeout { node: String, seconds: f64 },
-    #[error("node {node} is {state}; the request was not sent")]
-    NodeNotOnline { node: String, state: String },
     #[error("node {node} went {state} before answering; the request may or may not have run")]
     NodeLost { node: String, state: String },
     #[error("the connection to the broker is closed")]
@@ -17,6 +14,4 @@ pub enum ClientError {
     Mqtt(#[from] rumqttc::ClientError),
     #[error(transparent)]
     Proto(#[from] plastic_proto::ProtoError),
-    #[error("{}: {}", .0.kind, .0.message)]
-    Remote(ErrorInfo),
 }

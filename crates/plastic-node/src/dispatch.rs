@@ -13,6 +13,9 @@ use crate::node::NodeShared;
 use crate::python::Outcome;
 use crate::recent::Seen;
 
+/// Largest reply kept for answering duplicates.
+const MAX_CACHED_REPLY: usize = 16 * 1024;
+
 /// Handles one payload from the node's inbox or a broadcast topic.
 pub async fn handle(node: &NodeShared, payload: &[u8]) {
     // The broker caps packets (1 MiB on the embedded hub); reading an oversized request's
@@ -105,7 +108,10 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         node.log("node", "info", outcome.stdout.trim_end());
     }
     if let Some(id) = &envelope.message_id {
-        node.recent.lock().unwrap().finish(id, sent);
+        // Big replies are not kept: 4,096 of them could take a gigabyte. A duplicate of such a
+        // request gets no second reply (its first is on its way).
+        let kept = sent.filter(|(_, payload)| payload.len() <= MAX_CACHED_REPLY);
+        node.recent.lock().unwrap().finish(id, kept);
     }
     if after == After::Reset {
         node.reset().await;
@@ -162,25 +168,21 @@ async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
         }
         Body::Script { script, name } => {
             let file = format!("{name}.py");
-            let saved = RelPath::parse(&file)
-                .map_err(|e| ErrorInfo::from(&e))
-                .and_then(|path| {
-                    node.files
-                        .write_all(&path, script.as_bytes())
-                        .map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))
-                });
-            let result = match saved {
-                Ok(()) => {
-                    // The script's file is a module too (`import main`): read it afresh.
-                    node.engine().forget_module(&name);
-                    let path = node.files.root().join(&file).to_string_lossy().into_owned();
-                    node.engine()
-                        .start_script(&name, script, path)
-                        .await
-                        .map(|()| json!({"name": name, "started": true}))
-                }
-                Err(e) => Err(e),
+            let path = node.files.root().join(&file).to_string_lossy().into_owned();
+            let engine = node.engine();
+            let save = || {
+                let rel = RelPath::parse(&file).map_err(|e| ErrorInfo::from(&e))?;
+                node.files
+                    .write_all(&rel, script.as_bytes())
+                    .map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))?;
+                // The script's file is a module too (`import main`): read it afresh.
+                engine.forget_module(&name);
+                Ok(())
             };
+            let result = engine
+                .start_script(&name, script.clone(), path, save)
+                .await
+                .map(|()| json!({"name": name, "started": true}));
             (quiet(result), After::Nothing)
         }
         Body::File(chunk) => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use plastic_client::{BrokerUrl, Client, ClientOptions, Delivery};
 use plastic_proto::{
     unix_seconds, ErrorInfo, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics,
-    PROTOCOL_VERSION,
+    MAX_PAYLOAD, PROTOCOL_VERSION,
 };
 use rumqttc::QoS;
 use serde_json::{json, Map, Value};
@@ -70,9 +70,26 @@ impl NodeShared {
     }
 
     /// Sends a reply; returns it as sent, for the duplicate cache.
+    /// A reply over the protocol's size limit is replaced by a `PayloadTooLarge` error: sent
+    /// as it is, it would break the connection (rumqttc and brokers drop oversized packets).
     pub async fn send_reply(&self, target: &NodeName, reply: &Reply) -> (String, Vec<u8>) {
         let topic = self.topics.inbox(target);
-        let payload = reply.to_bytes();
+        let mut payload = reply.to_bytes();
+        if payload.len() > MAX_PAYLOAD {
+            let message = format!(
+                "the reply is {} bytes; the limit is {MAX_PAYLOAD} (return less, or write a file)",
+                payload.len()
+            );
+            let mut refused = Reply::err(
+                &reply.correlation_id,
+                ErrorInfo::new("PayloadTooLarge", message),
+            );
+            refused.sender = reply.sender.clone();
+            refused.receiver = reply.receiver.clone();
+            refused.message_id = reply.message_id.clone();
+            refused.time_stamp = reply.time_stamp;
+            payload = refused.to_bytes();
+        }
         self.resend(&topic, payload.clone()).await;
         (topic, payload)
     }
@@ -102,6 +119,32 @@ impl NodeShared {
     }
 }
 
+/// Log lines waiting for the broker, at most.
+const LOG_QUEUE: usize = 1024;
+/// Longest log line text; longer output is cut (a script printing megabytes in one line).
+const MAX_LOG_TEXT: usize = 16 * 1024;
+
+fn check_size(len: usize) -> Result<(), String> {
+    if len > MAX_PAYLOAD {
+        return Err(format!(
+            "the message is {len} bytes; the limit is {MAX_PAYLOAD}"
+        ));
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary, with a note when cut.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... [cut: {} bytes in all]", &text[..cut], text.len()).into()
+}
+
 /// What Python reaches of the node (see [`Host`]).
 struct NodeHost {
     name: NodeName,
@@ -110,7 +153,7 @@ struct NodeHost {
     runtime: Handle,
     reset_tx: tokio::sync::mpsc::UnboundedSender<()>,
     /// Log lines go through one task so they reach the broker in the order they were written.
-    log_tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    log_tx: tokio::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Host for NodeHost {
@@ -137,6 +180,7 @@ impl Host for NodeHost {
             None => topics.inbox(&NodeName::parse(to).map_err(|e| e.to_string())?),
         };
         let id = request.stamp(self.client.name(), to, unix_seconds(SystemTime::now()));
+        check_size(request.to_bytes().len())?;
         self.runtime
             .block_on(
                 self.client
@@ -176,12 +220,14 @@ impl Host for NodeHost {
             .events_sub(&self.name, topic)
             .map_err(|e| e.to_string())?;
         let payload = serde_json::to_vec(&data).map_err(|e| e.to_string())?;
+        check_size(payload.len())?;
         self.runtime
             .block_on(self.client.publish(&topic, payload, QoS::AtMostOnce, false))
             .map_err(|e| e.to_string())
     }
 
     fn log(&self, source: &str, level: &str, text: &str) {
+        let text = clip(text, MAX_LOG_TEXT);
         let line = json!({
             "time": unix_seconds(SystemTime::now()),
             "node": self.name.as_str(),
@@ -189,8 +235,11 @@ impl Host for NodeHost {
             "level": level,
             "text": text,
         });
-        // Fire and forget: logging must never block a script or the message loop.
-        let _ = self.log_tx.send(line.to_string().into_bytes());
+        // Fire and forget: logging must never block a script or the message loop. While the
+        // broker is away the queue fills; then lines are dropped rather than piled up.
+        if self.log_tx.try_send(line.to_string().into_bytes()).is_err() {
+            tracing::debug!("log queue full; a line was dropped");
+        }
     }
 
     fn reset(&self) {
@@ -264,7 +313,7 @@ impl Node {
         ));
         let (client, deliveries) = Client::connect(opts);
         let (reset_tx, resets) = tokio::sync::mpsc::unbounded_channel();
-        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let (log_tx, mut log_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(LOG_QUEUE);
         let log_topic = config.topics.log(&config.name);
         let log_client = client.clone();
         tokio::spawn(async move {

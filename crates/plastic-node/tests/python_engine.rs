@@ -252,7 +252,7 @@ async fn micropython_modules_reach_the_node() {
 async fn scripts_log_their_output_and_stop_on_request() {
     let (host, py, _dir) = engine();
     let source = "import time\nprint('one')\nprint('two')\nwhile True:\n    time.sleep(0.05)\n";
-    py.start_script("loop", source.into(), "loop.py".into())
+    py.start_script("loop", source.into(), "loop.py".into(), || Ok(()))
         .await
         .unwrap();
     host.wait_log("two");
@@ -276,7 +276,7 @@ async fn scripts_log_their_output_and_stop_on_request() {
     );
     // A syntax error is reported when deploying, not later.
     let err = py
-        .start_script("bad", "def (".into(), "bad.py".into())
+        .start_script("bad", "def (".into(), "bad.py".into(), || Ok(()))
         .await
         .unwrap_err();
     assert_eq!(err.kind, "SyntaxError");
@@ -285,6 +285,7 @@ async fn scripts_log_their_output_and_stop_on_request() {
         "crash",
         "raise RuntimeError('kaput')".into(),
         "crash.py".into(),
+        || Ok(()),
     )
     .await
     .unwrap();
@@ -302,6 +303,7 @@ async fn a_long_exec_does_not_block_scripts_or_later_stop() {
         "ticker",
         "import time\nwhile True:\n    print('tick')\n    time.sleep(0.01)".into(),
         "t.py".into(),
+        || Ok(()),
     )
     .await
     .unwrap();
@@ -391,7 +393,7 @@ async fn async_scripts_run_on_the_asyncio_shim_and_stop() {
         "asyncio.run(main())",
     ]
     .join("\n");
-    py.start_script("aio", source, "aio.py".into())
+    py.start_script("aio", source, "aio.py".into(), || Ok(()))
         .await
         .unwrap();
     host.wait_log("gathered [1, 2]");

@@ -105,13 +105,15 @@ struct NodeSlot {
     host: Arc<dyn Host>,
     root: PathBuf,
     scripts: Mutex<BTreeMap<String, Arc<ScriptEntry>>>,
+    /// One deploy at a time, so two deploys of one name cannot both end up running.
+    deploying: tokio::sync::Mutex<()>,
 }
 
 struct ScriptEntry {
     id: u64,
     stop: Arc<StopFlag>,
-    done: Mutex<Option<oneshot::Receiver<()>>>,
-    done_tx: Mutex<Option<oneshot::Sender<()>>>,
+    /// Turns true when the script's thread has ended (or it never started).
+    done: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long `stop` waits for a script to reach a stop point before reporting it still running.
@@ -177,6 +179,7 @@ impl PythonEngine {
             host,
             root,
             scripts: Mutex::default(),
+            deploying: tokio::sync::Mutex::new(()),
         });
         PythonEngine { interpreter, node }
     }
@@ -227,14 +230,18 @@ impl PythonEngine {
         });
     }
 
-    /// Starts `source` as the script `name`, first stopping a running script of that name.
-    /// Returns once the script compiled and its thread started.
+    /// Starts `source` as the script `name`. A running script of that name is stopped first;
+    /// only then does `prepare` run (the node saves the file there), so a deploy refused with
+    /// `ScriptBusy` changes nothing. Deploys on one node happen one at a time. Returns once the
+    /// script compiled and its thread started.
     pub async fn start_script(
         &self,
         name: &str,
         source: String,
         file: String,
+        prepare: impl FnOnce() -> Result<(), ErrorInfo>,
     ) -> Result<(), ErrorInfo> {
+        let _one_at_a_time = self.node.deploying.lock().await;
         let still_running = self.stop_scripts(Some(name)).await.1;
         if !still_running.is_empty() {
             return Err(ErrorInfo::new(
@@ -242,12 +249,11 @@ impl PythonEngine {
                 format!("script `{name}` did not stop within {STOP_GRACE:?}; it never calls time.sleep, machine or plastic"),
             ));
         }
-        let (done_tx, done_rx) = oneshot::channel();
+        prepare()?;
         let entry = Arc::new(ScriptEntry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stop: Arc::default(),
-            done: Mutex::new(Some(done_rx)),
-            done_tx: Mutex::new(Some(done_tx)),
+            done: tokio::sync::watch::channel(false).0,
         });
         self.node
             .scripts
@@ -271,7 +277,9 @@ impl PythonEngine {
         started_rx.await.unwrap_or_else(|_| Err(engine_gone()))
     }
 
-    /// Stops the named script, or all. Returns (stopped, still running after the grace time).
+    /// Stops the named script, or all: every stop flag is set first, then all are awaited
+    /// together. Returns (stopped, still running after the grace time); asking again later
+    /// tells the truth about the ones still running.
     pub async fn stop_scripts(&self, name: Option<&str>) -> (Vec<String>, Vec<String>) {
         let targets: Vec<(String, Arc<ScriptEntry>)> = {
             let scripts = self.node.scripts.lock().unwrap();
@@ -281,14 +289,16 @@ impl PythonEngine {
                 .map(|(n, e)| (n.clone(), e.clone()))
                 .collect()
         };
+        for (_, entry) in &targets {
+            entry.stop.stop();
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
         let (mut stopped, mut running) = (Vec::new(), Vec::new());
         for (n, entry) in targets {
-            entry.stop.stop();
-            let done = entry.done.lock().unwrap().take();
-            let ended = match done {
-                Some(rx) => tokio::time::timeout(STOP_GRACE, rx).await.is_ok(),
-                None => true,
-            };
+            let mut done = entry.done.subscribe();
+            let ended = tokio::time::timeout_at(deadline, done.wait_for(|d| *d))
+                .await
+                .is_ok();
             if ended {
                 stopped.push(n);
             } else {
@@ -545,9 +555,7 @@ fn finish(node: &NodeSlot, name: &str, entry: &ScriptEntry) {
         scripts.remove(name);
     }
     drop(scripts);
-    if let Some(tx) = entry.done_tx.lock().unwrap().take() {
-        let _ = tx.send(());
-    }
+    entry.done.send_replace(true);
 }
 
 fn start_script(
