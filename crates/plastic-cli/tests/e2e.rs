@@ -305,7 +305,16 @@ fn script_deploy_output_and_stop(kind: BrokerKind) {
     let looping = f.dir.path().join("loop.py");
     std::fs::write(&looping, "import time\nwhile True:\n    time.sleep(0.01)\n").unwrap();
     f.ok(&["run", "pi-1", looping.to_str().unwrap(), "--name", "worker"]);
+    watch.wait_line(
+        |l| l.contains("script:worker") && l.contains("\"text\":\"started\""),
+        "worker started",
+    );
     f.ok(&["run", "pi-1", looping.to_str().unwrap(), "--name", "worker"]);
+    // The first run really ended: the replacement stopped it before starting.
+    watch.wait_line(
+        |l| l.contains("script:worker") && l.contains("\"text\":\"stopped\""),
+        "first worker stopped",
+    );
     let info: Value = serde_json::from_str(&f.ok(&["info", "pi-1"])).unwrap();
     assert_eq!(info["scripts"], serde_json::json!(["worker"]));
     assert_eq!(

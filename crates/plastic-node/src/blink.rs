@@ -15,6 +15,9 @@ pub struct BlinkPlan {
     pub off: Duration,
 }
 
+/// The shortest on or off phase actually slept.
+const MIN_PHASE: Duration = Duration::from_millis(5);
+
 /// At most one blink runs per node; a new one replaces it.
 #[derive(Default)]
 pub struct Blinker {
@@ -24,13 +27,15 @@ pub struct Blinker {
 impl Blinker {
     pub fn start(&self, gpio: Arc<dyn Gpio>, plan: BlinkPlan) {
         let (pin, lit) = gpio.led();
+        // Zero-length phases would spin the node's only runtime thread.
+        let (on, off) = (plan.on.max(MIN_PHASE), plan.off.max(MIN_PHASE));
         let task = tokio::spawn(async move {
             let mut done = 0u64;
             while plan.forever || done < plan.times {
                 let _ = gpio.write(pin, lit);
-                tokio::time::sleep(plan.on).await;
+                tokio::time::sleep(on).await;
                 let _ = gpio.write(pin, 1 - lit);
-                tokio::time::sleep(plan.off).await;
+                tokio::time::sleep(off).await;
                 done += 1;
             }
         });

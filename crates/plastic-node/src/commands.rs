@@ -34,7 +34,9 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
             Ok(json!({"blinking": true, "times": times, "forever": forever}))
         }
         Command::ReadGpios { pins } => {
-            let pins = pins.unwrap_or_else(|| gpio.pins());
+            let mut pins = pins.unwrap_or_else(|| gpio.pins());
+            pins.sort_unstable();
+            pins.dedup();
             pins.iter()
                 .map(|&p| gpio.read(p).map(|v| json!([p, v])))
                 .collect::<Result<Vec<_>, _>>()
@@ -42,26 +44,29 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
                 .map_err(|e| ErrorInfo::new("ValueError", e.to_string()))
         }
         Command::WriteGpios { pins_and_values } => {
-            let mut touched: Vec<u32> = Vec::new();
-            let mut failure = None;
-            for (pin, value) in &pins_and_values {
-                if let Err(e) = gpio.write(*pin, *value) {
-                    failure = Some(ErrorInfo::new("ValueError", e.to_string()));
-                    break;
-                }
-                touched.push(*pin);
-            }
+            let mut touched: Vec<u32> = pins_and_values.iter().map(|(pin, _)| *pin).collect();
             touched.sort_unstable();
             touched.dedup();
-            match failure {
-                Some(e) => Err(e),
-                None => Ok(Value::Array(
-                    touched
-                        .iter()
-                        .map(|&p| json!([p, gpio.read(p).unwrap_or(0)]))
-                        .collect(),
-                )),
+            // Every pin is checked before the first write: a bad pin changes nothing.
+            if let Some(bad) = touched.iter().find(|p| gpio.read(**p).is_err()) {
+                let e = gpio.read(*bad).unwrap_err();
+                return (
+                    Err(ErrorInfo::new("ValueError", e.to_string())),
+                    After::Nothing,
+                );
             }
+            pins_and_values
+                .iter()
+                .try_for_each(|(pin, value)| gpio.write(*pin, *value))
+                .map_err(|e| ErrorInfo::new("ValueError", e.to_string()))
+                .map(|()| {
+                    Value::Array(
+                        touched
+                            .iter()
+                            .map(|&p| json!([p, gpio.read(p).unwrap_or(0)]))
+                            .collect(),
+                    )
+                })
         }
         Command::Ping => Ok(json!("pong")),
         Command::Info => Ok(json!({
@@ -79,14 +84,9 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
             let engine = node.engine();
             if let Some(n) = &name {
                 if !engine.running_scripts().contains(n) {
-                    let (res, _) = (
-                        Err(ErrorInfo::new(
-                            "NotFound",
-                            format!("no script named `{n}` is running"),
-                        )),
-                        (),
-                    );
-                    return (res, After::Nothing);
+                    let missing =
+                        ErrorInfo::new("NotFound", format!("no script named `{n}` is running"));
+                    return (Err(missing), After::Nothing);
                 }
             }
             let (stopped, still_running) = engine.stop_scripts(name.as_deref()).await;
@@ -94,16 +94,16 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
             Ok(json!({"stopped": stopped, "still_running": still_running, "blink_stopped": blink}))
         }
         Command::Reset => return (Ok(json!({"resetting": true})), After::Reset),
-        Command::ListFiles => node
-            .files
-            .list()
+        Command::ListFiles => blocking(node, |files| files.list())
+            .await
             .map(|files| Value::Array(files.into_iter().map(|(p, s)| json!([p, s])).collect()))
             .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
-        Command::RemoveFile { filename } => node
-            .files
-            .remove(&filename)
-            .map(|()| json!({"removed": filename.as_str()}))
-            .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
+        Command::RemoveFile { filename } => blocking(node, move |files| {
+            files.remove(&filename).map(|()| filename)
+        })
+        .await
+        .map(|filename| json!({"removed": filename.as_str()}))
+        .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
     };
     (result, After::Nothing)
 }
@@ -114,4 +114,16 @@ fn free_memory() -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Runs file-system work on tokio's blocking pool: the node's runtime has one thread, and a
+/// slow disk must not stall its pings.
+async fn blocking<T: Send + 'static>(
+    node: &NodeShared,
+    work: impl FnOnce(&crate::files::FileStore) -> Result<T, crate::files::FileError> + Send + 'static,
+) -> Result<T, crate::files::FileError> {
+    let files = node.files.clone();
+    tokio::task::spawn_blocking(move || work(&files))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()))
 }

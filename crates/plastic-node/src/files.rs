@@ -97,7 +97,9 @@ impl FileStore {
             }
             let dir = self.root.join(PARTIAL_DIR);
             fs::create_dir_all(&dir)?;
-            let temp = dir.join(chunk.filename.as_str().replace('/', "__"));
+            // Named by a hash of the path: `a/b` and `a__b` must not share a temporary file.
+            let temp = dir
+                .join(&plastic_proto::file::sha256_hex(chunk.filename.as_str().as_bytes())[..32]);
             fs::File::create(&temp)?;
             transfers.insert(
                 chunk.filename.clone(),

@@ -154,6 +154,8 @@ struct NodeHost {
     reset_tx: tokio::sync::mpsc::UnboundedSender<()>,
     /// Log lines go through one task so they reach the broker in the order they were written.
     log_tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// Python shared with other nodes of this process (`plastic sim`).
+    shared_interpreter: bool,
 }
 
 impl Host for NodeHost {
@@ -224,6 +226,10 @@ impl Host for NodeHost {
         self.runtime
             .block_on(self.client.publish(&topic, payload, QoS::AtMostOnce, false))
             .map_err(|e| e.to_string())
+    }
+
+    fn shares_engine_with(&self, to: &str) -> bool {
+        to == self.name.as_str() || self.shared_interpreter
     }
 
     fn log(&self, source: &str, level: &str, text: &str) {
@@ -330,6 +336,7 @@ impl Node {
             runtime: Handle::current(),
             reset_tx,
             log_tx,
+            shared_interpreter: config.interpreter.is_some(),
         });
         let root = files.root().to_path_buf();
         let engine = Arc::new(match &config.interpreter {
@@ -407,13 +414,18 @@ impl Node {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(()) = self.resets.recv() => shared.reset().await,
+                Some(()) = self.resets.recv() => {
+                    // Stopping stuck scripts can take seconds: not on the message loop.
+                    let shared = shared.clone();
+                    handlers.spawn(async move { shared.reset().await });
+                }
                 Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
                 delivery = self.deliveries.recv() => {
                     let Some(delivery) = delivery else { break };
                     match delivery.kind {
                         Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) => {
                             let shared = shared.clone();
+                            while handlers.try_join_next().is_some() {}
                             if handlers.len() >= MAX_IN_FLIGHT {
                                 // Bounded: a flood gets clear refusals, not unbounded memory.
                                 let busy = ErrorInfo::new("Busy", format!("{MAX_IN_FLIGHT} requests are already in progress on this node; try again later"));

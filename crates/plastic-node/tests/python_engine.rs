@@ -88,6 +88,9 @@ impl Host for FakeHost {
             .push((format!("event:{topic}"), data));
         Ok(())
     }
+    fn shares_engine_with(&self, to: &str) -> bool {
+        to == self.name
+    }
     fn log(&self, source: &str, _level: &str, text: &str) {
         self.logs
             .lock()
@@ -136,6 +139,14 @@ async fn falsy_and_unrepresentable_results() {
         assert_eq!(out.result, Ok((want, false)), "{expr}");
     }
     assert_eq!(py.eval("{3}".into()).await.result, Ok((json!("{3}"), true)));
+    assert_eq!(
+        py.eval("{1: 'a'}".into()).await.result,
+        Ok((json!("{1: 'a'}"), true))
+    );
+    assert_eq!(
+        py.eval("[float('nan')]".into()).await.result,
+        Ok((json!("[nan]"), true))
+    );
     assert_eq!(
         value(&py.eval("{'a': (1, 2)}".into()).await),
         &json!({"a": [1, 2]})
@@ -308,12 +319,25 @@ async fn a_long_exec_does_not_block_scripts_or_later_stop() {
     .await
     .unwrap();
     host.wait_log("tick");
+    let ticks = || {
+        host.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t == "tick")
+            .count()
+    };
+    let before = ticks();
     let out = py
         .exec("import time\ntime.sleep(0.2)\nprint('slept')".into())
         .await;
     assert_eq!(
         out.stdout, "slept\n",
         "script output does not leak into a request's capture"
+    );
+    assert!(
+        ticks() > before,
+        "the script kept ticking while the exec ran"
     );
     assert_eq!(
         py.stop_scripts(Some("ticker")).await.0,
@@ -399,4 +423,37 @@ async fn async_scripts_run_on_the_asyncio_shim_and_stop() {
     host.wait_log("gathered [1, 2]");
     assert_eq!(py.stop_scripts(Some("aio")).await.0, vec!["aio".to_owned()]);
     host.wait_log("stopped");
+}
+
+#[tokio::test]
+async fn two_async_scripts_run_side_by_side() {
+    let (host, py, _dir) = engine();
+    let script = |tag: &str| {
+        [
+            "import asyncio".to_owned(),
+            "async def worker(n):".to_owned(),
+            "    await asyncio.sleep(0.02)".to_owned(),
+            "    return n * 2".to_owned(),
+            "async def main():".to_owned(),
+            "    t = asyncio.create_task(worker(21))".to_owned(),
+            format!("    print('{tag}', await t)"),
+            "    while True:".to_owned(),
+            "        await asyncio.sleep(0.01)".to_owned(),
+        ]
+        .join("\n")
+    };
+    py.start_script("a", script("a-got"), "a.py".into(), || Ok(()))
+        .await
+        .unwrap();
+    py.start_script("b", script("b-got"), "b.py".into(), || Ok(()))
+        .await
+        .unwrap();
+    host.wait_log("a-got 42");
+    host.wait_log("b-got 42");
+    let (mut stopped, still) = py.stop_scripts(None).await;
+    stopped.sort();
+    assert_eq!(
+        (stopped, still),
+        (vec!["a".to_owned(), "b".to_owned()], vec![])
+    );
 }

@@ -309,13 +309,6 @@ impl Request {
         id
     }
 
-    pub fn need_result(&self) -> bool {
-        self.fields
-            .get("need_result")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
-
     pub fn set_need_result(&mut self, need: bool) {
         self.fields.insert("need_result".into(), need.into());
     }

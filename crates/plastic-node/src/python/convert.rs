@@ -7,11 +7,12 @@ use rustpython_vm::{AsObject, PyObjectRef, PyResult, VirtualMachine};
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 
-/// The JSON form of a value, or its `repr()` with `true` when JSON cannot hold it.
+/// The JSON form of a value, or its `repr()` with `true` when JSON cannot hold it exactly.
 pub(crate) fn to_json(vm: &VirtualMachine, obj: &PyObjectRef) -> (Value, bool) {
+    let exact = json_exact(obj, 0);
     match serde_json::to_value(PyObjectSerializer::new(vm, obj)) {
-        Ok(v) => (v, false),
-        Err(_) => {
+        Ok(v) if exact => (v, false),
+        _ => {
             let repr = obj
                 .repr(vm)
                 .map(|s| s.to_string())
@@ -47,4 +48,28 @@ pub(crate) fn error_info(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Error
         message,
         traceback,
     }
+}
+
+/// Whether JSON holds `obj` exactly: serde would quietly turn NaN and infinities into `null`
+/// and int or bool dict keys into strings, which protocol.md promises to return as `repr`.
+fn json_exact(obj: &PyObjectRef, depth: usize) -> bool {
+    use rustpython_vm::builtins::{PyDict, PyFloat, PyList, PyStr, PyTuple};
+    if depth > 100 {
+        return false;
+    }
+    if let Some(f) = obj.downcast_ref::<PyFloat>() {
+        return f.to_f64().is_finite();
+    }
+    if let Some(list) = obj.downcast_ref::<PyList>() {
+        return list.borrow_vec().iter().all(|v| json_exact(v, depth + 1));
+    }
+    if let Some(tuple) = obj.downcast_ref::<PyTuple>() {
+        return tuple.iter().all(|v| json_exact(v, depth + 1));
+    }
+    if let Some(dict) = obj.downcast_ref::<PyDict>() {
+        return dict
+            .into_iter()
+            .all(|(k, v)| k.downcast_ref::<PyStr>().is_some() && json_exact(&v, depth + 1));
+    }
+    true
 }

@@ -40,6 +40,9 @@ pub trait Host: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Value, ErrorInfo>;
     fn publish_event(&self, topic: &str, data: Value) -> Result<(), String>;
+    /// Whether `to` runs its Python on this node's engine thread (itself, or a node of the
+    /// same `plastic sim` process), where a blocking request from eval would wait for itself.
+    fn shares_engine_with(&self, to: &str) -> bool;
     /// A line for the log topic. `source` is `script:<name>`, `node` or `python`.
     fn log(&self, source: &str, level: &str, text: &str);
     fn reset(&self);
@@ -154,10 +157,6 @@ impl Interpreter {
             let _ = tx.send(job);
         }
     }
-
-    pub fn is_started(&self) -> bool {
-        self.jobs.get().is_some()
-    }
 }
 
 /// One node's Python: a namespace that persists between requests, and supervised scripts.
@@ -182,10 +181,6 @@ impl PythonEngine {
             deploying: tokio::sync::Mutex::new(()),
         });
         PythonEngine { interpreter, node }
-    }
-
-    pub fn interpreter(&self) -> &Arc<Interpreter> {
-        &self.interpreter
     }
 
     async fn run(&self, make: impl FnOnce(oneshot::Sender<Outcome>) -> Work) -> Outcome {
@@ -389,6 +384,7 @@ impl EngineState {
 }
 
 fn engine_thread(jobs: mpsc::Receiver<Job>) {
+    native::ON_ENGINE_THREAD.with(|t| t.set(true));
     let interp = new_interpreter();
     interp.enter(|vm| {
         if let Err(exc) = init(vm) {
@@ -599,11 +595,14 @@ fn start_script(
             thread_vm.run(|vm| {
                 host.log(&source_tag, "info", "started");
                 let globals = scope.globals.clone();
-                let result = vm.run_code_obj(code, scope).and_then(|_| {
-                    // `async def main()` without a call: run it, as the agent does.
-                    let drive = vm.import("_plastic_node", 0)?.get_attr("drive_main", vm)?;
-                    drive.call((globals,), vm)
-                });
+                let bridge = || vm.import("_plastic_node", 0);
+                let begun = bridge().and_then(|b| b.get_attr("begin_script", vm)?.call((), vm));
+                let result = begun
+                    .and_then(|_| vm.run_code_obj(code, scope))
+                    .and_then(|_| {
+                        // `async def main()` without a call: run it, as the agent does.
+                        bridge()?.get_attr("drive_main", vm)?.call((globals,), vm)
+                    });
                 native::flush_log(&*host);
                 match result {
                     Ok(_) => host.log(&source_tag, "info", "finished"),

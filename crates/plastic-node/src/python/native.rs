@@ -17,6 +17,8 @@ use super::engine::Host;
 
 /// Most output a single request keeps for its reply; past that it is cut with a note.
 pub(crate) const MAX_CAPTURE: usize = 64 * 1024;
+/// A script's unfinished output line is sent anyway once it is this long.
+const MAX_PENDING_LINE: usize = 4 * 1024;
 
 /// A script's stop request, waitable so that `time.sleep` wakes at once.
 #[derive(Default)]
@@ -59,6 +61,8 @@ thread_local! {
     /// The node whose code this thread runs now. One interpreter may serve many simulated
     /// nodes, so the bridge looks its node up per call instead of capturing it.
     pub(crate) static HOST: RefCell<Option<Arc<dyn Host>>> = const { RefCell::new(None) };
+    /// True on the engine thread, where eval/exec/function run one at a time.
+    pub(crate) static ON_ENGINE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) fn set_host(host: Arc<dyn Host>) {
@@ -109,6 +113,10 @@ fn write(host: &dyn Host, text: &str) {
             while let Some(nl) = pending.find('\n') {
                 let line: String = pending.drain(..=nl).collect();
                 host.log(source, "info", line.trim_end_matches('\n'));
+            }
+            // Output that never ends a line (`print('.', end='')` in a loop) goes out in pieces.
+            if pending.len() >= MAX_PENDING_LINE {
+                host.log(source, "info", &std::mem::take(pending));
             }
         }
         None => host.log("python", "info", text.trim_end_matches('\n')),
@@ -219,8 +227,16 @@ pub(crate) fn make_module(vm: &VirtualMachine) -> PyResult<PyRef<PyModule>> {
             return Err(vm.new_value_error("timeout must be a positive number of seconds"));
         }
         let to = str_arg(&to, vm)?;
+        let host = host(vm)?;
+        if ON_ENGINE_THREAD.with(|t| t.get()) && host.shares_engine_with(&to) {
+            // The answer would have to run on this very thread, which is busy waiting for it.
+            return Err(vm.new_runtime_error(format!(
+                "a request from eval/exec/function to {to} would wait for itself: {to} runs its \
+                 Python on this same engine; use plastic.send, or request from a script"
+            )));
+        }
         // Blocks this Python thread only; the node's message loop keeps running.
-        let reply = host(vm)?.request(&to, msg, Duration::from_secs_f64(timeout.min(86_400.0)));
+        let reply = host.request(&to, msg, Duration::from_secs_f64(timeout.min(86_400.0)));
         Ok(match reply {
             Ok(value) => vm.new_tuple((true, from_json(vm, &value)?)).into(),
             Err(e) => {

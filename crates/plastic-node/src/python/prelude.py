@@ -92,23 +92,34 @@ class CancelledError(BaseException):
     pass
 
 
+_PARK = object()  # yielded by a task that waits for another task: not rescheduled
+
+
 class Task:
-    def __init__(self, coro):
+    def __init__(self, coro, loop):
         self.coro = coro
+        self.loop = loop
         self.done = False
         self.result = None
         self.error = None
+        self.waiters = []
+
+    def _finish(self, result=None, error=None):
+        self.done, self.result, self.error = True, result, error
+        for waiter in self.waiters:
+            self.loop.schedule(waiter, 0)
+        self.waiters = []
 
     def cancel(self):
         if not self.done:
-            self.done = True
-            self.error = CancelledError()
             self.coro.close()
+            self._finish(error=CancelledError())
         return True
 
     def __await__(self):
-        while not self.done:
-            yield 0
+        if not self.done:
+            self.waiters.append(self.loop.current)
+            yield _PARK
         if self.error is not None:
             raise self.error
         return self.result
@@ -118,6 +129,7 @@ class _Loop:
     def __init__(self):
         self.queue = []  # (due, seq, task)
         self.seq = 0
+        self.current = None
 
     def schedule(self, task, due):
         self.seq += 1
@@ -127,6 +139,8 @@ class _Loop:
         clock = _host_time.monotonic
         while not main.done:
             _check()
+            if not self.queue:
+                raise RuntimeError("asyncio: every task is waiting for another; nothing can run")
             self.queue.sort(key=lambda e: (e[0], e[1]))
             due, _, task = self.queue.pop(0)
             wait = due - clock()
@@ -134,45 +148,58 @@ class _Loop:
                 _sleep(wait)
             if task.done:
                 continue
+            self.current = task
             try:
                 delay = task.coro.send(None)
-                self.schedule(task, clock() + (delay or 0))
+                if delay is not _PARK:
+                    self.schedule(task, clock() + (delay or 0))
             except StopIteration as e:
-                task.done, task.result = True, e.value
+                task._finish(result=e.value)
             except BaseException as e:
-                task.done, task.error = True, e
+                task._finish(error=e)
                 if task is main or isinstance(e, ScriptStopped):
                     raise
                 print("Task exception:", repr(e))
+            finally:
+                self.current = None
         if main.error is not None:
             raise main.error
         return main.result
 
 
-_loop = None
+# One loop per script thread: several scripts may run `asyncio` at once.
+_loops = {}
+_ran_main = {}  # thread id -> this script called asyncio.run itself
+
+
+def _current_loop():
+    loop = _loops.get(_thread.get_ident())
+    if loop is None:
+        raise RuntimeError("no running event loop")
+    return loop
 
 
 def _create_task(coro):
-    if _loop is None:
-        raise RuntimeError("no running event loop")
-    task = Task(coro)
-    _loop.schedule(task, 0)
+    loop = _current_loop()
+    task = Task(coro, loop)
+    loop.schedule(task, 0)
     return task
 
 
-_ran_main = {}  # thread id -> a script called asyncio.run itself
-
-
 def _run(coro):
-    global _loop
-    _ran_main[_thread.get_ident()] = True
-    outer, _loop = _loop, _Loop()
+    tid = _thread.get_ident()
+    _ran_main[tid] = True
+    outer = _loops.get(tid)
+    loop = _loops[tid] = _Loop()
     try:
-        main = Task(coro)
-        _loop.schedule(main, 0)
-        return _loop.run_until(main)
+        main = Task(coro, loop)
+        loop.schedule(main, 0)
+        return loop.run_until(main)
     finally:
-        _loop = outer
+        if outer is None:
+            del _loops[tid]
+        else:
+            _loops[tid] = outer
 
 
 async def _gather(*aws, return_exceptions=False):
@@ -192,10 +219,11 @@ async def _wait_for(aw, timeout):
     task = aw if isinstance(aw, Task) else _create_task(aw)
     end = _host_time.monotonic() + timeout
     while not task.done:
-        if _host_time.monotonic() >= end:
+        left = end - _host_time.monotonic()
+        if left <= 0:
             task.cancel()
             raise TimeoutError()
-        await _Delay(0.001)
+        await _Delay(min(left, 0.01))
     return await task
 
 
@@ -215,6 +243,11 @@ _module(
 sys.modules["uasyncio"] = sys.modules["asyncio"]
 
 
+def _begin_script():
+    # Thread ids are reused: forget what an earlier script on this id did.
+    _ran_main.pop(_thread.get_ident(), None)
+
+
 def _drive_main(namespace):
     # The portable form of an async script, as on the MicroPython agent: define
     # `async def main()` and the node runs it. A script that called asyncio.run itself is done.
@@ -225,6 +258,7 @@ def _drive_main(namespace):
         _run(main())
 
 
+_n.begin_script = _begin_script
 _n.drive_main = _drive_main
 
 
