@@ -313,6 +313,9 @@ impl Node {
                     .map_err(std::io::Error::other)?,
             );
         }
+        // A persistent session: QoS 1 requests (and unacknowledged replies) survive a dropped
+        // connection; duplicates that redelivery can cause are caught by `recent`.
+        opts.clean_session = false;
         opts.last_will = Some((
             config.topics.status(&config.name),
             presence.with_state(NodeState::Lost, now).to_bytes(),
