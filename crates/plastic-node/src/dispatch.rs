@@ -76,7 +76,10 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
             )
         }
         (Err(e), None) => (Outcome::error(ErrorInfo::from(&e)), After::Nothing),
-        (Ok(body), None) => run(node, body).await,
+        (Ok(body), None) => {
+            let deadline = clock_is_set().then(|| envelope.deadline()).flatten();
+            run(node, body, deadline).await
+        }
     };
     let message_id = envelope.message_id.clone().unwrap_or_default();
     let failed = outcome.result.is_err();
@@ -155,17 +158,22 @@ pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
     }
 }
 
-async fn run(node: &NodeShared, body: Body) -> (Outcome, After) {
+/// Runs a request. `deadline` (Unix seconds) goes with Python work, which may wait its turn.
+async fn run(node: &NodeShared, body: Body, deadline: Option<f64>) -> (Outcome, After) {
     let quiet = |result: Result<Value, ErrorInfo>| Outcome {
         result: result.map(|v| (v, false)),
         stdout: String::new(),
     };
     match body {
-        Body::Eval { to_evaluate } => (node.engine().eval(to_evaluate).await, After::Nothing),
-        Body::Exec { to_exec } => (node.engine().exec(to_exec).await, After::Nothing),
-        Body::Function { name, args, kwargs } => {
-            (node.engine().call(name, args, kwargs).await, After::Nothing)
-        }
+        Body::Eval { to_evaluate } => (
+            node.engine().eval(to_evaluate, deadline).await,
+            After::Nothing,
+        ),
+        Body::Exec { to_exec } => (node.engine().exec(to_exec, deadline).await, After::Nothing),
+        Body::Function { name, args, kwargs } => (
+            node.engine().call(name, args, kwargs, deadline).await,
+            After::Nothing,
+        ),
         Body::Script { script, name } => {
             let file = format!("{name}.py");
             let path = node.files.root().join(&file).to_string_lossy().into_owned();

@@ -118,11 +118,11 @@ fn value(o: &Outcome) -> &Value {
 #[tokio::test]
 async fn eval_exec_and_a_persistent_namespace() {
     let (_, py, _dir) = engine();
-    assert_eq!(value(&py.eval("2+3".into()).await), &json!(5));
-    let out = py.exec("x = 40\nprint('hello', x)".into()).await;
+    assert_eq!(value(&py.eval("2+3".into(), None).await), &json!(5));
+    let out = py.exec("x = 40\nprint('hello', x)".into(), None).await;
     assert_eq!(out.stdout, "hello 40\n");
     assert_eq!(value(&out), &Value::Null);
-    assert_eq!(value(&py.eval("x + 2".into()).await), &json!(42));
+    assert_eq!(value(&py.eval("x + 2".into(), None).await), &json!(42));
 }
 
 #[tokio::test]
@@ -135,20 +135,23 @@ async fn falsy_and_unrepresentable_results() {
         ("''", json!("")),
         ("None", Value::Null),
     ] {
-        let out = py.eval(expr.into()).await;
+        let out = py.eval(expr.into(), None).await;
         assert_eq!(out.result, Ok((want, false)), "{expr}");
     }
-    assert_eq!(py.eval("{3}".into()).await.result, Ok((json!("{3}"), true)));
     assert_eq!(
-        py.eval("{1: 'a'}".into()).await.result,
+        py.eval("{3}".into(), None).await.result,
+        Ok((json!("{3}"), true))
+    );
+    assert_eq!(
+        py.eval("{1: 'a'}".into(), None).await.result,
         Ok((json!("{1: 'a'}"), true))
     );
     assert_eq!(
-        py.eval("[float('nan')]".into()).await.result,
+        py.eval("[float('nan')]".into(), None).await.result,
         Ok((json!("[nan]"), true))
     );
     assert_eq!(
-        value(&py.eval("{'a': (1, 2)}".into()).await),
+        value(&py.eval("{'a': (1, 2)}".into(), None).await),
         &json!({"a": [1, 2]})
     );
 }
@@ -157,7 +160,10 @@ async fn falsy_and_unrepresentable_results() {
 async fn exceptions_carry_type_message_and_traceback() {
     let (_, py, _dir) = engine();
     let out = py
-        .exec("print('first')\ndef f():\n    raise KeyError('missing')\nf()".into())
+        .exec(
+            "print('first')\ndef f():\n    raise KeyError('missing')\nf()".into(),
+            None,
+        )
         .await;
     let err = out.result.unwrap_err();
     assert_eq!(err.kind, "KeyError");
@@ -181,21 +187,22 @@ async fn functions_by_dotted_name_and_imports_from_the_node_root() {
     )
     .unwrap();
     let out = py
-        .call("mathx.mul".into(), vec![json!(21)], Map::new())
+        .call("mathx.mul".into(), vec![json!(21)], Map::new(), None)
         .await;
     assert_eq!(value(&out), &json!(42));
     let kwargs = json!({"a": 3, "b": 5}).as_object().unwrap().clone();
     assert_eq!(
-        value(&py.call("mathx.mul".into(), vec![], kwargs).await),
+        value(&py.call("mathx.mul".into(), vec![], kwargs, None).await),
         &json!(15)
     );
-    py.exec("def local_fn():\n    return 'local'".into()).await;
+    py.exec("def local_fn():\n    return 'local'".into(), None)
+        .await;
     assert_eq!(
-        value(&py.call("local_fn".into(), vec![], Map::new()).await),
+        value(&py.call("local_fn".into(), vec![], Map::new(), None).await),
         &json!("local")
     );
     let err = py
-        .call("nothing_here".into(), vec![], Map::new())
+        .call("nothing_here".into(), vec![], Map::new(), None)
         .await
         .result
         .unwrap_err();
@@ -205,49 +212,66 @@ async fn functions_by_dotted_name_and_imports_from_the_node_root() {
 #[tokio::test]
 async fn micropython_modules_reach_the_node() {
     let (host, py, _dir) = engine();
-    py.exec("import machine\np = machine.Pin(2, machine.Pin.OUT)\np.off()".into())
-        .await
-        .result
-        .unwrap();
+    py.exec(
+        "import machine\np = machine.Pin(2, machine.Pin.OUT)\np.off()".into(),
+        None,
+    )
+    .await
+    .result
+    .unwrap();
     assert_eq!(host.gpio.read(2), Ok(0));
     assert_eq!(
-        value(&py.eval("machine.Pin(2).value()".into()).await),
+        value(&py.eval("machine.Pin(2).value()".into(), None).await),
         &json!(0)
     );
-    let err = py.eval("machine.Pin(7)".into()).await.result.unwrap_err();
+    let err = py
+        .eval("machine.Pin(7)".into(), None)
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(err.kind, "ValueError");
     assert_eq!(
         value(
-            &py.eval("__import__('json').loads(__import__('json').dumps({'a': [1, None]}))".into())
-                .await
+            &py.eval(
+                "__import__('json').loads(__import__('json').dumps({'a': [1, None]}))".into(),
+                None
+            )
+            .await
         ),
         &json!({"a": [1, null]})
     );
     assert_eq!(
-        value(&py.eval("__import__('time').ticks_diff(5, 3)".into()).await),
+        value(
+            &py.eval("__import__('time').ticks_diff(5, 3)".into(), None)
+                .await
+        ),
         &json!(2)
     );
     assert_eq!(
-        value(&py.eval("__import__('plastic').name".into()).await),
+        value(&py.eval("__import__('plastic').name".into(), None).await),
         &json!("fake-1")
     );
     assert_eq!(
         value(
             &py.eval(
                 "__import__('plastic').request('oracle', {'type': 'eval', 'to_evaluate': 'q'})"
-                    .into()
+                    .into(),
+                None
             )
             .await
         ),
         &json!({"asked": "q", "answer": 42})
     );
     let err = py
-        .eval("__import__('plastic').request('nobody', {'type': 'eval'})".into())
+        .eval(
+            "__import__('plastic').request('nobody', {'type': 'eval'})".into(),
+            None,
+        )
         .await
         .result
         .unwrap_err();
     assert_eq!(err.kind, "TimeoutError");
-    py.exec("import plastic\nplastic.send('peer', {'type': 'exec', 'to_exec': 'x=1'})\nplastic.publish('t', [1])".into())
+    py.exec("import plastic\nplastic.send('peer', {'type': 'exec', 'to_exec': 'x=1'})\nplastic.publish('t', [1])".into(), None)
         .await
         .result
         .unwrap();
@@ -329,7 +353,7 @@ async fn a_long_exec_does_not_block_scripts_or_later_stop() {
     };
     let before = ticks();
     let out = py
-        .exec("import time\ntime.sleep(0.2)\nprint('slept')".into())
+        .exec("import time\ntime.sleep(0.2)\nprint('slept')".into(), None)
         .await;
     assert_eq!(
         out.stdout, "slept\n",
@@ -363,17 +387,32 @@ async fn nodes_sharing_an_interpreter_keep_their_own_namespace_name_and_pins() {
         .map(|h| PythonEngine::on(interp.clone(), h.clone(), dir.path().join(&h.name)))
         .collect();
     engines[0]
-        .exec("x = 'mine'\nimport machine\nmachine.Pin(5).off()".into())
+        .exec(
+            "x = 'mine'\nimport machine\nmachine.Pin(5).off()".into(),
+            None,
+        )
         .await
         .result
         .unwrap();
     assert_eq!(
-        engines[1].eval("x".into()).await.result.unwrap_err().kind,
+        engines[1]
+            .eval("x".into(), None)
+            .await
+            .result
+            .unwrap_err()
+            .kind,
         "NameError"
     );
-    assert_eq!(value(&engines[0].eval("x".into()).await), &json!("mine"));
     assert_eq!(
-        value(&engines[1].eval("__import__('plastic').name".into()).await),
+        value(&engines[0].eval("x".into(), None).await),
+        &json!("mine")
+    );
+    assert_eq!(
+        value(
+            &engines[1]
+                .eval("__import__('plastic').name".into(), None)
+                .await
+        ),
         &json!("sim-b")
     );
     assert_eq!(
@@ -387,13 +426,19 @@ async fn a_replaced_module_is_imported_afresh() {
     let (_, py, dir) = engine();
     std::fs::write(dir.path().join("version.py"), "def get():\n    return 1\n").unwrap();
     assert_eq!(
-        value(&py.call("version.get".into(), vec![], Map::new()).await),
+        value(
+            &py.call("version.get".into(), vec![], Map::new(), None)
+                .await
+        ),
         &json!(1)
     );
     std::fs::write(dir.path().join("version.py"), "def get():\n    return 2\n").unwrap();
     py.forget_module("version");
     assert_eq!(
-        value(&py.call("version.get".into(), vec![], Map::new()).await),
+        value(
+            &py.call("version.get".into(), vec![], Map::new(), None)
+                .await
+        ),
         &json!(2)
     );
 }
@@ -456,4 +501,18 @@ async fn two_async_scripts_run_side_by_side() {
         (stopped, still),
         (vec!["a".to_owned(), "b".to_owned()], vec![])
     );
+}
+
+#[tokio::test]
+async fn a_request_that_waited_past_its_deadline_does_not_run() {
+    let (_, py, _dir) = engine();
+    py.exec("ran = False".into(), None).await.result.unwrap();
+    let past = plastic_proto::unix_seconds(std::time::SystemTime::now()) - 1.0;
+    let err = py
+        .exec("ran = True".into(), Some(past))
+        .await
+        .result
+        .unwrap_err();
+    assert_eq!(err.kind, "Expired");
+    assert_eq!(value(&py.eval("ran".into(), None).await), &json!(false));
 }

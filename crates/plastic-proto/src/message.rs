@@ -58,8 +58,13 @@ impl Envelope {
     /// A node whose clock is not set (a board without NTP starts in 2000) cannot judge
     /// freshness; it must not call this with such a clock.
     pub fn expired_by(&self, now: f64) -> Option<f64> {
-        let late = now - (self.time_stamp? + self.ttl?);
+        let late = now - self.deadline()?;
         (late > 0.0).then_some(late)
+    }
+
+    /// When the request goes stale, in Unix seconds, if it has a time to live.
+    pub fn deadline(&self) -> Option<f64> {
+        Some(self.time_stamp? + self.ttl?)
     }
 
     /// Where a reply goes: `reply_to`, else `sender`, if that is a valid node name.

@@ -100,6 +100,9 @@ enum Work {
 struct Job {
     node: Arc<NodeSlot>,
     work: Work,
+    /// When the request's time to live runs out (Unix seconds): checked again when the job
+    /// finally runs, since it may have waited behind a long exec.
+    deadline: Option<f64>,
 }
 
 /// A node as the engine thread sees it.
@@ -183,23 +186,30 @@ impl PythonEngine {
         PythonEngine { interpreter, node }
     }
 
-    async fn run(&self, make: impl FnOnce(oneshot::Sender<Outcome>) -> Work) -> Outcome {
+    async fn run(
+        &self,
+        deadline: Option<f64>,
+        make: impl FnOnce(oneshot::Sender<Outcome>) -> Work,
+    ) -> Outcome {
         let (tx, rx) = oneshot::channel();
         if !self.interpreter.send(Job {
             node: self.node.clone(),
             work: make(tx),
+            deadline,
         }) {
             return Outcome::engine_gone();
         }
         rx.await.unwrap_or_else(|_| Outcome::engine_gone())
     }
 
-    pub async fn eval(&self, code: String) -> Outcome {
-        self.run(|tx| Work::Eval(code, tx)).await
+    /// Evaluates `code`; a `deadline` (Unix seconds) that has passed when the job's turn comes
+    /// makes it `Expired` instead.
+    pub async fn eval(&self, code: String, deadline: Option<f64>) -> Outcome {
+        self.run(deadline, |tx| Work::Eval(code, tx)).await
     }
 
-    pub async fn exec(&self, code: String) -> Outcome {
-        self.run(|tx| Work::Exec(code, tx)).await
+    pub async fn exec(&self, code: String, deadline: Option<f64>) -> Outcome {
+        self.run(deadline, |tx| Work::Exec(code, tx)).await
     }
 
     pub async fn call(
@@ -207,8 +217,9 @@ impl PythonEngine {
         name: String,
         args: Vec<Value>,
         kwargs: Map<String, Value>,
+        deadline: Option<f64>,
     ) -> Outcome {
-        self.run(|reply| Work::Call {
+        self.run(deadline, |reply| Work::Call {
             name,
             args,
             kwargs,
@@ -222,6 +233,7 @@ impl PythonEngine {
         self.interpreter.send_if_started(Job {
             node: self.node.clone(),
             work: Work::Forget(module.to_owned()),
+            deadline: None,
         });
     }
 
@@ -266,6 +278,7 @@ impl PythonEngine {
         if !self.interpreter.send(Job {
             node: self.node.clone(),
             work,
+            deadline: None,
         }) {
             return Err(engine_gone());
         }
@@ -316,6 +329,7 @@ impl Drop for PythonEngine {
         self.interpreter.send_if_started(Job {
             node: self.node.clone(),
             work: Work::Drop,
+            deadline: None,
         });
     }
 }
@@ -400,7 +414,12 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
             code_cache: HashMap::new(),
             path_root: None,
         };
-        for Job { node, work } in jobs {
+        for Job { node, work, deadline } in jobs {
+            if let Some(late) = deadline.map(|d| now() - d).filter(|late| *late > 0.0) {
+                let message = format!("the request's time to live ran out {late:.3} s before its turn came; it was not run");
+                fail(work, &ErrorInfo::new("Expired", message));
+                continue;
+            }
             if let Work::Drop = work {
                 state.scopes.remove(&node.id);
                 continue;
@@ -451,6 +470,10 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
             }
         }
     });
+}
+
+fn now() -> f64 {
+    plastic_proto::unix_seconds(std::time::SystemTime::now())
 }
 
 fn fail(work: Work, info: &ErrorInfo) {
