@@ -60,7 +60,12 @@ struct Transfer {
     total: u64,
     hasher: Sha256,
     temp: PathBuf,
+    touched: std::time::Instant,
 }
+
+/// Unfinished uploads kept at once; starting one more abandons the one idle longest, so a
+/// sender that vanishes mid-transfer cannot fill the disk with temporary files.
+const MAX_TRANSFERS: usize = 8;
 
 pub struct FileStore {
     root: PathBuf,
@@ -95,6 +100,15 @@ impl FileStore {
             if let Some(old) = transfers.remove(&chunk.filename) {
                 let _ = fs::remove_file(old.temp);
             }
+            if transfers.len() >= MAX_TRANSFERS {
+                let idlest = transfers
+                    .iter()
+                    .min_by_key(|(_, t)| t.touched)
+                    .map(|(p, _)| p.clone());
+                if let Some(old) = idlest.and_then(|p| transfers.remove(&p)) {
+                    let _ = fs::remove_file(old.temp);
+                }
+            }
             let dir = self.root.join(PARTIAL_DIR);
             fs::create_dir_all(&dir)?;
             // Named by a hash of the path: `a/b` and `a__b` must not share a temporary file.
@@ -108,6 +122,7 @@ impl FileStore {
                     total: chunk.total,
                     hasher: Sha256::new(),
                     temp,
+                    touched: std::time::Instant::now(),
                 },
             );
         }
@@ -130,6 +145,7 @@ impl FileStore {
             .open(&transfer.temp)?
             .write_all(&chunk.content)?;
         transfer.hasher.update(&chunk.content);
+        transfer.touched = std::time::Instant::now();
         transfer.received += chunk.content.len() as u64;
         let received = transfer.received;
         if !chunk.is_last() {
@@ -285,6 +301,24 @@ mod tests {
             .write_chunk(&FileChunk::parse(&msgs[2]).unwrap())
             .unwrap_err();
         assert!(err.to_string().contains("expects offset 4096"), "{err}");
+    }
+
+    #[test]
+    fn abandoned_uploads_are_bounded() {
+        let root = temp_root("abandon");
+        let store = FileStore::open(&root).unwrap();
+        for i in 0..MAX_TRANSFERS + 3 {
+            let name = RelPath::parse(&format!("f{i}.bin")).unwrap();
+            let first = chunk_messages(&name, &[7u8; 100], 10).remove(0);
+            store
+                .write_chunk(&FileChunk::parse(&first).unwrap())
+                .unwrap();
+        }
+        assert_eq!(store.transfers.lock().unwrap().len(), MAX_TRANSFERS);
+        assert_eq!(
+            fs::read_dir(root.join(PARTIAL_DIR)).unwrap().count(),
+            MAX_TRANSFERS
+        );
     }
 
     #[test]
