@@ -88,21 +88,10 @@ fn seed_messages_errors_and_falsy_results(kind: Kind) {
         r#"{"type": "command", "command": "blink led", "kwargs": {"times": 3, "forever": false, "on_seconds": 0.01, "off_seconds": 0.01}}"#,
     );
     assert!(blink.contains("\"blinking\":true"), "{blink}");
-    let pins: Value = serde_json::from_str(&send(
-        r#"{"type": "command", "command": "read GPIOs", "need_result": true}"#,
-    ))
-    .unwrap();
+    let pins: Value = serde_json::from_str(&send(common::SEED_READ_GPIOS)).unwrap();
     assert!(pins.as_array().unwrap().iter().any(|p| p[0] == 2), "{pins}");
-    assert_eq!(
-        send(
-            r#"{"type": "command", "command": "write GPIOs", "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}"#
-        ),
-        "[[2,0]]\n"
-    );
-    assert_eq!(
-        send(r#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#),
-        "5\n"
-    );
+    assert_eq!(send(common::SEED_WRITE_GPIOS), "[[2,0]]\n");
+    assert_eq!(send(common::SEED_EVAL), "5\n");
     assert_eq!(
         f.ok(&["exec", "n1", "print(\"Testing exec !\")"]),
         "Testing exec !\n"

@@ -83,22 +83,11 @@ fn seed_messages_as_written(kind: BrokerKind) {
         ),
         "{\"blinking\":true,\"forever\":false,\"times\":10}\n"
     );
-    let read = send(r#"{"type": "command", "command": "read GPIOs", "need_result": true}"#);
+    let read = send(common::SEED_READ_GPIOS);
     assert!(read.starts_with("[[0,1],[1,1],[2,"), "{read}");
-    assert_eq!(
-        send(
-            r#"{"type": "command", "command": "write GPIOs", "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}"#
-        ),
-        "[[2,0]]\n"
-    );
-    assert_eq!(
-        send(r#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#),
-        "5\n"
-    );
-    assert_eq!(
-        send(r#"{"type": "exec", "to_exec": "print(\"Testing exec !\")"}"#),
-        "Testing exec !\nnull\n"
-    );
+    assert_eq!(send(common::SEED_WRITE_GPIOS), "[[2,0]]\n");
+    assert_eq!(send(common::SEED_EVAL), "5\n");
+    assert_eq!(send(common::SEED_EXEC), "Testing exec !\nnull\n");
     // The author's later field name.
     assert_eq!(
         send(r#"{"message_type": "eval", "to_evaluate": "2+3", "need_result": true}"#),

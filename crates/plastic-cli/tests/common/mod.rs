@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The seed's messages, as its author wrote them (tuples become JSON lists).
+pub const SEED_READ_GPIOS: &str =
+    r#"{"type": "command", "command": "read GPIOs", "need_result": true}"#;
+pub const SEED_WRITE_GPIOS: &str = r#"{"type": "command", "command": "write GPIOs", "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}"#;
+pub const SEED_EVAL: &str = r#"{"type": "eval", "to_evaluate": "2+3", "need_result": true}"#;
+pub const SEED_EXEC: &str = r#"{"type": "exec", "to_exec": "print(\"Testing exec !\")"}"#;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BrokerKind {
     /// `plastic hub` with its embedded rmqtt.
