@@ -649,3 +649,32 @@ on_both_brokers!(
     hub_console_lists_nodes,
     bad_command_lines_are_refused_clearly,
 );
+
+/// The README's first command: the seed's demo on an embedded hub and three simulated nodes.
+#[test]
+fn demo_runs_the_seed_end_to_end() {
+    let out = common::plastic()
+        .arg("demo")
+        .env_remove("PLASTIC_BROKER")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "-> 5",
+        "| Testing exec !",
+        "\"started\":true",
+        "\"stopped\":[\"main\"]",
+        "| demo-2 answered 5",
+        "demo complete",
+    ] {
+        assert!(
+            stdout.contains(step),
+            "demo output lacks {step:?}:\n{stdout}"
+        );
+    }
+}

@@ -191,7 +191,7 @@ async fn show(client: &Client, node: &NodeName, message: Value) -> Result<Reply>
     if let Some(content) = shown.get_mut("content") {
         *content = json!("<base64>");
     }
-    println!("client.request({node:?}, {shown})");
+    println!("client.request({:?}, {shown})", node.as_str());
     let Value::Object(fields) = message else {
         bail!("demo messages are objects")
     };
