@@ -279,58 +279,24 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
         (c, el)
     };
     // Echo side: its event loop forwards requests to a task that publishes the replies.
-    let (echo, mut echo_loop) = connect(format!("bench-echo-{suffix}"));
-    let (fwd_tx, mut fwd_rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let echo_driver = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        while let Ok(event) = echo_loop.poll().await {
-            match event {
-                Event::Incoming(Incoming::SubAck(_)) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Incoming(Incoming::Publish(p)) => {
-                    let _ = fwd_tx.send(p.payload);
-                }
-                _ => {}
-            }
-        }
-    });
+    let (echo, echo_loop) = connect(format!("bench-echo-{suffix}"));
+    let (echo_subscribed, mut requests, echo_driver) = drive(echo_loop);
     echo.subscribe(&req_topic, QoS::AtLeastOnce).await?;
     let echo_pub = echo.clone();
     let rep = rep_topic.clone();
     let echo_sender = tokio::spawn(async move {
-        while let Some(payload) = fwd_rx.recv().await {
+        while let Some(payload) = requests.recv().await {
             let _ = echo_pub
                 .publish(&rep, QoS::AtLeastOnce, false, payload)
                 .await;
         }
     });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx).await??;
+    tokio::time::timeout(Duration::from_secs(10), echo_subscribed).await??;
     // Requesting side.
-    let (req, mut req_loop) = connect(format!("bench-req-{suffix}"));
-    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let (sub_tx, sub_rx) = tokio::sync::oneshot::channel();
-    let req_driver = tokio::spawn(async move {
-        let mut sub = Some(sub_tx);
-        while let Ok(event) = req_loop.poll().await {
-            match event {
-                Event::Incoming(Incoming::SubAck(_)) => {
-                    if let Some(tx) = sub.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Incoming(Incoming::Publish(_)) => {
-                    let _ = got_tx.send(());
-                }
-                _ => {}
-            }
-        }
-    });
+    let (req, req_loop) = connect(format!("bench-req-{suffix}"));
+    let (req_subscribed, mut got_rx, req_driver) = drive(req_loop);
     req.subscribe(&rep_topic, QoS::AtLeastOnce).await?;
-    tokio::time::timeout(Duration::from_secs(10), sub_rx).await??;
+    tokio::time::timeout(Duration::from_secs(10), req_subscribed).await??;
     let mut micros = Vec::with_capacity(counts.sequential);
     for i in 0..counts.warmup + counts.sequential {
         let started = Instant::now();
@@ -349,6 +315,36 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
     echo_driver.abort();
     req_driver.abort();
     Ok(percentiles(micros))
+}
+
+/// Polls a bare rumqttc event loop: reports the first SUBACK and forwards every received
+/// payload. Publishing happens elsewhere (awaiting a publish in this task could deadlock).
+fn drive(
+    mut eventloop: rumqttc::EventLoop,
+) -> (
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (subacked_tx, subacked) = tokio::sync::oneshot::channel();
+    let (payload_tx, payloads) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut subacked_tx = Some(subacked_tx);
+        while let Ok(event) = eventloop.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(tx) = subacked_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    let _ = payload_tx.send(p.payload);
+                }
+                _ => {}
+            }
+        }
+    });
+    (subacked, payloads, driver)
 }
 
 /// A `plastic sim` child process.

@@ -318,38 +318,30 @@ impl Fleet {
             .join(format!("payload-{}", std::process::id()));
         std::fs::write(&file, payload).unwrap();
         let status = Command::new(which("mosquitto_pub"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.broker.port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-f",
-            ])
+            .args(self.mosquitto_args(topic))
+            .arg("-f")
             .arg(&file)
             .status()
             .unwrap();
         assert!(status.success(), "mosquitto_pub failed");
     }
 
+    /// Broker, QoS 1 and topic, as Mosquitto's command-line clients take them.
+    fn mosquitto_args(&self, topic: &str) -> Vec<String> {
+        let port = self.broker.port.to_string();
+        ["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", topic]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
     /// Subscribes with mosquitto_sub, returns once subscribed; read lines with `wait_line`.
     pub fn mosquitto_sub(&self, topic: &str) -> Proc {
         // stdbuf: mosquitto_sub block-buffers stdout into a pipe, which would hide the SUBACK line.
         let mut cmd = Command::new(which("stdbuf"));
-        cmd.arg("-oL").arg(which("mosquitto_sub")).args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.broker.port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-d",
-        ]);
+        cmd.arg("-oL")
+            .arg(which("mosquitto_sub"))
+            .args(self.mosquitto_args(topic))
+            .arg("-d");
         let proc = Proc::spawn(cmd, "mosquitto_sub");
         proc.wait_contains("SUBACK");
         proc
