@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// Broker to use: mqtt://[user:pass@]host[:port]
+    /// Broker to use: mqtt[s]://[user:pass@]host[:port]
     #[arg(
         long,
         global = true,
@@ -42,6 +42,14 @@ pub struct Global {
     /// instead of running it late
     #[arg(long, global = true, env = "PLASTIC_TTL")]
     pub ttl: Option<f64>,
+    /// CA certificate (PEM) that signed the broker's certificate, for mqtts:// (default:
+    /// $PLASTIC_HOME/ca.pem if it exists, else the system's roots)
+    #[arg(long, global = true, env = "PLASTIC_CA")]
+    pub ca: Option<PathBuf>,
+    /// Directory of node keys (NODE.key); requests to those nodes are signed (default:
+    /// $PLASTIC_HOME/keys)
+    #[arg(long, global = true, env = "PLASTIC_KEYS")]
+    pub keys: Option<PathBuf>,
     /// Whether --broker was given on the command line.
     #[arg(skip)]
     pub broker_given: bool,
@@ -58,10 +66,35 @@ pub enum Command {
         /// --broker on the command line)
         #[arg(long)]
         external: bool,
-        /// Allow listening beyond loopback without authentication: anyone who can reach the
-        /// port can then run code on every node
+        /// Allow listening beyond loopback without authentication or TLS: anyone who can
+        /// reach the port can then run code on every node (or read passwords)
         #[arg(long)]
         insecure: bool,
+        /// Users file: with it every connection must log in (default: $PLASTIC_HOME/users.toml
+        /// if it exists)
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+        /// Serve MQTT over TLS with this certificate chain (PEM); see `plastic certs init`
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM)
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Manage the hub's users (the users file)
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Per-node keys for signed requests
+    NodeKey {
+        #[command(subcommand)]
+        action: NodeKeyAction,
+    },
+    /// Certificates for the hub's TLS listener
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
     },
     /// Run a node with simulated GPIO (ESP8266 pin set; pin 2 is the LED, active low)
     Node(NodeArgs),
@@ -176,6 +209,75 @@ pub struct NodeArgs {
     /// Platform reported in presence
     #[arg(long, default_value = "sim")]
     pub platform: String,
+    /// Run only requests signed with the key in this file (see `plastic node-key new`)
+    #[arg(long, env = "PLASTIC_NODE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Seconds a signed request's time stamp may differ from this node's clock
+    #[arg(long, default_value_t = plastic_proto::sign::DEFAULT_MAX_SKEW)]
+    pub max_skew: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user, or replace one of the same name. The password is read from standard input
+    /// (one line) with --password-stdin, else a random one is made and printed once
+    Add {
+        name: String,
+        /// node, operator, viewer or admin
+        #[arg(long)]
+        role: String,
+        /// Capabilities: eval, exec, deploy, file, call, gpio.read, gpio.write, command
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
+        /// Nodes the user may address: name globs (lab-*) or group:NAME (default: all)
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Users file (default: $PLASTIC_HOME/users.toml)
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+    },
+    /// Remove a user
+    Remove {
+        name: String,
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+    },
+    /// List users, roles and capabilities (never passwords)
+    List {
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeKeyAction {
+    /// Make a key for NODE, save it in the keys directory (for signing) and print it once (for
+    /// the node: `plastic node --key-file`, or NODE_KEY in the agent's config.py)
+    New {
+        node: String,
+        /// Replace an existing key
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// Make a local CA and a server certificate for the hub, signed by it
+    Init {
+        /// Where to write ca.pem, ca.key, hub.pem and hub.key
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Host names or IP addresses the hub is reached by (repeatable; localhost and
+        /// 127.0.0.1 are always included)
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Overwrite existing files
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,8 @@
-//! A CLI run's connection: an ephemeral client node (`cli-xxxxxxxx`) with an inbox.
+//! A CLI run's connection: an ephemeral client node (`cli-xxxxxxxx`, or `USER.xxxxxxxx` when
+//! logged in to a hub with users) with an inbox.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,17 +21,15 @@ pub struct Session {
 
 impl Session {
     pub async fn open(global: &Global) -> Result<Self> {
-        let broker = BrokerUrl::parse(&global.broker)?;
-        let topics = Topics::new(&global.prefix)?;
         let timeout = timeout(global)?;
-        let mut opts = ClientOptions::new(broker.clone(), ClientOptions::ephemeral_name("cli"));
-        opts.topics = topics;
+        let opts = client_options(global, "cli")?;
+        let broker = opts.broker.clone();
         let (client, _deliveries) = Client::connect(opts);
         client
             .wait_connected(timeout.min(Duration::from_secs(10)))
             .await
             .with_context(|| {
-                format!("cannot reach the broker at {broker} (is `plastic hub` running?)")
+                format!("cannot connect to the broker at {broker} (is `plastic hub` running?)")
             })?;
         if let Some(ttl) = global.ttl {
             if !(ttl.is_finite() && ttl > 0.0) {
@@ -54,6 +55,52 @@ impl Session {
     pub async fn close(self) {
         self.client.shutdown(None).await;
     }
+}
+
+/// `$PLASTIC_HOME`, by default `~/.plastic`: node files, keys, users, the CA.
+pub fn plastic_home() -> PathBuf {
+    std::env::var_os("PLASTIC_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".plastic")
+        })
+}
+
+pub fn keys_dir(global: &Global) -> PathBuf {
+    global
+        .keys
+        .clone()
+        .unwrap_or_else(|| plastic_home().join("keys"))
+}
+
+pub fn users_file(explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| plastic_home().join("users.toml"))
+}
+
+/// Options for a client of this CLI run: broker, prefix, CA, keys, and a name the broker's user
+/// owns (`USER.xxxxxxxx`) or `<prefix>-xxxxxxxx` without a user.
+pub fn client_options(global: &Global, name_prefix: &str) -> Result<ClientOptions> {
+    let broker = BrokerUrl::parse(&global.broker)?;
+    let name = match &broker.username {
+        Some(user) => ClientOptions::owned_name(user)
+            .with_context(|| format!("user name `{user}` is not a valid client name"))?,
+        None => ClientOptions::ephemeral_name(name_prefix),
+    };
+    let mut opts = ClientOptions::new(broker, name);
+    opts.topics = Topics::new(&global.prefix)?;
+    opts.ca_file = ca_file(global);
+    opts.keys = Arc::new(plastic_client::KeyRing::in_dir(keys_dir(global)));
+    Ok(opts)
+}
+
+pub fn ca_file(global: &Global) -> Option<PathBuf> {
+    global.ca.clone().or_else(|| {
+        let default = plastic_home().join("ca.pem");
+        default.exists().then_some(default)
+    })
 }
 
 pub fn timeout(global: &Global) -> Result<Duration> {

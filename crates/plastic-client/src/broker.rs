@@ -1,10 +1,11 @@
-//! `mqtt://[user[:password]@]host[:port]`, the form of `--broker` and `PLASTIC_BROKER`.
+//! `mqtt[s]://[user[:password]@]host[:port]`, the form of `--broker` and `PLASTIC_BROKER`.
 
 use std::fmt;
 
 use crate::ClientError;
 
 pub const DEFAULT_PORT: u16 = 1883;
+pub const DEFAULT_TLS_PORT: u16 = 8883;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -12,6 +13,8 @@ pub struct BrokerUrl {
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `mqtts://`: TLS, with the server's certificate checked against the client's roots.
+    pub tls: bool,
 }
 
 impl BrokerUrl {
@@ -27,11 +30,15 @@ impl BrokerUrl {
             format!("mqtt://{text}")
         };
         let url = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
-        match url.scheme() {
-            "mqtt" | "tcp" => {}
-            "mqtts" | "ssl" => return Err(bad("TLS (mqtts://) is not supported yet; use mqtt://")),
-            other => return Err(bad(&format!("unknown scheme `{other}`; use mqtt://"))),
-        }
+        let tls = match url.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            other => {
+                return Err(bad(&format!(
+                    "unknown scheme `{other}`; use mqtt:// or mqtts://"
+                )))
+            }
+        };
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -50,11 +57,14 @@ impl BrokerUrl {
         };
         Ok(BrokerUrl {
             host,
-            port: url.port().unwrap_or(DEFAULT_PORT),
+            port: url
+                .port()
+                .unwrap_or(if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT }),
             username: (!url.username().is_empty())
                 .then(|| decode(url.username()))
                 .flatten(),
             password: url.password().and_then(decode),
+            tls,
         })
     }
 
@@ -64,6 +74,7 @@ impl BrokerUrl {
             port,
             username: None,
             password: None,
+            tls: false,
         }
     }
 }
@@ -71,9 +82,10 @@ impl BrokerUrl {
 impl fmt::Display for BrokerUrl {
     /// Never prints the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         match &self.username {
-            Some(u) => write!(f, "mqtt://{u}@{}:{}", self.host, self.port),
-            None => write!(f, "mqtt://{}:{}", self.host, self.port),
+            Some(u) => write!(f, "{scheme}://{u}@{}:{}", self.host, self.port),
+            None => write!(f, "{scheme}://{}:{}", self.host, self.port),
         }
     }
 }
@@ -105,6 +117,9 @@ mod tests {
             (Some("alice"), Some("s@cret"))
         );
         assert_eq!(u.to_string(), "mqtt://alice@hub.local:8883");
+        let t = BrokerUrl::parse("mqtts://alice:pw@hub.local").unwrap();
+        assert!(t.tls && t.port == DEFAULT_TLS_PORT);
+        assert_eq!(t.to_string(), "mqtts://alice@hub.local:8883");
     }
 
     #[test]

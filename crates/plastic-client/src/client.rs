@@ -34,6 +34,11 @@ pub struct ClientOptions {
     /// allocated up front, so a node (which never reads them) keeps this small; a registry
     /// following thousands of nodes wants it large.
     pub presence_buffer: usize,
+    /// PEM file of the CA that signed the broker's certificate (for `mqtts://`); `None` uses
+    /// the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Keys of nodes that run only signed requests; requests to them are signed.
+    pub keys: Arc<crate::KeyRing>,
 }
 
 impl ClientOptions {
@@ -47,7 +52,15 @@ impl ClientOptions {
             clean_session: true,
             keep_alive: Duration::from_secs(30),
             presence_buffer: 16,
+            ca_file: None,
+            keys: Arc::default(),
         }
+    }
+
+    /// A client name owned by `user` on a hub with authentication: `user.` and 8 hex digits.
+    pub fn owned_name(user: &str) -> Result<NodeName, ClientError> {
+        let id = plastic_proto::new_message_id();
+        Ok(NodeName::parse(&format!("{user}.{}", &id[..8]))?)
     }
 
     /// A client name for a CLI run or a script: `cli-` and 8 random hex digits.
@@ -63,6 +76,17 @@ pub struct Delivery {
     pub topic: String,
     pub kind: Option<TopicKind>,
     pub payload: bytes::Bytes,
+}
+
+/// Why the last connection attempt failed.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectFailure {
+    /// Network trouble: the driver keeps retrying.
+    Transient(String),
+    /// The broker said no (CONNACK refusal): retried too, but waiters are told at once.
+    Refused(String),
+    /// Nothing will ever connect (TLS setup).
+    Fatal(String),
 }
 
 pub(crate) struct Inner {
@@ -84,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) tracking_presence: std::sync::atomic::AtomicBool,
     /// `Some(n)`: connected and subscribed, for the n-th time. `None`: not connected.
     pub(crate) connected: watch::Sender<Option<u64>>,
+    pub(crate) last_error: watch::Sender<Option<ConnectFailure>>,
+    pub(crate) keys: Arc<crate::KeyRing>,
     pub(crate) closing: std::sync::atomic::AtomicBool,
     pub(crate) driver: Mutex<Option<JoinHandle<()>>>,
     pub(crate) broker: BrokerUrl,
@@ -121,6 +147,19 @@ impl Client {
                 true,
             ));
         }
+        let tls_error = if opts.broker.tls {
+            match crate::tls::client_config(opts.ca_file.as_deref()) {
+                Ok(config) => {
+                    mqtt_opts.set_transport(rumqttc::Transport::tls_with_config(
+                        rumqttc::TlsConfiguration::Rustls(config),
+                    ));
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
         let (mqtt, mut eventloop) = AsyncClient::new(mqtt_opts, REQUEST_CHANNEL_CAPACITY);
         let mut net = eventloop.network_options();
         // Nagle's algorithm turns a ~0.1 ms QoS 1 round trip into ~88 ms.
@@ -144,14 +183,39 @@ impl Client {
             presence_tx,
             tracking_presence: false.into(),
             connected: watch::channel(None).0,
+            keys: opts.keys,
+            last_error: watch::channel(None).0,
             closing: false.into(),
             driver: Mutex::new(None),
             broker: opts.broker,
         });
         let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
+        if let Some(e) = tls_error {
+            // Without a usable TLS setup there is nothing to retry: say so to every waiter.
+            inner
+                .last_error
+                .send_replace(Some(ConnectFailure::Fatal(e)));
+            return (Client { inner }, deliveries_rx);
+        }
         let driver = tokio::spawn(crate::driver::run(inner.clone(), eventloop, deliveries_tx));
         *inner.driver.lock().unwrap() = Some(driver);
         (Client { inner }, deliveries_rx)
+    }
+
+    /// True when requests to any of `nodes` would be signed.
+    pub fn signs_for_any(&self, nodes: &[NodeName]) -> Result<bool, ClientError> {
+        for node in nodes {
+            if self
+                .inner
+                .keys
+                .get(node)
+                .map_err(ClientError::Key)?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn name(&self) -> &NodeName {
@@ -171,19 +235,44 @@ impl Client {
         self.inner.connected.subscribe()
     }
 
-    /// Waits until connected and subscribed, or fails after `timeout`.
+    /// Waits until connected and subscribed, or fails after `timeout`. A refusal by the broker
+    /// (bad credentials, not authorised) or a TLS setup error fails at once: retrying would
+    /// only repeat it.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
-        let mut rx = self.connection();
+        let mut connected = self.connection();
+        let mut failures = self.inner.last_error.subscribe();
+        let broker = self.inner.broker.to_string();
         let outcome = tokio::time::timeout(timeout, async {
-            rx.wait_for(Option::is_some).await.map(|_| ())
+            loop {
+                if connected.borrow_and_update().is_some() {
+                    return Ok(());
+                }
+                match &*failures.borrow_and_update() {
+                    Some(ConnectFailure::Refused(reason)) => {
+                        return Err(ClientError::Refused {
+                            broker: broker.clone(),
+                            reason: reason.clone(),
+                        })
+                    }
+                    Some(ConnectFailure::Fatal(e)) => return Err(ClientError::Tls(e.clone())),
+                    _ => {}
+                }
+                tokio::select! {
+                    changed = connected.changed() => if changed.is_err() { return Err(ClientError::Closed) },
+                    changed = failures.changed() => if changed.is_err() { return Err(ClientError::Closed) },
+                }
+            }
         })
         .await;
         match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout {
-                node: format!("broker {}", self.inner.broker),
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Unreachable {
+                broker,
                 seconds: timeout.as_secs_f64(),
+                last_error: match &*self.inner.last_error.borrow() {
+                    Some(ConnectFailure::Transient(e)) => Some(e.clone()),
+                    _ => None,
+                },
             }),
         }
     }
@@ -224,16 +313,20 @@ impl Client {
     }
 
     /// Sends a request without waiting for anything (`need_result` is left as the caller set
-    /// it). Returns the message id.
+    /// it), signed when the client has the target's key. Returns the message id.
     pub async fn send(
         &self,
         target: &NodeName,
         mut request: Request,
     ) -> Result<String, ClientError> {
         let id = request.stamp(&self.inner.name, target.as_str(), now());
+        let mut payload = request.to_bytes();
+        if let Some(key) = self.inner.keys.get(target).map_err(ClientError::Key)? {
+            payload = key.sign(&payload);
+        }
         self.publish(
             &self.inner.topics.inbox(target),
-            request.to_bytes(),
+            payload,
             QoS::AtLeastOnce,
             false,
         )

@@ -15,7 +15,7 @@ use rumqttc::{Event, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::client::Inner;
+use crate::client::{ConnectFailure, Inner};
 use crate::Delivery;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -33,6 +33,7 @@ pub(crate) async fn run(
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff = BACKOFF_START;
                 generation += 1;
+                inner.last_error.send_replace(None);
                 tracing::debug!(broker = %inner.broker, generation, "connected");
                 tokio::spawn(resubscribe(inner.clone(), generation));
             }
@@ -62,6 +63,13 @@ pub(crate) async fn run(
                 if inner.closing.load(Ordering::SeqCst) {
                     break;
                 }
+                let failure = match &e {
+                    rumqttc::ConnectionError::ConnectionRefused(code) => {
+                        ConnectFailure::Refused(refusal_reason(*code))
+                    }
+                    other => ConnectFailure::Transient(other.to_string()),
+                };
+                inner.last_error.send_replace(Some(failure));
                 tracing::warn!(broker = %inner.broker, error = %e, "connection lost; retrying in {backoff:?}");
                 let jitter = rand::thread_rng().gen_range(0.8..1.2);
                 tokio::time::sleep(backoff.mul_f64(jitter)).await;
@@ -70,6 +78,17 @@ pub(crate) async fn run(
         }
     }
     inner.connected.send_replace(None);
+}
+
+fn refusal_reason(code: rumqttc::ConnectReturnCode) -> String {
+    use rumqttc::ConnectReturnCode as C;
+    match code {
+        C::BadUserNamePassword => "bad user name or password".into(),
+        C::NotAuthorized => "not authorised (a node must use its own name as user and client id; other users' clients are USER or USER.*)".into(),
+        C::BadClientId => "client id refused".into(),
+        C::ServiceUnavailable => "service unavailable".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Subscribes to every filter again (rumqttc does not) and then announces the connection.

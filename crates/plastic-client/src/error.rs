@@ -10,6 +10,18 @@ pub enum ClientError {
     NodeLost { node: String, state: String },
     #[error("the connection to the broker is closed")]
     Closed,
+    #[error("the broker at {broker} refused the connection: {reason}")]
+    Refused { broker: String, reason: String },
+    #[error("cannot reach the broker at {broker} within {seconds:.1} s{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Unreachable {
+        broker: String,
+        seconds: f64,
+        last_error: Option<String>,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("node key: {0}")]
+    Key(String),
     #[error("MQTT client: {0}")]
     Mqtt(#[from] rumqttc::ClientError),
     #[error(transparent)]

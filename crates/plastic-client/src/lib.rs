@@ -12,9 +12,12 @@ mod broker;
 mod client;
 mod driver;
 mod error;
+mod keys;
 mod presence;
+mod tls;
 
 pub use broker::BrokerUrl;
 pub use client::{Client, ClientOptions, Delivery};
 pub use error::ClientError;
+pub use keys::KeyRing;
 pub use presence::PresenceEvent;

@@ -6,12 +6,18 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
+use tokio::sync::mpsc;
+
+use crate::auth::Refusal;
+use crate::policy::Policy;
 
 /// Retained presence must outlive any message expiry: `0s` means never expire.
 const RETAINER_CONFIG: &str = r#"
@@ -22,16 +28,29 @@ max_payload_size = "1MB"
 type = "ram"
 "#;
 
+/// What the embedded broker serves.
+pub struct BrokerOptions {
+    pub listen: SocketAddr,
+    /// Serve TLS on `listen` with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Authentication and access rules; `None` lets anyone connect and do anything.
+    pub policy: Option<Arc<Policy>>,
+}
+
 /// A running embedded broker.
-#[derive(Debug, Clone, Copy)]
 pub struct BrokerHandle {
     /// The bound address (useful when asked for port 0).
     pub addr: SocketAddr,
+    /// A plain-TCP listener on 127.0.0.1 for the hub's own client, whatever `listen` is (an
+    /// address the hub cannot dial, or TLS whose certificate names another host).
+    pub internal_addr: SocketAddr,
+    /// Error replies to requests the policy refused, for the hub's client to publish.
+    pub refusals: Option<mpsc::Receiver<Refusal>>,
 }
 
-/// Binds `listen` and serves MQTT 3.1.1 and 5 on it in the background (on the current tokio
-/// runtime) until the process ends.
-pub async fn start_broker(listen: SocketAddr) -> anyhow::Result<BrokerHandle> {
+/// Binds and serves MQTT 3.1.1 and 5 in the background (on the current tokio runtime) until
+/// the process ends.
+pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
     let scx = ServerContext::new()
         .plugins_config_map_add("rmqtt-retainer", RETAINER_CONFIG)
         .build()
@@ -40,25 +59,59 @@ pub async fn start_broker(listen: SocketAddr) -> anyhow::Result<BrokerHandle> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("registering the retainer plugin")?;
-    let listener = Builder::new()
-        .name("plastic")
-        .laddr(listen)
-        .nodelay(true)
-        .reuseaddr(Some(true))
-        .allow_anonymous(true)
-        .max_packet_size(1024 * 1024)
-        // Requests are small and many: a deeper in-flight window raises pipelined throughput.
-        .max_inflight(NonZeroU16::new(128).expect("non-zero"))
-        .max_mqueue_len(10_000)
-        .session_expiry_interval(Duration::from_secs(2 * 60 * 60))
+    let refusals = match &opts.policy {
+        Some(policy) => Some(crate::auth::install(&scx, policy.clone()).await),
+        None => None,
+    };
+    let anonymous = opts.policy.is_none();
+    let builder = |addr: SocketAddr| {
+        Builder::new()
+            .name("plastic")
+            .laddr(addr)
+            .nodelay(true)
+            .reuseaddr(Some(true))
+            .allow_anonymous(anonymous)
+            .max_packet_size(1024 * 1024)
+            // Requests are small and many: a deeper in-flight window raises pipelined throughput.
+            .max_inflight(NonZeroU16::new(128).expect("non-zero"))
+            .max_mqueue_len(10_000)
+            .session_expiry_interval(Duration::from_secs(2 * 60 * 60))
+    };
+    let (cert, key) = match &opts.tls {
+        Some((cert, key)) => (
+            Some(cert.to_string_lossy().into_owned()),
+            Some(key.to_string_lossy().into_owned()),
+        ),
+        None => (None, None),
+    };
+    let main = builder(opts.listen)
+        .tls_cert(cert)
+        .tls_key(key)
         .bind()
         .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = listener.tcp().map_err(|e| anyhow::anyhow!("{e}"))?;
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = main.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let main = if opts.tls.is_some() {
+        main.tls()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .context("cannot set up TLS with --tls-cert and --tls-key")?
+    } else {
+        main.tcp().map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    let internal = builder(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .bind()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot listen on 127.0.0.1 for the hub's own client")?;
+    let internal_addr = internal.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let internal = internal.tcp().map_err(|e| anyhow::anyhow!("{e}"))?;
     MqttServer::new(scx)
-        .listener_by_id(listener, 1)
+        .listener_by_id(main, 1)
+        .listener_by_id(internal, 2)
         .build()
         .start();
-    Ok(BrokerHandle { addr })
+    Ok(BrokerHandle {
+        addr,
+        internal_addr,
+        refusals,
+    })
 }

@@ -1,10 +1,17 @@
 //! The plastic hub: an embedded MQTT broker (rmqtt) and a registry that follows node presence.
 //!
 //! The hub adds nothing to the protocol: every client could talk to Mosquitto instead, and with
-//! `--broker` the hub runs only its registry against that external broker.
+//! `--broker` the hub runs only its registry against that external broker. With a users file
+//! it also authenticates connections and enforces roles and capabilities (`policy`), through
+//! rmqtt's hooks (`auth`).
 
+mod auth;
 mod broker;
+pub mod certs;
+pub mod policy;
 mod registry;
+pub mod users;
 
-pub use broker::{start_broker, BrokerHandle};
+pub use auth::Refusal;
+pub use broker::{start_broker, BrokerHandle, BrokerOptions};
 pub use registry::{describe_change, Registry};

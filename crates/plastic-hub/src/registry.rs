@@ -10,9 +10,16 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub async fn connect(broker: BrokerUrl, topics: Topics) -> Result<Self, ClientError> {
-        let mut opts = ClientOptions::new(broker, ClientOptions::ephemeral_name("hub"));
+    pub async fn connect(
+        broker: BrokerUrl,
+        topics: Topics,
+        ca_file: Option<std::path::PathBuf>,
+    ) -> Result<Self, ClientError> {
+        // `hub.xxxxxxxx`: a name the hub's own user owns when the broker checks names.
+        let mut opts =
+            ClientOptions::new(broker, ClientOptions::owned_name(crate::users::HUB_USER)?);
         opts.topics = topics;
+        opts.ca_file = ca_file;
         opts.presence_buffer = 16 * 1024;
         let (client, _deliveries) = Client::connect(opts);
         client.wait_connected(Duration::from_secs(10)).await?;
@@ -26,6 +33,11 @@ impl Registry {
 
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<PresenceEvent> {
         self.client.presence_events()
+    }
+
+    /// The hub's own connection (it publishes the policy's refusal replies).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     pub async fn shutdown(&self) {

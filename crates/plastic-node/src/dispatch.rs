@@ -5,7 +5,10 @@
 
 use std::time::SystemTime;
 
-use plastic_proto::{unix_seconds, Body, ErrorInfo, Incoming, RelPath, Reply};
+use plastic_proto::{
+    sign, unix_seconds, Body, Envelope, ErrorInfo, Incoming, NodeKey, RelPath, Reply,
+    SignatureError,
+};
 use serde_json::{json, Value};
 
 use crate::commands::{self, After};
@@ -33,8 +36,21 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         }
     };
     let envelope = incoming.envelope;
+    // Replies are not requests: they are never signed, and `handle` drops them below.
+    let signed_at = match &node.key {
+        Some(key) if envelope.message_type.as_deref() != Some("result") => {
+            match check_signed(node, key, payload, &envelope) {
+                Ok(ts) => Some(ts),
+                Err(e) => {
+                    answer_refusal(node, &envelope, ErrorInfo::new(e.kind(), e.to_string())).await;
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
     if let Some(id) = &envelope.message_id {
-        let seen = node.recent.lock().unwrap().begin(id);
+        let seen = node.recent.lock().unwrap().begin(id, signed_at);
         match seen {
             Seen::New => {}
             Seen::Running => {
@@ -130,6 +146,38 @@ fn clock_is_set() -> bool {
     now() > 1_577_836_800.0
 }
 
+/// The checks of docs/protocol.md, "Signed requests", in order. Returns the request's time
+/// stamp, which the replay guard remembers with its id.
+fn check_signed(
+    node: &NodeShared,
+    key: &NodeKey,
+    payload: &[u8],
+    envelope: &Envelope,
+) -> Result<f64, SignatureError> {
+    key.verify(payload)?;
+    sign::check_envelope(
+        envelope,
+        node.name.as_str(),
+        now(),
+        node.started_at,
+        node.max_skew,
+    )?;
+    let ts = envelope.time_stamp.unwrap_or_default();
+    let id = envelope.message_id.as_deref().unwrap_or_default();
+    if id.is_empty() {
+        return Err(SignatureError::Replayed(
+            "a signed request needs a message_id".into(),
+        ));
+    }
+    if node.recent.lock().unwrap().is_replay(id, ts) {
+        return Err(SignatureError::Replayed(format!(
+            "message_id {id} may have run before (stamped before the last {} requests or this node's start); a signed request runs at most once",
+            crate::recent::CAPACITY
+        )));
+    }
+    Ok(ts)
+}
+
 /// Answers a request with `error` without running it (the node is over a limit).
 pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
     let Ok(incoming) = Incoming::parse_with_limit(payload, 4 * plastic_proto::MAX_PAYLOAD) else {
@@ -140,7 +188,22 @@ pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
         );
         return;
     };
-    let envelope = incoming.envelope;
+    answer_refusal(node, &incoming.envelope, error).await;
+}
+
+/// Sends the error reply of a request that was not run, and notes it on the log topic.
+async fn answer_refusal(node: &NodeShared, envelope: &Envelope, error: ErrorInfo) {
+    tracing::warn!(kind = %error.kind, sender = ?envelope.sender, "refused a request: {}", error.message);
+    node.log(
+        "node",
+        "error",
+        &format!(
+            "refused a request from {} ({}): {}",
+            envelope.sender.as_deref().unwrap_or("?"),
+            error.kind,
+            error.message
+        ),
+    );
     let mut reply = Reply::err(envelope.message_id.as_deref().unwrap_or_default(), error);
     reply.sender = Some(node.name.to_string());
     reply.message_id = Some(plastic_proto::new_message_id());

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use plastic_client::{BrokerUrl, Client, ClientOptions, Delivery};
 use plastic_proto::{
-    unix_seconds, ErrorInfo, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics,
-    MAX_PAYLOAD, PROTOCOL_VERSION,
+    unix_seconds, ErrorInfo, NodeKey, NodeName, NodeState, Presence, Reply, Request, TopicKind,
+    Topics, MAX_PAYLOAD, PROTOCOL_VERSION,
 };
 use rumqttc::QoS;
 use serde_json::{json, Map, Value};
@@ -32,6 +32,12 @@ pub struct NodeConfig {
     /// A Python interpreter to share with other nodes of this process (`plastic sim`), or
     /// `None` for one of the node's own.
     pub interpreter: Option<Arc<Interpreter>>,
+    /// With a key, the node runs only requests signed with it (docs/protocol.md).
+    pub key: Option<NodeKey>,
+    /// How far a signed request's time stamp may be from this node's clock, in seconds.
+    pub max_skew: f64,
+    /// CA certificate for an `mqtts://` broker (`None`: the system's roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Everything handlers share. Cheap to clone behind an `Arc`.
@@ -44,8 +50,13 @@ pub struct NodeShared {
     pub files: Arc<FileStore>,
     pub blinker: Blinker,
     pub started: Instant,
-    /// Request ids seen lately, with their replies (duplicate deliveries run once).
+    /// Request ids seen lately, with their replies (duplicate deliveries run once), and the
+    /// replay floor for signed requests.
     pub recent: Mutex<Recent>,
+    pub key: Option<NodeKey>,
+    pub max_skew: f64,
+    /// When this node started, in Unix seconds: signed requests stamped earlier are refused.
+    pub started_at: f64,
     client: Client,
     engine: Mutex<Arc<PythonEngine>>,
     shared_interpreter: Option<Arc<Interpreter>>,
@@ -304,6 +315,7 @@ impl Node {
         };
         let mut opts = ClientOptions::new(config.broker.clone(), config.name.clone());
         opts.topics = config.topics.clone();
+        opts.ca_file = config.ca_file.clone();
         opts.subscriptions.push(config.topics.all_inbox());
         for g in &config.groups {
             opts.subscriptions.push(
@@ -355,7 +367,10 @@ impl Node {
             files,
             blinker: Blinker::default(),
             started: Instant::now(),
-            recent: Mutex::default(),
+            recent: Mutex::new(Recent::new(now)),
+            key: config.key,
+            max_skew: config.max_skew,
+            started_at: now,
             client,
             engine: Mutex::new(engine),
             shared_interpreter: config.interpreter,

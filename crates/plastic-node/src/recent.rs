@@ -3,6 +3,11 @@
 //! QoS 1 means "at least once": after a reconnect the broker may deliver a request again. The
 //! node remembers the last [`CAPACITY`] message ids with their reply, answers a duplicate with
 //! the first reply, and ignores a duplicate that arrives while the first is still running.
+//!
+//! For signed requests the same memory is the replay guard: besides the ids it keeps the
+//! *replay floor*, the newest `time_stamp` among the signed ids it forgot. A signed request at
+//! or below the floor may be a replay of a forgotten id, so the node refuses it (docs/protocol.md,
+//! "Signed requests"). Memory stays bounded and no id is ever run twice.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,27 +26,47 @@ pub enum Seen {
     Done(Option<SentReply>),
 }
 
-#[derive(Default)]
 pub struct Recent {
     entries: HashMap<String, Option<Option<SentReply>>>,
-    order: VecDeque<String>,
+    /// Ids oldest first, with the signed request's time stamp.
+    order: VecDeque<(String, Option<f64>)>,
+    replay_floor: f64,
 }
 
 impl Recent {
-    /// Records `id` as running unless it was seen before.
-    pub fn begin(&mut self, id: &str) -> Seen {
+    /// `replay_floor` starts at the node's start time: signed requests stamped before it may
+    /// have run before a restart.
+    pub fn new(replay_floor: f64) -> Self {
+        Recent {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            replay_floor,
+        }
+    }
+
+    /// True when a signed request stamped `time_stamp` must be refused as a possible replay: its
+    /// id is not remembered and it is not newer than everything forgotten.
+    pub fn is_replay(&self, id: &str, time_stamp: f64) -> bool {
+        !self.entries.contains_key(id) && time_stamp <= self.replay_floor
+    }
+
+    /// Records `id` (with a signed request's time stamp) as running unless it was seen before.
+    pub fn begin(&mut self, id: &str, signed_at: Option<f64>) -> Seen {
         match self.entries.get(id) {
             Some(None) => return Seen::Running,
             Some(Some(reply)) => return Seen::Done(reply.clone()),
             None => {}
         }
         if self.order.len() >= CAPACITY {
-            if let Some(old) = self.order.pop_front() {
+            if let Some((old, stamp)) = self.order.pop_front() {
                 self.entries.remove(&old);
+                if let Some(stamp) = stamp {
+                    self.replay_floor = self.replay_floor.max(stamp);
+                }
             }
         }
         self.entries.insert(id.to_owned(), None);
-        self.order.push_back(id.to_owned());
+        self.order.push_back((id.to_owned(), signed_at));
         Seen::New
     }
 
@@ -58,18 +83,42 @@ mod tests {
 
     #[test]
     fn duplicates_get_the_first_reply_and_memory_stays_bounded() {
-        let mut r = Recent::default();
-        assert_eq!(r.begin("a"), Seen::New);
-        assert_eq!(r.begin("a"), Seen::Running);
+        let mut r = Recent::new(0.0);
+        assert_eq!(r.begin("a", None), Seen::New);
+        assert_eq!(r.begin("a", None), Seen::Running);
         r.finish("a", Some(("t".into(), b"reply".to_vec())));
         assert_eq!(
-            r.begin("a"),
+            r.begin("a", None),
             Seen::Done(Some(("t".into(), b"reply".to_vec())))
         );
         for i in 0..CAPACITY {
-            r.begin(&i.to_string());
+            r.begin(&i.to_string(), None);
         }
         assert_eq!(r.entries.len(), CAPACITY);
-        assert_eq!(r.begin("a"), Seen::New, "the oldest id was forgotten");
+        assert_eq!(r.begin("a", None), Seen::New, "the oldest id was forgotten");
+    }
+
+    #[test]
+    fn a_forgotten_signed_id_can_never_run_again() {
+        let mut r = Recent::new(100.0);
+        assert!(
+            r.is_replay("early", 99.0),
+            "stamped before the node started"
+        );
+        assert!(!r.is_replay("s0", 200.0));
+        assert_eq!(r.begin("s0", Some(200.0)), Seen::New);
+        assert!(
+            !r.is_replay("s0", 200.0),
+            "remembered: a duplicate, not a replay"
+        );
+        for i in 1..=CAPACITY {
+            r.begin(&format!("s{i}"), Some(200.0 + i as f64));
+        }
+        assert!(!r.entries.contains_key("s0"));
+        assert!(
+            r.is_replay("s0", 200.0),
+            "forgotten, and not newer than the floor"
+        );
+        assert!(!r.is_replay("fresh", 201.5));
     }
 }

@@ -13,6 +13,7 @@ pub mod message;
 pub mod name;
 pub mod presence;
 pub mod reply;
+pub mod sign;
 pub mod topic;
 
 pub use command::Command;
@@ -23,6 +24,7 @@ pub use message::{Body, Envelope, Incoming, Request};
 pub use name::NodeName;
 pub use presence::{NodeState, Presence};
 pub use reply::{ErrorInfo, Reply};
+pub use sign::{NodeKey, SignatureError};
 pub use topic::{TopicKind, Topics};
 
 /// Largest MQTT payload a node accepts. Bigger requests are refused before parsing, so a

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use plastic_client::{BrokerUrl, Client, ClientOptions};
-use plastic_hub::start_broker;
+use plastic_hub::{start_broker, BrokerOptions};
 use plastic_node::Node;
 use plastic_proto::file::chunk_messages;
 use plastic_proto::{NodeName, NodeState, RelPath, Reply, Request};
@@ -18,7 +18,12 @@ const FUNCTIONS: &str = include_str!("../../../../examples/functions.py");
 const NODES: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
 
 pub async fn run(global: &Global) -> Result<ExitCode> {
-    let broker = start_broker("127.0.0.1:0".parse()?).await?;
+    let broker = start_broker(BrokerOptions {
+        listen: "127.0.0.1:0".parse()?,
+        tls: None,
+        policy: None,
+    })
+    .await?;
     println!("hub: embedded MQTT broker on {}", broker.addr);
     let url = BrokerUrl::local(broker.addr.port());
     let root = std::env::temp_dir().join(format!("plastic-demo-{}", std::process::id()));

@@ -1,42 +1,104 @@
 //! `plastic hub`: the embedded broker plus the registry's console.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use plastic_client::BrokerUrl;
-use plastic_hub::{describe_change, start_broker, Registry};
+use plastic_hub::policy::Policy;
+use plastic_hub::users::{Users, HUB_USER};
+use plastic_hub::{describe_change, start_broker, BrokerOptions, Registry};
 use plastic_proto::Topics;
+use rumqttc::QoS;
 
 use crate::args::Global;
+use crate::session::{ca_file, users_file};
 
-pub async fn run(
-    global: &Global,
-    listen: SocketAddr,
-    external: bool,
-    insecure: bool,
-) -> Result<ExitCode> {
+pub struct HubArgs {
+    pub listen: SocketAddr,
+    pub external: bool,
+    pub insecure: bool,
+    pub users: Option<PathBuf>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     let topics = Topics::new(&global.prefix)?;
-    if !external && !listen.ip().is_loopback() {
-        if !insecure {
-            anyhow::bail!(
-                "refusing to listen on {listen} without authentication: anyone who can reach it could run \
-                 code on every node. Listen on 127.0.0.1, or pass --insecure on a network you trust"
-            );
-        }
-        eprintln!("WARNING: listening on {listen} without authentication (--insecure): anyone who can reach this port can run code on every node");
-    }
-    let broker = if external {
+    let (broker, refusals) = if args.external {
         let url = BrokerUrl::parse(&global.broker)?;
-        println!("plastic hub: using the external broker at {url}");
-        url
+        println!(
+            "plastic hub: using the external broker at {url} (it enforces its own authentication)"
+        );
+        (url, None)
     } else {
-        let handle = start_broker(listen).await?;
+        let explicit = args.users.is_some();
+        let path = users_file(args.users.clone());
+        let users = if explicit || path.exists() {
+            let users = Users::load(&path)?;
+            if users.users.is_empty() {
+                anyhow::bail!(
+                    "{} has no users; add one with `plastic user add`",
+                    path.display()
+                );
+            }
+            Some((path.clone(), users))
+        } else {
+            None
+        };
+        check_exposure(&args, users.is_some())?;
+        let hub_password = plastic_proto::new_message_id();
+        let policy = users.as_ref().map(|(_, users)| {
+            Arc::new(Policy::new(
+                topics.clone(),
+                users.clone(),
+                hub_password.clone(),
+            ))
+        });
+        let handle = start_broker(BrokerOptions {
+            listen: args.listen,
+            tls: args.tls.clone(),
+            policy,
+        })
+        .await?;
         // Tests and scripts read the bound port from this line.
-        println!("plastic hub: MQTT broker listening on {}", handle.addr);
-        BrokerUrl::local(handle.addr.port())
+        println!(
+            "plastic hub: MQTT broker listening on {}{}",
+            handle.addr,
+            if args.tls.is_some() { " (TLS)" } else { "" }
+        );
+        match &users {
+            Some((path, users)) => println!(
+                "plastic hub: authentication on: {} users from {}",
+                users.users.len(),
+                path.display()
+            ),
+            None => println!(
+                "plastic hub: authentication off (no users file at {}); loopback only",
+                path.display()
+            ),
+        }
+        let mut url = BrokerUrl::local(handle.internal_addr.port());
+        if users.is_some() {
+            url.username = Some(HUB_USER.to_owned());
+            url.password = Some(hub_password);
+        }
+        (url, handle.refusals)
     };
-    let registry = Registry::connect(broker, topics).await?;
+    let registry = Registry::connect(broker, topics, ca_file(global))
+        .await
+        .context("the hub's registry cannot connect to the broker")?;
+    if let Some(mut refusals) = refusals {
+        let client = registry.client().clone();
+        tokio::spawn(async move {
+            while let Some((topic, payload)) = refusals.recv().await {
+                let _ = client
+                    .publish(&topic, payload, QoS::AtLeastOnce, false)
+                    .await;
+            }
+        });
+    }
     let mut events = registry.events();
     for node in registry.nodes().await? {
         println!(
@@ -62,4 +124,28 @@ pub async fn run(
     registry.shutdown().await;
     println!("plastic hub: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Safe defaults: beyond loopback, the hub needs users (else anyone could run code on every
+/// node) and TLS (else passwords and code cross the network in clear), unless `--insecure`.
+fn check_exposure(args: &HubArgs, authenticated: bool) -> Result<()> {
+    if args.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    let missing = match (authenticated, args.tls.is_some()) {
+        (true, true) => return Ok(()),
+        (false, _) => "without authentication: anyone who can reach it could run code on every node (add users with `plastic user add`)",
+        (true, false) => "without TLS: passwords and code would cross the network in clear text (see `plastic certs init`)",
+    };
+    if !args.insecure {
+        anyhow::bail!(
+            "refusing to listen on {} {missing}. Listen on 127.0.0.1, or pass --insecure on a network you trust",
+            args.listen
+        );
+    }
+    eprintln!(
+        "WARNING: listening on {} {missing} (--insecure)",
+        args.listen
+    );
+    Ok(())
 }

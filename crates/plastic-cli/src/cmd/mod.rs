@@ -5,9 +5,11 @@ mod bench;
 mod cp;
 mod demo;
 mod hub;
+mod keys;
 mod ls;
 mod node;
 mod request;
+mod user;
 mod watch;
 
 use std::process::ExitCode;
@@ -28,7 +30,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             external,
             insecure,
-        } => hub::run(&global, listen, external || global.broker_given, insecure).await,
+            users,
+            tls_cert,
+            tls_key,
+        } => {
+            let args = hub::HubArgs {
+                listen,
+                external: external || global.broker_given,
+                insecure,
+                users,
+                tls: tls_cert.zip(tls_key),
+            };
+            hub::run(&global, args).await
+        }
+        Command::User { action } => user::run(action),
+        Command::NodeKey { action } => keys::node_key(&global, action),
+        Command::Certs { action } => keys::certs(action),
         Command::Node(args) => node::run_node(&global, args).await,
         Command::Sim {
             nodes,

@@ -52,19 +52,14 @@ pub fn node_config(
         root,
         gpio: Arc::new(SimGpio::esp8266()),
         interpreter: None,
+        key: None,
+        max_skew: plastic_proto::sign::DEFAULT_MAX_SKEW,
+        ca_file: crate::session::ca_file(global),
     })
 }
 
 fn default_root(name: &str) -> PathBuf {
-    let home = std::env::var_os("PLASTIC_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join(".plastic")
-        });
-    home.join("nodes").join(name)
+    crate::session::plastic_home().join("nodes").join(name)
 }
 
 pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
@@ -72,20 +67,34 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
         .root
         .clone()
         .unwrap_or_else(|| default_root(&args.name));
-    let config = node_config(
+    let mut config = node_config(
         global,
         &args.name,
         args.groups,
         root.clone(),
         &args.platform,
     )?;
+    if let Some(path) = &args.key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the node key {}", path.display()))?;
+        config.key = Some(
+            plastic_proto::NodeKey::from_hex(&text)
+                .with_context(|| format!("{}", path.display()))?,
+        );
+    }
+    if !(args.max_skew.is_finite() && args.max_skew > 0.0) {
+        anyhow::bail!("--max-skew must be a positive number of seconds");
+    }
+    config.max_skew = args.max_skew;
+    let signed = config.key.is_some();
     let broker = config.broker.clone();
     let node = Node::start(config)
         .with_context(|| format!("cannot use {} for the node's files", root.display()))?;
     eprintln!(
-        "plastic node {}: connecting to {broker}, files in {}",
+        "plastic node {}: connecting to {broker}, files in {}{}",
         args.name,
-        root.display()
+        root.display(),
+        if signed { ", signed requests only" } else { "" }
     );
     let name = args.name.clone();
     let mut announcements = node.announcements();

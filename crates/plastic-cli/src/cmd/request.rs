@@ -50,6 +50,11 @@ pub async fn request_each_with(
         return Ok(ExitCode::from(1));
     }
     let mut resolved = resolved;
+    // A signed request is for one node (its receiver is signed), so nodes with keys get their
+    // own copy instead of a broadcast.
+    if resolved.broadcast.is_some() && s.client.signs_for_any(&resolved.nodes)? {
+        resolved.broadcast = None;
+    }
     let bar = if progress && resolved.nodes.len() > 1 {
         resolved.broadcast = None;
         let bar = indicatif::ProgressBar::new(resolved.nodes.len() as u64);

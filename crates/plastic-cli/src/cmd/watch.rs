@@ -11,15 +11,9 @@ use crate::args::Global;
 use crate::session::Session;
 
 pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
-    let broker = plastic_client::BrokerUrl::parse(&global.broker)?;
-    let topics = plastic_proto::Topics::new(&global.prefix)?;
-    let mut opts = plastic_client::ClientOptions::new(
-        broker,
-        plastic_client::ClientOptions::ephemeral_name("watch"),
-    );
-    opts.subscriptions = vec![topics.all_logs(), topics.all_events()];
+    let mut opts = crate::session::client_options(global, "watch")?;
+    opts.subscriptions = vec![opts.topics.all_logs(), opts.topics.all_events()];
     opts.presence_buffer = 4096;
-    opts.topics = topics;
     let (client, mut deliveries) = plastic_client::Client::connect(opts);
     let s = Session {
         client,

@@ -28,8 +28,21 @@ pub enum BrokerKind {
     Mosquitto,
 }
 
+/// The binary under test, kept away from the user's own `~/.plastic` (users, keys, CA):
+/// `PLASTIC_HOME` is a directory of this test process.
 pub fn plastic() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_plastic"))
+    let home = std::env::temp_dir().join(format!("plastic-test-home-{}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plastic"));
+    cmd.env("PLASTIC_HOME", home);
+    for var in [
+        "PLASTIC_USERS",
+        "PLASTIC_KEYS",
+        "PLASTIC_CA",
+        "PLASTIC_NODE_KEY_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 pub fn repo_file(rel: &str) -> PathBuf {

@@ -1,0 +1,465 @@
+//! Security end to end: users and roles on the hub, TLS, signed requests (through the embedded
+//! hub and through Mosquitto). Every hostile attempt is checked for a clear refusal *and* for
+//! having changed nothing: nodes keep a `hits` counter that every attempt tries to bump.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use common::{plastic, which, BrokerKind, Fleet, Out, Proc};
+use plastic_proto::NodeKey;
+use serde_json::{json, Value};
+
+const BUMP: &str = "hits += 1";
+
+fn run(cmd: &mut Command) -> Out {
+    let out = cmd.output().expect("running plastic");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `plastic user add`, returning the password it made up.
+fn add_user(users: &Path, name: &str, role: &str, extra: &[&str]) -> String {
+    let out = run(plastic()
+        .args(["user", "add", name, "--role", role, "--users"])
+        .arg(users)
+        .args(extra));
+    assert_eq!(out.code, 0, "{out:?}");
+    let password = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("no password printed: {out:?}"))
+        .to_owned();
+    let text = std::fs::read_to_string(users).unwrap();
+    assert!(
+        !text.contains(&password),
+        "the users file holds a password in clear"
+    );
+    password
+}
+
+struct AuthHub {
+    hub: Proc,
+    port: u16,
+    dir: tempfile::TempDir,
+    nodes: Vec<Proc>,
+    tls: bool,
+}
+
+impl AuthHub {
+    fn url(&self, user: &str, password: &str) -> String {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    fn start(users: &Path, dir: tempfile::TempDir, tls: Option<(&Path, &Path)>) -> AuthHub {
+        let mut cmd = plastic();
+        cmd.args(["hub", "--listen", "127.0.0.1:0", "--users"])
+            .arg(users)
+            .env_remove("PLASTIC_BROKER");
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let hub = Proc::spawn(cmd, "plastic hub");
+        let line = hub.wait_contains("MQTT broker listening on");
+        let port = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("127.0.0.1:"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        hub.wait_contains("authentication on");
+        AuthHub {
+            hub,
+            port,
+            dir,
+            nodes: vec![],
+            tls: tls.is_some(),
+        }
+    }
+
+    fn node(&mut self, name: &str, password: &str, extra: &[&str]) {
+        let mut cmd = plastic();
+        cmd.args([
+            "node",
+            "--name",
+            name,
+            "--broker",
+            &self.url(name, password),
+        ])
+        .arg("--root")
+        .arg(self.dir.path().join(name))
+        .args(extra);
+        let proc = Proc::spawn(cmd, &format!("node {name}"));
+        proc.wait_contains("online");
+        self.nodes.push(proc);
+    }
+
+    fn cli(&self, url: &str, args: &[&str]) -> Out {
+        run(plastic()
+            .args(args)
+            .env("PLASTIC_BROKER", url)
+            .current_dir(self.dir.path()))
+    }
+}
+
+/// mosquitto_sub logged in as `user`, subscribed (its SUBACK line seen).
+fn sub_as(port: u16, (user, password): (&str, &str), client_id: &str, topic: &str) -> Proc {
+    let mut cmd = Command::new(which("stdbuf"));
+    cmd.arg("-oL")
+        .arg(which("mosquitto_sub"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-d"])
+        .args(["-u", user, "-P", password, "-i", client_id, "-t", topic]);
+    let proc = Proc::spawn(cmd, &format!("mosquitto_sub as {user}"));
+    proc.wait_contains("SUBACK");
+    proc
+}
+
+/// mosquitto_pub logged in as `user`, the payload on standard input.
+fn pub_as(port: u16, (user, password): (&str, &str), client_id: &str, topic: &str, payload: &[u8]) {
+    let status = Command::new(which("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args([
+            "-u", user, "-P", password, "-i", client_id, "-t", topic, "-s",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(payload)?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(status.success(), "mosquitto_pub as {user} failed");
+}
+
+fn assert_refused(out: &Out, needles: &[&str]) {
+    assert_ne!(out.code, 0, "expected a refusal: {out:?}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    for needle in needles {
+        assert!(
+            all.contains(needle),
+            "expected {needle:?} in the refusal: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn users_roles_and_capabilities_are_enforced_by_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let alice = add_user(
+        &users,
+        "alice",
+        "operator",
+        &["--allow", "eval,gpio.read", "--nodes", "lab-*"],
+    );
+    let ops = add_user(&users, "ops", "operator", &["--allow", "eval,exec,file"]);
+    let viewer = add_user(&users, "viewer1", "viewer", &[]);
+    let lab = add_user(&users, "lab-1", "node", &[]);
+    let prod = add_user(&users, "prod-1", "node", &[]);
+    let spy = add_user(&users, "spy-1", "node", &[]);
+    // Names that could not be one topic level are refused before anything is written.
+    for bad in ["a/b", "a+b", "a#b", "hub"] {
+        let out = run(plastic()
+            .args(["user", "add", bad, "--role", "viewer", "--users"])
+            .arg(&users));
+        assert_eq!(out.code, 2, "user {bad}: {out:?}");
+    }
+    let listed = run(plastic().args(["user", "list", "--users"]).arg(&users));
+    assert!(
+        listed.stdout.contains("alice") && listed.stdout.contains("eval,gpio.read"),
+        "{listed:?}"
+    );
+    assert!(!listed.stdout.contains("argon2"), "{listed:?}");
+
+    let mut h = AuthHub::start(&users, dir, None);
+    h.node("lab-1", &lab, &[]);
+    h.node("prod-1", &prod, &[]);
+    let ops_url = h.url("ops", &ops);
+    for node in ["lab-1", "prod-1"] {
+        let out = h.cli(&ops_url, &["exec", node, "hits = 0"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let alice_url = h.url("alice", &alice);
+    let viewer_url = h.url("viewer1", &viewer);
+
+    // Allowed: an operator's eval on a node it may address; a viewer's listing.
+    let out = h.cli(&alice_url, &["eval", "lab-1", "2+3"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "5"), "{out:?}");
+    let out = h.cli(&viewer_url, &["ls"]);
+    assert!(
+        out.stdout.contains("lab-1") && out.stdout.contains("prod-1"),
+        "{out:?}"
+    );
+
+    // No credentials, a wrong password, an unknown user.
+    let port = h.port;
+    for url in [
+        format!("mqtt://127.0.0.1:{port}"),
+        h.url("alice", "wrong-password"),
+        h.url("mallory", "whatever1"),
+    ] {
+        let out = h.cli(&url, &["exec", "lab-1", BUMP]);
+        assert_refused(
+            &out,
+            &["refused the connection", "bad user name or password"],
+        );
+    }
+    h.hub.wait_contains("refused a connection");
+    // A viewer publishing exec; an operator without exec; an operator limited to lab-*.
+    let out = h.cli(&viewer_url, &["exec", "lab-1", BUMP]);
+    assert_refused(&out, &["Forbidden", "viewer"]);
+    let out = h.cli(&alice_url, &["exec", "lab-1", BUMP]);
+    assert_refused(
+        &out,
+        &["Forbidden", "alice may not exec", "eval, gpio.read"],
+    );
+    let out = h.cli(&alice_url, &["eval", "prod-1", "1"]);
+    assert_refused(&out, &["Forbidden", "may only address lab-*", "prod-1"]);
+    let out = h.cli(&alice_url, &["exec", "all", BUMP]);
+    assert_refused(&out, &["Forbidden"]);
+    // The hub logs what it refused.
+    h.hub.wait_contains("refused a request from alice");
+
+    // A node subscribing to another node's inbox gets a failure code in its SUBACK.
+    let spy_proc = sub_as(port, ("spy-1", &spy), "spy-1", "plastic/lab-1/in");
+    spy_proc.wait_contains(": 128");
+    // A raw publish with a spoofed sender, malformed JSON, deep nesting: dropped by the hub.
+    for payload in [
+        format!(r#"{{"type":"exec","to_exec":"{BUMP}","sender":"ops.x","message_id":"spoof"}}"#),
+        "{not json".to_owned(),
+        format!("{}{}", "[".repeat(5000), "]".repeat(5000)),
+    ] {
+        pub_as(
+            port,
+            ("alice", &alice),
+            "alice.raw",
+            "plastic/lab-1/in",
+            payload.as_bytes(),
+        );
+    }
+    h.hub.wait_contains("sender and reply_to must be alice");
+    h.hub.wait_contains("not a plastic message");
+    // Hostile payloads from a user who may send them reach the node and are refused there.
+    let replies = sub_as(port, ("ops", &ops), "ops.t", "plastic/ops.t/in");
+    let big = format!(
+        r#"{{"type":"exec","to_exec":"{}","message_id":"big","sender":"ops.t"}}"#,
+        "#".repeat(300_000)
+    );
+    pub_as(
+        port,
+        ("ops", &ops),
+        "ops.p",
+        "plastic/lab-1/in",
+        big.as_bytes(),
+    );
+    replies.wait_line(
+        |l| l.contains("big") && l.contains("PayloadTooLarge"),
+        "PayloadTooLarge",
+    );
+    for path in ["../../etc/passwd", "/etc/passwd"] {
+        let msg = json!({"type": "file", "filename": path, "content": "x"}).to_string();
+        let out = h.cli(&ops_url, &["send", "lab-1", &msg]);
+        assert_refused(&out, &["BadPath"]);
+    }
+    let out = h.cli(&ops_url, &["eval", "lab/1", "1"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    // Nothing ran and nothing changed; the spy saw no request.
+    for node in ["lab-1", "prod-1"] {
+        let out = h.cli(&ops_url, &["eval", node, "hits"]);
+        assert_eq!((out.code, out.stdout.trim()), (0, "0"), "{node}: {out:?}");
+    }
+    assert!(
+        !spy_proc.output_so_far().contains("PUBLISH"),
+        "the spy received something: {}",
+        spy_proc.output_so_far()
+    );
+    assert!(!h.dir.path().join("etc").exists());
+}
+
+#[test]
+fn the_hub_will_not_listen_on_the_network_without_users_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    // Binding fails or succeeds before any traffic; these refusals come before the bind.
+    let out = run(plastic()
+        .args(["hub", "--listen", "0.0.0.0:0"])
+        .env_remove("PLASTIC_BROKER"));
+    assert_refused(&out, &["without authentication", "--insecure"]);
+    add_user(&users, "ops", "operator", &["--allow", "eval"]);
+    let out = run(plastic()
+        .args(["hub", "--listen", "0.0.0.0:0", "--users"])
+        .arg(&users)
+        .env_remove("PLASTIC_BROKER"));
+    assert_refused(&out, &["without TLS", "plastic certs init"]);
+    let out = run(plastic()
+        .args(["hub", "--users"])
+        .arg(dir.path().join("missing.toml"))
+        .env_remove("PLASTIC_BROKER"));
+    assert_refused(&out, &["missing.toml"]);
+}
+
+#[test]
+fn tls_hub_with_a_local_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = run(plastic().args(["certs", "init", "--dir"]).arg(&certs));
+    assert_eq!(out.code, 0, "{out:?}");
+    let again = run(plastic().args(["certs", "init", "--dir"]).arg(&certs));
+    assert_refused(&again, &["--force"]);
+    let users = dir.path().join("users.toml");
+    let ops = add_user(&users, "ops", "operator", &["--allow", "eval"]);
+    let node = add_user(&users, "tls-1", "node", &[]);
+    let (cert, key) = (certs.join("hub.pem"), certs.join("hub.key"));
+    let mut h = AuthHub::start(&users, dir, Some((&cert, &key)));
+    let ca = certs.join("ca.pem");
+    let ca_arg = ca.to_str().unwrap();
+    h.node("tls-1", &node, &["--ca", ca_arg]);
+    let url = h.url("ops", &ops);
+    let out = h.cli(&url, &["--ca", ca_arg, "eval", "tls-1", "6*7"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "42"), "{out:?}");
+    // Without the CA the hub's certificate is not trusted; plain MQTT to a TLS port fails.
+    let out = h.cli(&url, &["--timeout", "3", "eval", "tls-1", "1"]);
+    assert_refused(&out, &["cannot connect"]);
+    let plain = format!("mqtt://ops:{ops}@127.0.0.1:{}", h.port);
+    let out = h.cli(&plain, &["--timeout", "3", "eval", "tls-1", "1"]);
+    assert_refused(&out, &["cannot connect"]);
+}
+
+/// A request as a third party would sign it, addressed to `receiver`, replies to `tester`.
+fn signed(key: &NodeKey, id: &str, receiver: &str, code: &str, ts: f64) -> Vec<u8> {
+    let body = json!({
+        "type": "exec", "to_exec": code, "need_result": true, "message_id": id,
+        "sender": "tester", "receiver": receiver, "time_stamp": ts,
+    });
+    key.sign(body.to_string().as_bytes())
+}
+
+fn now() -> f64 {
+    plastic_proto::unix_seconds(SystemTime::now())
+}
+
+fn signed_requests(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    let keys = f.dir.path().join("keys");
+    let new_key = |node: &str| {
+        let out = run(plastic()
+            .args(["node-key", "new", node])
+            .env("PLASTIC_KEYS", &keys));
+        assert_eq!(out.code, 0, "{out:?}");
+        out.stdout.trim().to_owned()
+    };
+    let hex = new_key("esp-1");
+    let again = run(plastic()
+        .args(["node-key", "new", "esp-1"])
+        .env("PLASTIC_KEYS", &keys));
+    assert_refused(&again, &["--force"]);
+    let key = NodeKey::from_hex(&hex).unwrap();
+    let key_file: PathBuf = keys.join("esp-1.key");
+    let before_start = now() - 0.5;
+    let mut cmd = plastic();
+    cmd.args([
+        "node",
+        "--name",
+        "esp-1",
+        "--broker",
+        &f.broker.url(),
+        "--key-file",
+    ])
+    .arg(&key_file)
+    .arg("--root")
+    .arg(f.root_of("esp-1"));
+    let node = Proc::spawn(cmd, "node esp-1");
+    node.wait_contains("online");
+    f.node("esp-2", &[]);
+    let with_keys = |args: &[&str]| {
+        run(plastic()
+            .args(args)
+            .env("PLASTIC_BROKER", f.broker.url())
+            .env("PLASTIC_KEYS", &keys))
+    };
+    // The CLI signs with the key it has; broadcasts to signed nodes become one request each.
+    let out = with_keys(&["exec", "esp-1", "hits = 0"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = with_keys(&["eval", "esp-*", "'ok'"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("esp-1: \"ok\"") && out.stdout.contains("esp-2: \"ok\""),
+        "{out:?}"
+    );
+    // Without the key: refused, and said why.
+    let out = f.cli(&["exec", "esp-1", BUMP]);
+    assert_refused(&out, &["Unsigned"]);
+
+    let replies = f.mosquitto_sub("plastic/tester/in");
+    let reply_to = |id: &str| -> Value {
+        let line = replies.wait_line(|l| l.contains(id), &format!("a reply to {id}"));
+        serde_json::from_str(&line).unwrap()
+    };
+    // A valid signed request runs once; its replay gets the first reply and does not run again.
+    let good = signed(&key, "good-1", "esp-1", BUMP, now());
+    f.mosquitto_pub("plastic/esp-1/in", &good);
+    let first = reply_to("good-1");
+    assert_eq!(first["ok"], true, "{first}");
+    f.mosquitto_pub("plastic/esp-1/in", &good);
+    let second = reply_to("good-1");
+    assert_eq!(first, second, "a replay is answered with the first reply");
+    // Tampered, signed with another key, for another node, stale, from before the node started.
+    let tampered = String::from_utf8(signed(&key, "tamper", "esp-1", BUMP, now()))
+        .unwrap()
+        .replace("hits += 1", "hits += 9");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("tamper", tampered.into_bytes(), "BadSignature"),
+        (
+            "other-key",
+            signed(&NodeKey::generate(), "other-key", "esp-1", BUMP, now()),
+            "BadSignature",
+        ),
+        (
+            "misdirected",
+            signed(&key, "misdirected", "esp-2", BUMP, now()),
+            "BadSignature",
+        ),
+        (
+            "stale",
+            signed(&key, "stale", "esp-1", BUMP, now() - 1000.0),
+            "Stale",
+        ),
+        (
+            "future",
+            signed(&key, "future", "esp-1", BUMP, now() + 1000.0),
+            "Stale",
+        ),
+        (
+            "pre-start",
+            signed(&key, "pre-start", "esp-1", BUMP, before_start),
+            "Stale",
+        ),
+    ];
+    for (id, payload, kind) in cases {
+        f.mosquitto_pub("plastic/esp-1/in", &payload);
+        let reply = reply_to(id);
+        assert_eq!(reply["ok"], false, "{id}: {reply}");
+        assert_eq!(reply["error"]["kind"], kind, "{id}: {reply}");
+        assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
+    }
+    node.wait_line(
+        |l| l.contains("refused a request") && l.contains("Stale"),
+        "logging the refusal",
+    );
+    let out = with_keys(&["eval", "esp-1", "hits"]);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "1"),
+        "ran exactly once: {out:?}"
+    );
+}
+
+on_both_brokers!(signed_requests);

@@ -1,0 +1,546 @@
+//! Who may connect, subscribe and publish what: the hub's access rules as plain functions.
+//!
+//! No broker types here, so every rule is unit-tested without sockets; `auth.rs` plugs these
+//! decisions into rmqtt's hooks. The rules (docs/security.md):
+//!
+//! - Every user owns the client names `U` and `U.*` and may use their inboxes; a node's
+//!   MQTT client id and name are exactly its user name.
+//! - Presence (`<prefix>/+/status`) is readable by everyone; logs and events by operators and
+//!   viewers, and by a node for itself. Only a node publishes its own status, log and events.
+//! - A message to someone else's inbox (or a broadcast) must come from an owned `sender` /
+//!   `reply_to`; a `result` only from a node; a request only with the capability its type needs
+//!   and to a node the user may address. A refused request is answered by the hub (`Forbidden`).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use plastic_proto::{ErrorInfo, NodeName, Presence, Reply, Topics};
+use serde::Deserialize;
+
+use crate::users::{owns, Capability, Role, User, Users, HUB_USER};
+
+/// A refused publish: why (for the log), and the error reply to send, if the request said
+/// where replies go and that place belongs to the sender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub reason: String,
+    pub reply: Option<(String, Vec<u8>)>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// No such user, or the wrong password (not told apart, so names cannot be probed).
+    BadCredentials,
+    /// Right password, but the client id is not one this user may take.
+    NotAuthorized,
+}
+
+/// The fields of a message the rules look at; the rest is skipped unread.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    command: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sender: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reply_to: Option<Cow<'a, str>>,
+}
+
+/// Where a message is published, in the protocol's terms.
+enum Dest<'a> {
+    Inbox(&'a str),
+    All,
+    Group(&'a str),
+}
+
+pub struct Policy {
+    topics: Topics,
+    users: Users,
+    /// The hub's own connection: a random password made at start, never written anywhere.
+    hub_password: String,
+    /// Groups each node announced in its presence, for `group:` patterns.
+    groups: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Policy {
+    pub fn new(topics: Topics, users: Users, hub_password: String) -> Self {
+        Policy {
+            topics,
+            users,
+            hub_password,
+            groups: Mutex::default(),
+        }
+    }
+
+    /// Checks a CONNECT. `Ok(true)` means a superuser (admin or the hub itself), whose
+    /// subscriptions and publishes are not checked further.
+    pub fn authenticate(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        client_id: &str,
+    ) -> Result<bool, AuthRefusal> {
+        let (Some(username), Some(password)) = (username, password) else {
+            return Err(AuthRefusal::BadCredentials);
+        };
+        let password = std::str::from_utf8(password).map_err(|_| AuthRefusal::BadCredentials)?;
+        if username == HUB_USER {
+            let same = constant_time_eq(password.as_bytes(), self.hub_password.as_bytes());
+            return if same && owns(HUB_USER, client_id) {
+                Ok(true)
+            } else {
+                Err(AuthRefusal::BadCredentials)
+            };
+        }
+        let user = self
+            .users
+            .get(username)
+            .ok_or(AuthRefusal::BadCredentials)?;
+        if !crate::users::verify_password(password, &user.password) {
+            return Err(AuthRefusal::BadCredentials);
+        }
+        let id_ok = match user.role {
+            Role::Node => client_id == username,
+            _ => owns(username, client_id),
+        };
+        if !id_ok {
+            return Err(AuthRefusal::NotAuthorized);
+        }
+        Ok(user.role == Role::Admin)
+    }
+
+    fn user(&self, username: &str) -> Result<&User, String> {
+        self.users
+            .get(username)
+            .ok_or_else(|| format!("unknown user `{username}`"))
+    }
+
+    /// Splits a topic or filter into its levels under the prefix.
+    fn levels<'t>(&self, topic: &'t str) -> Option<Vec<&'t str>> {
+        let rest = topic
+            .strip_prefix(self.topics.prefix())?
+            .strip_prefix('/')?;
+        Some(rest.split('/').collect())
+    }
+
+    pub fn check_subscribe(&self, username: &str, filter: &str) -> Result<(), String> {
+        let user = self.user(username)?;
+        let deny = || {
+            Err(format!(
+                "{username} ({}) may not subscribe to `{filter}`",
+                user.role
+            ))
+        };
+        let Some(levels) = self.levels(filter) else {
+            return deny();
+        };
+        let is_node = user.role == Role::Node;
+        let own = |x: &str| {
+            if is_node {
+                x == username
+            } else {
+                owns(username, x)
+            }
+        };
+        let reads_others = matches!(user.role, Role::Operator | Role::Viewer);
+        let ok = match levels.as_slice() {
+            ["all", "in"] | ["group", _, "in"] => is_node && !filter.contains(['+', '#']),
+            [x, "in"] => own(x),
+            [x, "status"] => *x == "+" || !x.contains('#'),
+            [x, "log"] | [x, "events", ..] => {
+                let tail_ok = !levels[2..].iter().any(|l| l.contains('#') && *l != "#");
+                tail_ok && (own(x) || (reads_others && (*x == "+" || !x.contains(['+', '#']))))
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            deny()
+        }
+    }
+
+    pub fn check_publish(&self, username: &str, topic: &str, payload: &[u8]) -> Result<(), Denial> {
+        let quiet = |reason: String| Denial {
+            reason,
+            reply: None,
+        };
+        let user = self.user(username).map_err(quiet)?;
+        let may_not = || {
+            quiet(format!(
+                "{username} ({}) may not publish to `{topic}`",
+                user.role
+            ))
+        };
+        let levels = self.levels(topic).ok_or_else(may_not)?;
+        let is_node = user.role == Role::Node;
+        let dest = match levels.as_slice() {
+            [x, "in"] if owns(username, x) => return Ok(()),
+            ["all", "in"] => Dest::All,
+            ["group", g, "in"] => Dest::Group(g),
+            [x, "in"] => Dest::Inbox(x),
+            [x, "status"] if is_node && *x == username => {
+                if let Some(p) = Presence::parse(payload) {
+                    self.groups
+                        .lock()
+                        .unwrap()
+                        .insert(username.to_owned(), p.groups);
+                }
+                return Ok(());
+            }
+            [x, "log"] | [x, "events", ..] if is_node && *x == username => return Ok(()),
+            _ => return Err(may_not()),
+        };
+        let head: Head = serde_json::from_slice(payload).map_err(|e| {
+            quiet(format!(
+                "refused a message from {username} to `{topic}`: not a plastic message ({e})"
+            ))
+        })?;
+        let owned = |f: &Option<Cow<str>>| f.as_deref().is_none_or(|n| owns(username, n));
+        if !owned(&head.sender) || !owned(&head.reply_to) {
+            return Err(quiet(format!(
+                "refused a message from {username} to `{topic}`: sender and reply_to must be {username} or {username}.*"
+            )));
+        }
+        let ty = head
+            .ty
+            .as_deref()
+            .or(head.message_type.as_deref())
+            .unwrap_or("");
+        if ty == "result" {
+            return if is_node {
+                Ok(())
+            } else {
+                Err(quiet(format!(
+                    "{username} ({}) may not send replies; only nodes do",
+                    user.role
+                )))
+            };
+        }
+        let refuse = |why: String| {
+            let reason = format!("refused a request from {username} to `{topic}`: {why}");
+            Denial {
+                reply: self.refusal_reply(&head, &reason),
+                reason,
+            }
+        };
+        if user.role == Role::Viewer {
+            return Err(refuse(format!(
+                "{username} is a viewer, and viewers send no requests"
+            )));
+        }
+        let needed = capability(ty, head.command.as_deref())
+            .ok_or_else(|| refuse(format!("unknown message type `{ty}`")))?;
+        if user.role != Role::Admin && !user.allow.contains(&needed) {
+            let allowed: Vec<&str> = user.allow.iter().map(|c| c.as_str()).collect();
+            let allowed = if allowed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(refuse(format!(
+                "{username} may not {} (`{ty}` needs the `{}` capability; {username} is allowed: {allowed})",
+                needed.as_str(), needed.as_str()
+            )));
+        }
+        if user.role != Role::Admin && !user.nodes.is_empty() {
+            let limits = || {
+                user.nodes
+                    .iter()
+                    .map(|p| String::from(p.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ok = match dest {
+                Dest::All => false,
+                Dest::Group(g) => user
+                    .nodes
+                    .iter()
+                    .any(|p| matches!(p, crate::users::NodePattern::Group(x) if x == g)),
+                Dest::Inbox(node) => {
+                    let groups = self.groups.lock().unwrap();
+                    let node_groups = groups.get(node).map(Vec::as_slice).unwrap_or(&[]);
+                    user.nodes.iter().any(|p| p.matches(node, node_groups))
+                }
+            };
+            if !ok {
+                let target = match dest {
+                    Dest::All => "every node (all)".to_owned(),
+                    Dest::Group(g) => format!("group:{g}"),
+                    Dest::Inbox(node) => node.to_owned(),
+                };
+                return Err(refuse(format!(
+                    "{username} may only address {}; not {target}",
+                    limits()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The hub's error reply to a refused request, if it has an id and a reply target that
+    /// belongs to the sender (the hub never sends refusals anywhere else).
+    fn refusal_reply(&self, head: &Head, reason: &str) -> Option<(String, Vec<u8>)> {
+        let id = head.message_id.as_deref()?;
+        let target = head.reply_to.as_deref().or(head.sender.as_deref())?;
+        let target = NodeName::parse(target).ok()?;
+        let mut reply = Reply::err(id, ErrorInfo::new("Forbidden", reason));
+        reply.sender = Some(HUB_USER.to_owned());
+        reply.receiver = Some(target.to_string());
+        reply.message_id = Some(plastic_proto::new_message_id());
+        reply.time_stamp = Some(plastic_proto::unix_seconds(std::time::SystemTime::now()));
+        Some((self.topics.inbox(&target), reply.to_bytes()))
+    }
+}
+
+/// The capability a message type (and, for `command`, the command's name) needs.
+pub fn capability(ty: &str, command: Option<&str>) -> Option<Capability> {
+    Some(match ty {
+        "eval" => Capability::Eval,
+        "exec" => Capability::Exec,
+        "script" => Capability::Deploy,
+        "file" => Capability::File,
+        "function" => Capability::Call,
+        "command" => match command.unwrap_or("") {
+            "read GPIOs" => Capability::GpioRead,
+            "write GPIOs" | "blink led" => Capability::GpioWrite,
+            "stop" => Capability::Deploy,
+            "list files" | "remove file" => Capability::File,
+            _ => Capability::Command,
+        },
+        _ => return None,
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::{hash_password, NodePattern};
+
+    fn policy() -> Policy {
+        let mut users = Users::default();
+        let hash = hash_password("pw").unwrap();
+        let mk = |role, allow: &[&str], nodes: &[&str]| User {
+            role,
+            password: hash.clone(),
+            allow: allow.iter().map(|c| c.parse().unwrap()).collect(),
+            nodes: nodes
+                .iter()
+                .map(|n| NodePattern::try_from(n.to_string()).unwrap())
+                .collect(),
+        };
+        users
+            .add(
+                "alice",
+                mk(
+                    Role::Operator,
+                    &["eval", "gpio.read"],
+                    &["lab-*", "group:lab"],
+                ),
+            )
+            .unwrap();
+        users
+            .add("ops", mk(Role::Operator, &["eval", "exec"], &[]))
+            .unwrap();
+        users.add("viewer1", mk(Role::Viewer, &[], &[])).unwrap();
+        users.add("root", mk(Role::Admin, &[], &[])).unwrap();
+        users.add("esp-1", mk(Role::Node, &[], &[])).unwrap();
+        users
+            .add("lab-1", mk(Role::Node, &["eval"], &["lab-*"]))
+            .unwrap();
+        Policy::new(Topics::default(), users, "hubsecret".into())
+    }
+
+    fn request(ty: &str, sender: &str) -> Vec<u8> {
+        format!(r#"{{"type":"{ty}","to_evaluate":"1","message_id":"m1","sender":"{sender}","need_result":true}}"#).into_bytes()
+    }
+
+    #[test]
+    fn connections_need_the_right_password_and_an_owned_client_id() {
+        let p = policy();
+        assert_eq!(
+            p.authenticate(Some("alice"), Some(b"pw"), "alice.1234"),
+            Ok(false)
+        );
+        assert_eq!(p.authenticate(Some("root"), Some(b"pw"), "root"), Ok(true));
+        assert_eq!(
+            p.authenticate(Some("alice"), Some(b"nope"), "alice"),
+            Err(AuthRefusal::BadCredentials)
+        );
+        assert_eq!(
+            p.authenticate(Some("mallory"), Some(b"pw"), "mallory"),
+            Err(AuthRefusal::BadCredentials)
+        );
+        assert_eq!(
+            p.authenticate(None, None, "x"),
+            Err(AuthRefusal::BadCredentials)
+        );
+        assert_eq!(
+            p.authenticate(Some("alice"), Some(b"pw"), "esp-1"),
+            Err(AuthRefusal::NotAuthorized)
+        );
+        assert_eq!(
+            p.authenticate(Some("esp-1"), Some(b"pw"), "esp-1.x"),
+            Err(AuthRefusal::NotAuthorized)
+        );
+        assert_eq!(
+            p.authenticate(Some("hub"), Some(b"hubsecret"), "hub.77"),
+            Ok(true)
+        );
+        assert_eq!(
+            p.authenticate(Some("hub"), Some(b"pw"), "hub"),
+            Err(AuthRefusal::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn subscriptions_follow_roles() {
+        let p = policy();
+        assert!(p.check_subscribe("esp-1", "plastic/esp-1/in").is_ok());
+        assert!(p.check_subscribe("esp-1", "plastic/all/in").is_ok());
+        assert!(p.check_subscribe("esp-1", "plastic/group/lab/in").is_ok());
+        assert!(p.check_subscribe("esp-1", "plastic/+/status").is_ok());
+        let err = p.check_subscribe("esp-1", "plastic/lab-1/in").unwrap_err();
+        assert!(err.contains("may not subscribe"), "{err}");
+        assert!(p.check_subscribe("esp-1", "plastic/+/in").is_err());
+        assert!(p.check_subscribe("esp-1", "plastic/#").is_err());
+        assert!(p.check_subscribe("esp-1", "#").is_err());
+        assert!(p.check_subscribe("esp-1", "plastic/lab-1/log").is_err());
+        assert!(p.check_subscribe("esp-1", "plastic/esp-1/events/#").is_ok());
+        assert!(p.check_subscribe("viewer1", "plastic/+/log").is_ok());
+        assert!(p.check_subscribe("viewer1", "plastic/+/events/#").is_ok());
+        assert!(p
+            .check_subscribe("viewer1", "plastic/viewer1.ab/in")
+            .is_ok());
+        assert!(p.check_subscribe("viewer1", "plastic/esp-1/in").is_err());
+        assert!(p.check_subscribe("alice", "plastic/all/in").is_err());
+        assert!(p.check_subscribe("alice", "other/+/status").is_err());
+    }
+
+    #[test]
+    fn publishes_follow_roles_capabilities_and_patterns() {
+        let p = policy();
+        // Own inbox: anything (sync markers).
+        assert!(p
+            .check_publish("viewer1", "plastic/viewer1.a/in", b"{}")
+            .is_ok());
+        // A viewer publishing exec is refused with a reply to its own inbox.
+        let d = p
+            .check_publish("viewer1", "plastic/esp-1/in", &request("exec", "viewer1.a"))
+            .unwrap_err();
+        assert!(d.reason.contains("viewer"), "{}", d.reason);
+        let (topic, reply) = d.reply.unwrap();
+        assert_eq!(topic, "plastic/viewer1.a/in");
+        let reply: Reply = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(reply.correlation_id, "m1");
+        assert_eq!(reply.error.unwrap().kind, "Forbidden");
+        // An operator without exec.
+        let d = p
+            .check_publish("alice", "plastic/lab-2/in", &request("exec", "alice.a"))
+            .unwrap_err();
+        assert!(
+            d.reason.contains("may not exec") && d.reason.contains("eval, gpio.read"),
+            "{}",
+            d.reason
+        );
+        assert!(p
+            .check_publish("alice", "plastic/lab-2/in", &request("eval", "alice.a"))
+            .is_ok());
+        // Limited to lab-*.
+        let d = p
+            .check_publish("alice", "plastic/prod-1/in", &request("eval", "alice.a"))
+            .unwrap_err();
+        assert!(
+            d.reason.contains("may only address lab-*") && d.reason.contains("prod-1"),
+            "{}",
+            d.reason
+        );
+        assert!(p
+            .check_publish("alice", "plastic/all/in", &request("eval", "alice.a"))
+            .is_err());
+        assert!(p
+            .check_publish("alice", "plastic/group/lab/in", &request("eval", "alice.a"))
+            .is_ok());
+        // group:lab lets alice reach a node that announces the group.
+        let presence = br#"{"name":"esp-1","state":"online","platform":"sim","version":"0","protocol":1,"address":"","groups":["lab"],"since":1}"#;
+        assert!(p
+            .check_publish("esp-1", "plastic/esp-1/status", presence)
+            .is_ok());
+        assert!(p
+            .check_publish("alice", "plastic/esp-1/in", &request("eval", "alice.a"))
+            .is_ok());
+        // Commands map to capabilities.
+        let gpio =
+            br#"{"type":"command","command":"read GPIOs","sender":"alice.a","message_id":"m"}"#;
+        assert!(p.check_publish("alice", "plastic/lab-1/in", gpio).is_ok());
+        let write =
+            br#"{"type":"command","command":"write GPIOs","sender":"alice.a","message_id":"m"}"#;
+        assert!(p.check_publish("alice", "plastic/lab-1/in", write).is_err());
+        // Spoofed sender / reply_to.
+        let d = p
+            .check_publish("ops", "plastic/esp-1/in", &request("eval", "alice.a"))
+            .unwrap_err();
+        assert!(
+            d.reply.is_none() && d.reason.contains("sender and reply_to"),
+            "{}",
+            d.reason
+        );
+        // Malformed and deeply nested JSON.
+        assert!(p
+            .check_publish("ops", "plastic/esp-1/in", b"{not json")
+            .is_err());
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(p
+            .check_publish("ops", "plastic/esp-1/in", deep.as_bytes())
+            .is_err());
+        // Unknown type.
+        assert!(p
+            .check_publish("ops", "plastic/esp-1/in", &request("format_disk", "ops"))
+            .is_err());
+        // Nodes: own status/log/events; replies anywhere; requests only as configured.
+        assert!(p
+            .check_publish("esp-1", "plastic/lab-1/status", presence)
+            .is_err());
+        assert!(p.check_publish("esp-1", "plastic/esp-1/log", b"x").is_ok());
+        assert!(p
+            .check_publish(
+                "esp-1",
+                "plastic/alice.a/in",
+                br#"{"type":"result","correlation_id":"m","ok":true,"result":1}"#
+            )
+            .is_ok());
+        assert!(p
+            .check_publish(
+                "ops",
+                "plastic/alice.a/in",
+                br#"{"type":"result","correlation_id":"m","ok":true,"result":1}"#
+            )
+            .is_err());
+        assert!(p
+            .check_publish("esp-1", "plastic/lab-1/in", &request("eval", "esp-1"))
+            .is_err());
+        assert!(p
+            .check_publish("lab-1", "plastic/lab-2/in", &request("eval", "lab-1"))
+            .is_ok());
+        assert!(p
+            .check_publish("lab-1", "plastic/esp-1/in", &request("eval", "lab-1"))
+            .is_err());
+        // Topics outside the layout.
+        assert!(p
+            .check_publish("ops", "plastic/esp-1/status", b"{}")
+            .is_err());
+        assert!(p.check_publish("ops", "elsewhere", b"{}").is_err());
+    }
+}

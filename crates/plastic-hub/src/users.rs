@@ -1,0 +1,433 @@
+//! The users file: who may connect to the hub, with which role and capabilities.
+//!
+//! TOML, written by `plastic user add`, read by `plastic hub`. Passwords are stored only as
+//! argon2id PHC strings (`$argon2id$v=19$...`), never in clear.
+//!
+//! ```toml
+//! [users.alice]
+//! role = "operator"
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
+//! allow = ["eval", "exec", "gpio.read"]
+//! nodes = ["lab-*", "group:lab"]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordVerifier};
+use plastic_proto::name::validate_name;
+use serde::{Deserialize, Serialize};
+
+/// The hub's own connection (registry, refusal replies) uses this name; no user may take it.
+pub const HUB_USER: &str = "hub";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid users file: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A node: its own inbox, status, log and events; requests to other nodes only as `allow`
+    /// and `nodes` say.
+    Node,
+    /// Sends requests to nodes, limited to `allow` and `nodes`; reads presence, logs, events.
+    Operator,
+    /// Reads presence, logs and events. Sends nothing.
+    Viewer,
+    /// Everything.
+    Admin,
+}
+
+impl FromStr for Role {
+    type Err = UsersError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "node" => Role::Node,
+            "operator" => Role::Operator,
+            "viewer" => Role::Viewer,
+            "admin" => Role::Admin,
+            _ => {
+                return Err(UsersError::Invalid(format!(
+                    "unknown role `{s}` (node, operator, viewer, admin)"
+                )))
+            }
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Node => "node",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// What a request may ask a node to do. `deploy` covers `script` and `stop`; `file` covers
+/// uploads, `list files` and `remove file`; `command` the other built-in commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Capability {
+    #[serde(rename = "eval")]
+    Eval,
+    #[serde(rename = "exec")]
+    Exec,
+    #[serde(rename = "deploy")]
+    Deploy,
+    #[serde(rename = "file")]
+    File,
+    #[serde(rename = "call")]
+    Call,
+    #[serde(rename = "gpio.read")]
+    GpioRead,
+    #[serde(rename = "gpio.write")]
+    GpioWrite,
+    #[serde(rename = "command")]
+    Command,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 8] = [
+        Capability::Eval,
+        Capability::Exec,
+        Capability::Deploy,
+        Capability::File,
+        Capability::Call,
+        Capability::GpioRead,
+        Capability::GpioWrite,
+        Capability::Command,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Eval => "eval",
+            Capability::Exec => "exec",
+            Capability::Deploy => "deploy",
+            Capability::File => "file",
+            Capability::Call => "call",
+            Capability::GpioRead => "gpio.read",
+            Capability::GpioWrite => "gpio.write",
+            Capability::Command => "command",
+        }
+    }
+}
+
+impl FromStr for Capability {
+    type Err = UsersError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Capability::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                UsersError::Invalid(format!(
+                    "unknown capability `{s}` (eval, exec, deploy, file, call, gpio.read, gpio.write, command)"
+                ))
+            })
+    }
+}
+
+/// Which nodes a user may address: a name glob (`lab-*`) or `group:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum NodePattern {
+    Glob(String),
+    Group(String),
+}
+
+impl TryFrom<String> for NodePattern {
+    type Error = UsersError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if let Some(g) = s.strip_prefix("group:") {
+            validate_name(g).map_err(|e| UsersError::Invalid(format!("group `{g}`: {e}")))?;
+            return Ok(NodePattern::Group(g.to_owned()));
+        }
+        let literal = s.replace(['*', '?'], "a");
+        if validate_name(&literal).is_err() && literal != "a" {
+            return Err(UsersError::Invalid(format!(
+                "node pattern `{s}`: node-name characters with `*` and `?` wildcards, or group:NAME"
+            )));
+        }
+        Ok(NodePattern::Glob(s))
+    }
+}
+
+impl From<NodePattern> for String {
+    fn from(p: NodePattern) -> String {
+        match p {
+            NodePattern::Glob(g) => g,
+            NodePattern::Group(g) => format!("group:{g}"),
+        }
+    }
+}
+
+impl NodePattern {
+    /// Does `node` (announcing `groups` in its presence) match?
+    pub fn matches(&self, node: &str, groups: &[String]) -> bool {
+        match self {
+            NodePattern::Glob(g) => glob_match(g.as_bytes(), node.as_bytes()),
+            NodePattern::Group(g) => groups.iter().any(|x| x == g),
+        }
+    }
+}
+
+/// `*` any run, `?` any one character; node names are ASCII.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.split_first(), name.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob_match(rest, name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+        }
+        (Some((b'?', rest)), Some((_, n))) => glob_match(rest, n),
+        (Some((p, rest)), Some((c, n))) if p == c => glob_match(rest, n),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password: String,
+    /// Capabilities for requests (operators; nodes messaging other nodes). Admins have all.
+    #[serde(default)]
+    pub allow: BTreeSet<Capability>,
+    /// Nodes the user may address; empty means every node.
+    #[serde(default)]
+    pub nodes: Vec<NodePattern>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Users {
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
+}
+
+impl Users {
+    pub fn load(path: &Path) -> Result<Self, UsersError> {
+        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let users: Users = toml::from_str(&text).map_err(|e| UsersError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        for (name, user) in &users.users {
+            validate_user_name(name).map_err(|e| UsersError::Parse {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            PasswordHash::new(&user.password).map_err(|e| UsersError::Parse {
+                path: path.display().to_string(),
+                reason: format!("user {name}: the password is not an argon2 hash ({e})"),
+            })?;
+        }
+        Ok(users)
+    }
+
+    /// Loads `path`, or an empty set when the file does not exist yet.
+    pub fn load_or_default(path: &Path) -> Result<Self, UsersError> {
+        if path.exists() {
+            Self::load(path)
+        } else {
+            Ok(Users::default())
+        }
+    }
+
+    /// Writes atomically (temporary file, then rename), readable by the owner only.
+    pub fn save(&self, path: &Path) -> Result<(), UsersError> {
+        let err = |source| UsersError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let text = format!(
+            "# plastic users: written by `plastic user add`. Passwords are argon2id hashes.\n{}",
+            toml::to_string_pretty(self).map_err(|e| UsersError::Invalid(e.to_string()))?
+        );
+        let tmp = path.with_extension("toml.tmp");
+        write_private(&tmp, text.as_bytes()).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    /// Adds or replaces a user. A node's name must not be one another user owns (`alice` owns
+    /// `alice` and `alice.*`), or that user could read the node's inbox.
+    pub fn add(&mut self, name: &str, user: User) -> Result<(), UsersError> {
+        validate_user_name(name)?;
+        for (other, other_user) in self.users.iter().filter(|(n, _)| n.as_str() != name) {
+            let clash = (user.role == Role::Node && owns(other, name))
+                || (other_user.role == Role::Node && owns(name, other));
+            if clash {
+                return Err(UsersError::Invalid(format!(
+                    "`{name}` and `{other}` clash: user `X` owns the client names `X` and `X.*`, \
+                     so a node may not be named like another user's clients"
+                )));
+            }
+        }
+        self.users.insert(name.to_owned(), user);
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+}
+
+/// True when `user` owns the client name `name`: `user` itself or `user.<anything>`.
+pub fn owns(user: &str, name: &str) -> bool {
+    name == user
+        || name
+            .strip_prefix(user)
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'))
+}
+
+pub fn validate_user_name(name: &str) -> Result<(), UsersError> {
+    validate_name(name).map_err(|e| UsersError::Invalid(format!("user name `{name}`: {e}")))?;
+    if name == HUB_USER {
+        return Err(UsersError::Invalid(format!(
+            "`{HUB_USER}` is the hub's own connection; pick another name"
+        )));
+    }
+    Ok(())
+}
+
+/// An argon2id hash (the argon2 crate's defaults: 19 MiB, 2 passes) with a random salt.
+pub fn hash_password(password: &str) -> Result<String, UsersError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| UsersError::Invalid(format!("hashing the password: {e}")))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Creates (or truncates) a file only its owner can read: it holds secrets.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role) -> User {
+        User {
+            role,
+            password: hash_password("pw").unwrap(),
+            allow: BTreeSet::new(),
+            nodes: vec![],
+        }
+    }
+
+    #[test]
+    fn passwords_are_hashed_and_verified() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(!h.contains("s3cret"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("s3cret ", &h));
+        assert!(!verify_password("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn file_round_trips_and_is_private() {
+        let dir = std::env::temp_dir().join(format!("plastic-users-{}", std::process::id()));
+        let path = dir.join("users.toml");
+        let mut users = Users::default();
+        let mut alice = user(Role::Operator);
+        alice.allow = ["eval".parse().unwrap(), "gpio.read".parse().unwrap()].into();
+        alice.nodes = vec!["lab-*".to_owned().try_into().unwrap()];
+        users.add("alice", alice).unwrap();
+        users.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"gpio.read\"") && text.contains("lab-*"),
+            "{text}"
+        );
+        assert_eq!(Users::load(&path).unwrap(), users);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "users file readable by others: {mode:o}");
+        }
+        std::fs::write(
+            &path,
+            "[users.bob]\nrole = \"admin\"\npassword = \"plain\"\n",
+        )
+        .unwrap();
+        let err = Users::load(&path).unwrap_err().to_string();
+        assert!(err.contains("not an argon2 hash"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_and_patterns_are_checked() {
+        let mut users = Users::default();
+        assert!(users.add("hub", user(Role::Admin)).is_err());
+        assert!(users.add("a/b", user(Role::Admin)).is_err());
+        users.add("alice", user(Role::Operator)).unwrap();
+        let err = users.add("alice.pi", user(Role::Node)).unwrap_err();
+        assert!(err.to_string().contains("clash"), "{err}");
+        users.add("alice-pi", user(Role::Node)).unwrap();
+        assert!(NodePattern::try_from("lab-*".to_owned()).is_ok());
+        assert!(NodePattern::try_from("*".to_owned()).is_ok());
+        assert!(NodePattern::try_from("lab/#".to_owned()).is_err());
+        assert!(NodePattern::try_from("group:a+b".to_owned()).is_err());
+        assert!("root".parse::<Role>().is_err());
+        assert!("sudo".parse::<Capability>().is_err());
+    }
+
+    #[test]
+    fn globs_match_whole_names() {
+        let p = NodePattern::Glob("lab-*".into());
+        assert!(p.matches("lab-1", &[]));
+        assert!(p.matches("lab-", &[]));
+        assert!(!p.matches("prod-1", &[]));
+        assert!(!p.matches("xlab-1", &[]));
+        assert!(NodePattern::Glob("?-1".into()).matches("a-1", &[]));
+        let g = NodePattern::Group("lab".into());
+        assert!(g.matches("x", &["lab".into()]));
+        assert!(!g.matches("lab", &[]));
+        assert!(owns("alice", "alice.1a2b") && owns("alice", "alice"));
+        assert!(!owns("alice", "alice-1") && !owns("alice", "alice.") && !owns("al", "alice"));
+    }
+}
