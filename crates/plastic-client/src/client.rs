@@ -4,7 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use plastic_proto::{unix_seconds, NodeName, Presence, Reply, Request, TopicKind, Topics};
+use plastic_proto::{
+    unix_seconds, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics,
+};
 use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -88,6 +90,19 @@ pub(crate) enum ConnectFailure {
     /// Nothing will ever connect (TLS setup).
     Fatal(String),
 }
+
+/// A request's topic and bytes, for publishing it again after a reconnect.
+struct Resend<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+}
+
+/// After a reconnect, a request is sent again at these growing intervals until answered.
+const RESEND_FIRST_GAP: Duration = Duration::from_millis(500);
+const RESEND_MAX_GAP: Duration = Duration::from_secs(4);
+
+/// How long a request waits for a `lost` node to come back before ending with `NodeLost`.
+pub const LOST_GRACE: Duration = Duration::from_secs(3);
 
 pub(crate) struct Inner {
     pub(crate) mqtt: AsyncClient,
@@ -314,24 +329,26 @@ impl Client {
 
     /// Sends a request without waiting for anything (`need_result` is left as the caller set
     /// it), signed when the client has the target's key. Returns the message id.
-    pub async fn send(
+    pub async fn send(&self, target: &NodeName, request: Request) -> Result<String, ClientError> {
+        let (id, topic, payload) = self.prepare(target, request)?;
+        self.publish(&topic, payload, QoS::AtLeastOnce, false)
+            .await?;
+        Ok(id)
+    }
+
+    /// Stamps and (with the target's key) signs a request: its id, topic and payload.
+    fn prepare(
         &self,
         target: &NodeName,
-        mut request: Request,
-    ) -> Result<String, ClientError> {
+        request: Request,
+    ) -> Result<(String, String, Vec<u8>), ClientError> {
+        let mut request = request;
         let id = request.stamp(&self.inner.name, target.as_str(), now());
         let mut payload = request.to_bytes();
         if let Some(key) = self.inner.keys.get(target).map_err(ClientError::Key)? {
             payload = key.sign(&payload);
         }
-        self.publish(
-            &self.inner.topics.inbox(target),
-            payload,
-            QoS::AtLeastOnce,
-            false,
-        )
-        .await?;
-        Ok(id)
+        Ok((id, self.inner.topics.inbox(target), payload))
     }
 
     /// Sends a request with `need_result` set and waits for its one reply. An error reply from
@@ -343,13 +360,17 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         request.set_need_result(true);
-        // Stamped here for the id; `send` keeps the fields already set.
-        let id = request.stamp(&self.inner.name, target.as_str(), now());
+        let (id, topic, payload) = self.prepare(target, request)?;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
-        self.send(target, request).await?;
+        self.publish(&topic, payload.clone(), QoS::AtLeastOnce, false)
+            .await?;
+        let resend = Resend {
+            topic: &topic,
+            payload: &payload,
+        };
         let mut outcomes = self
-            .collect(&mut rx, std::slice::from_ref(target), timeout)
+            .collect(&mut rx, std::slice::from_ref(target), timeout, Some(resend))
             .await?;
         outcomes
             .pop()
@@ -372,29 +393,53 @@ impl Client {
         let id = request.stamp(&self.inner.name, receiver, now());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
-        self.publish(topic, request.to_bytes(), QoS::AtLeastOnce, false)
+        let payload = request.to_bytes();
+        self.publish(topic, payload.clone(), QoS::AtLeastOnce, false)
             .await?;
-        self.collect(&mut rx, expected, timeout).await
+        let resend = Resend {
+            topic,
+            payload: &payload,
+        };
+        self.collect(&mut rx, expected, timeout, Some(resend)).await
     }
 
-    /// Gathers replies until every node in `expected` answered, went offline or lost (when
-    /// presence is tracked: a definite outcome at once instead of a timeout), or `timeout`.
+    /// Gathers replies until every node in `expected` answered, went offline or stayed lost
+    /// (when presence is tracked: a definite outcome instead of a timeout), or `timeout`.
+    ///
+    /// A node that goes `lost` gets [`LOST_GRACE`] to come back: a Wi-Fi blip or a torn TCP
+    /// connection ends with the node reconnecting to its persistent session, which still holds
+    /// the request, so its reply is worth waiting for. `offline` (a clean shutdown, after
+    /// finishing what it had) ends the wait at once.
+    ///
+    /// With `resend`, the request is published again, same message id, when this client
+    /// reconnects (then again after 0.5, 1, 2, 4, 4... s until answered) and when a node it
+    /// waits for comes back online: a broker that restarted has lost its queues, and the
+    /// node's duplicate detection makes every copy harmless (it runs once; a copy of a
+    /// finished request gets the first reply again).
     async fn collect(
         &self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
         expected: &[NodeName],
         timeout: Duration,
+        resend: Option<Resend<'_>>,
     ) -> Result<Vec<(String, Result<Reply, ClientError>)>, ClientError> {
         let mut presence = self.presence_events();
+        let mut connection = self.connection();
+        connection.borrow_and_update();
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut retry_gap = RESEND_FIRST_GAP;
         let tracking = self
             .inner
             .tracking_presence
             .load(std::sync::atomic::Ordering::SeqCst);
         let mut waiting: std::collections::BTreeSet<String> =
             expected.iter().map(|n| n.to_string()).collect();
+        let mut lost: std::collections::BTreeMap<String, tokio::time::Instant> =
+            std::collections::BTreeMap::new();
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while !waiting.is_empty() {
+            let grace_end = lost.values().min().copied();
             tokio::select! {
                 reply = rx.recv() => match reply {
                     Some(reply) => {
@@ -404,6 +449,7 @@ impl Client {
                             [only] => only.to_string(),
                             _ => reply.sender.clone().unwrap_or_default(),
                         };
+                        lost.remove(&who);
                         if waiting.remove(&who) || !expected.iter().any(|n| n.as_str() == who) {
                             out.push((who, Ok(reply)));
                         }
@@ -413,11 +459,55 @@ impl Client {
                 event = presence.recv(), if tracking => {
                     if let Ok(event) = event {
                         let p = event.current;
-                        if p.state != plastic_proto::NodeState::Online && waiting.remove(&p.name) {
-                            let state = p.state.as_str().to_owned();
-                            out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state })));
+                        match p.state {
+                            NodeState::Online => {
+                                lost.remove(&p.name);
+                                if waiting.contains(&p.name) {
+                                    if let Some(r) = &resend {
+                                        self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                                    }
+                                }
+                            }
+                            NodeState::Lost if waiting.contains(&p.name) => {
+                                lost.entry(p.name.clone()).or_insert_with(|| tokio::time::Instant::now() + LOST_GRACE);
+                            }
+                            NodeState::Offline if waiting.remove(&p.name) => {
+                                lost.remove(&p.name);
+                                out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state: "offline".into() })));
+                            }
+                            _ => {}
                         }
                     }
+                }
+                _ = tokio::time::sleep_until(grace_end.unwrap_or(deadline)), if grace_end.is_some_and(|g| g < deadline) => {
+                    let now = tokio::time::Instant::now();
+                    let gone: Vec<String> = lost.iter().filter(|(_, t)| **t <= now).map(|(n, _)| n.clone()).collect();
+                    for node in gone {
+                        lost.remove(&node);
+                        if waiting.remove(&node) {
+                            out.push((node.clone(), Err(ClientError::NodeLost { node, state: "lost".into() })));
+                        }
+                    }
+                }
+                changed = connection.changed(), if resend.is_some() => {
+                    if changed.is_err() {
+                        return Err(ClientError::Closed);
+                    }
+                    let reconnected = connection.borrow_and_update().is_some();
+                    if let (true, Some(r)) = (reconnected, &resend) {
+                        self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                        // The nodes may not have re-subscribed to a restarted broker yet: try
+                        // again, less and less often, until the reply comes.
+                        retry_gap = RESEND_FIRST_GAP;
+                        retry_at = Some(tokio::time::Instant::now() + retry_gap);
+                    }
+                }
+                _ = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some_and(|t| t < deadline) => {
+                    if let Some(r) = &resend {
+                        self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                    }
+                    retry_gap = (retry_gap * 2).min(RESEND_MAX_GAP);
+                    retry_at = Some(tokio::time::Instant::now() + retry_gap);
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
             }

@@ -11,6 +11,8 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The seed's messages, as its author wrote them (tuples become JSON lists).
