@@ -228,3 +228,98 @@ fn hub_killed_while_1000_requests_are_in_flight() {
     );
     rt.block_on(client.shutdown(None));
 }
+
+/// Polls `condition` (a byte counter the proxy keeps) until it holds.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// An upload whose link is reset half way goes on by itself; an upload whose `plastic cp` is
+/// killed half way resumes, when run again, from the bytes the node already has.
+#[test]
+fn uploads_cut_half_way_resume() {
+    let f = Fleet::new(BrokerKind::Embedded);
+    let node_link = FaultProxy::start(f.broker.port);
+    let _node = node_behind(&f, &node_link, "up-1");
+    let data: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let local = f.dir.path().join("big.bin");
+    std::fs::write(&local, &data).unwrap();
+    let sha = plastic_proto::file::sha256_hex(&data);
+    let stored = f.root_of("up-1").join("big.bin");
+
+    // 1. The node's link is reset when half the file has gone through it.
+    let before = node_link.downstream_bytes();
+    let out = std::thread::scope(|scope| {
+        let cp = scope.spawn(|| {
+            f.cli(&[
+                "--timeout",
+                "20",
+                "cp",
+                local.to_str().unwrap(),
+                "up-1:big.bin",
+            ])
+        });
+        wait_until("half the file reached the node", || {
+            node_link.downstream_bytes() - before > data.len() as u64 / 2
+        });
+        node_link.reset_all();
+        cp.join().unwrap()
+    });
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("verified"), "{out:?}");
+    assert_eq!(
+        plastic_proto::file::sha256_hex(&std::fs::read(&stored).unwrap()),
+        sha
+    );
+
+    // 2. `plastic cp` itself is killed half way (its own link counts the bytes), then run again.
+    std::fs::remove_file(&stored).unwrap();
+    let cli_link = FaultProxy::start(f.broker.port);
+    let mut cp = plastic();
+    cp.args(["--broker", &cli_link.url(), "--timeout", "20", "cp"])
+        .arg(&local)
+        .arg("up-1:big.bin");
+    let mut cp = Proc::spawn(cp, "plastic cp");
+    wait_until("half the file left plastic cp", || {
+        cli_link.upstream_bytes() > data.len() as u64 * 2 / 3
+    });
+    cp.kill();
+    assert!(!stored.exists(), "a half upload must not replace the file");
+    let out = f.cli(&[
+        "--timeout",
+        "20",
+        "cp",
+        local.to_str().unwrap(),
+        "up-1:big.bin",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let resumed_at: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split("resuming at byte ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("did not resume: {out:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        resumed_at > 0 && resumed_at < data.len() as u64,
+        "{resumed_at}"
+    );
+    assert_eq!(
+        plastic_proto::file::sha256_hex(&std::fs::read(&stored).unwrap()),
+        sha
+    );
+    eprintln!(
+        "upload of {} bytes resumed at byte {resumed_at}",
+        data.len()
+    );
+}

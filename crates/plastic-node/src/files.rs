@@ -58,6 +58,8 @@ impl FileError {
 struct Transfer {
     received: u64,
     total: u64,
+    /// The whole file's hash as the sender announced it: a resume must be of the same file.
+    sha256: Option<String>,
     hasher: Sha256,
     temp: PathBuf,
     touched: std::time::Instant,
@@ -95,6 +97,17 @@ impl FileStore {
     /// Applies one chunk. Returns the reply's result: how much of the file has arrived.
     pub fn write_chunk(&self, chunk: &FileChunk) -> Result<Value, FileError> {
         let mut transfers = self.transfers.lock().unwrap();
+        if chunk.resume {
+            if let Some(t) = transfers.get_mut(&chunk.filename) {
+                if t.total == chunk.total && t.sha256 == chunk.sha256 {
+                    t.touched = std::time::Instant::now();
+                    return Ok(
+                        json!({"filename": chunk.filename.as_str(), "received": t.received, "total": t.total, "complete": false}),
+                    );
+                }
+            }
+            // Nothing to resume: start the transfer, as a first chunk with no bytes would.
+        }
         if chunk.offset == 0 {
             // A new transfer of this file replaces any unfinished one.
             if let Some(old) = transfers.remove(&chunk.filename) {
@@ -120,6 +133,7 @@ impl FileStore {
                 Transfer {
                     received: 0,
                     total: chunk.total,
+                    sha256: chunk.sha256.clone(),
                     hasher: Sha256::new(),
                     temp,
                     touched: std::time::Instant::now(),
@@ -193,6 +207,7 @@ impl FileStore {
             offset: 0,
             total: data.len() as u64,
             sha256: None,
+            resume: false,
         };
         self.write_chunk(&chunk).map(|_| ())
     }

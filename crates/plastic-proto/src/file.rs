@@ -79,6 +79,9 @@ pub struct FileChunk {
     pub total: u64,
     /// Lowercase hex SHA-256 of the whole file; checked before the file replaces the old one.
     pub sha256: Option<String>,
+    /// A question, not data: "how much of this file (same size and sha256) do you have?" The
+    /// node answers with `received` and the sender continues from there.
+    pub resume: bool,
 }
 
 impl FileChunk {
@@ -134,12 +137,30 @@ impl FileChunk {
                 reason: "a file sent in several chunks needs the whole file's sha256".into(),
             });
         }
+        let resume = match body.get("resume") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ProtoError::WrongType {
+                    field: "resume",
+                    expected: "a boolean",
+                })
+            }
+        };
+        if resume && (offset != 0 || !content.is_empty() || sha256.is_none()) {
+            return Err(ProtoError::Invalid {
+                field: "resume",
+                reason: "a resume question has offset 0, empty content and the file's sha256"
+                    .into(),
+            });
+        }
         Ok(FileChunk {
             filename,
             content,
             offset,
             total,
             sha256,
+            resume,
         })
     }
 
@@ -154,6 +175,19 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The message that asks a node how much of an upload it already has (`resume`).
+pub fn resume_question(filename: &RelPath, total: u64, sha: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), "file".into());
+    m.insert("filename".into(), filename.as_str().into());
+    m.insert("content".into(), "".into());
+    m.insert("offset".into(), 0.into());
+    m.insert("total".into(), total.into());
+    m.insert("sha256".into(), sha.into());
+    m.insert("resume".into(), true.into());
+    m
 }
 
 /// Splits a file into upload messages of at most `chunk_size` raw bytes each, base64-encoded.

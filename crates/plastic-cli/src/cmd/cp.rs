@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use plastic_proto::file::{chunk_at, sha256_hex, MAX_FILE_SIZE};
+use plastic_proto::file::{chunk_at, resume_question, sha256_hex, MAX_FILE_SIZE};
 use plastic_proto::{RelPath, Request};
 use tokio::task::JoinSet;
 
@@ -20,6 +20,8 @@ const DEFAULT_CHUNK: usize = 16 * 1024;
 const MIN_CHUNK: usize = 256;
 /// Bytes of a chunk message that are not content: field names, file name, hash, envelope.
 const ENVELOPE_ROOM: u64 = 600;
+/// Times an upload asks the node where it stands and carries on after a failed chunk.
+const RESUMES: u32 = 5;
 
 pub async fn run(
     global: &Global,
@@ -96,8 +98,31 @@ pub async fn run(
         let bar = bar.clone();
         let (data, sha, path) = (data.clone(), sha.clone(), path.clone());
         let mut size = first_chunk_size(&node);
+        let printer_json = s.json;
         set.spawn(async move {
+            // Where does the node stand? An upload cut earlier (a dropped link, this command
+            // killed) continues from the bytes the node already has.
+            let ask = |client: plastic_client::Client, node: plastic_proto::NodeName| {
+                let question = Request::new(resume_question(&path, data.len() as u64, &sha));
+                async move {
+                    match client.request(&node, question, timeout).await {
+                        Ok(r) if r.ok => r.result["received"].as_u64().map(|n| n as usize),
+                        _ => None,
+                    }
+                }
+            };
             let mut offset = 0usize;
+            if !data.is_empty() {
+                offset = ask(client.clone(), node.clone())
+                    .await
+                    .unwrap_or(0)
+                    .min(data.len());
+                if offset > 0 && !printer_json {
+                    eprintln!("{node}: resuming at byte {offset} of {}", data.len());
+                    bar.inc(offset as u64);
+                }
+            }
+            let mut resumes = 0;
             loop {
                 let mut chunk = Request::new(chunk_at(&path, &data, &sha, offset, size));
                 if let Some(ttl) = ttl {
@@ -121,6 +146,28 @@ pub async fn run(
                             && size > MIN_CHUNK =>
                     {
                         size = (size / 2).max(MIN_CHUNK);
+                    }
+                    // No answer, or the node expected another offset (a chunk ran twice, the
+                    // node restarted): ask where it stands and go on from there.
+                    Ok(r)
+                        if r.error.as_ref().is_some_and(|e| e.kind == "OutOfOrder")
+                            && resumes < RESUMES =>
+                    {
+                        resumes += 1;
+                        match ask(client.clone(), node.clone()).await {
+                            Some(at) if at <= data.len() => offset = at,
+                            _ => return (node.to_string(), reply),
+                        }
+                    }
+                    Err(
+                        plastic_client::ClientError::Timeout { .. }
+                        | plastic_client::ClientError::NodeLost { .. },
+                    ) if resumes < RESUMES => {
+                        resumes += 1;
+                        match ask(client.clone(), node.clone()).await {
+                            Some(at) if at <= data.len() => offset = at,
+                            _ => return (node.to_string(), reply),
+                        }
                     }
                     _ => return (node.to_string(), reply),
                 }

@@ -56,7 +56,7 @@ pub fn repo_file(rel: &str) -> PathBuf {
 /// A child process whose output lines (stdout and stderr, merged) can be awaited.
 pub struct Proc {
     pub child: Child,
-    lines: Receiver<String>,
+    lines: Mutex<Receiver<String>>,
     seen: Arc<Mutex<Vec<String>>>,
     what: String,
 }
@@ -88,7 +88,7 @@ impl Proc {
         }
         Proc {
             child,
-            lines,
+            lines: Mutex::new(lines),
             seen,
             what: what.to_owned(),
         }
@@ -99,7 +99,7 @@ impl Proc {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            match self.lines.lock().unwrap().recv_timeout(left) {
                 Ok(line) if pred(&line) => return line,
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(

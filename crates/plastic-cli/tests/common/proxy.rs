@@ -24,8 +24,9 @@ pub enum Fault {
 struct Shared {
     mode: Mutex<Fault>,
     conns: Mutex<Vec<(TcpStream, TcpStream)>>,
-    /// Bytes forwarded from the broker to the peer, over all connections.
+    /// Bytes forwarded from the broker to the peer, and from the peer to the broker.
     downstream_bytes: AtomicU64,
+    upstream_bytes: AtomicU64,
     cuts: AtomicU64,
 }
 
@@ -43,6 +44,7 @@ impl FaultProxy {
             mode: Mutex::new(Fault::Pass),
             conns: Mutex::default(),
             downstream_bytes: AtomicU64::new(0),
+            upstream_bytes: AtomicU64::new(0),
             cuts: AtomicU64::new(0),
         });
         let s = shared.clone();
@@ -86,6 +88,10 @@ impl FaultProxy {
 
     pub fn downstream_bytes(&self) -> u64 {
         self.shared.downstream_bytes.load(Ordering::SeqCst)
+    }
+
+    pub fn upstream_bytes(&self) -> u64 {
+        self.shared.upstream_bytes.load(Ordering::SeqCst)
     }
 
     pub fn cuts(&self) -> u64 {
@@ -150,9 +156,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, downstream: bool, s: &Shared) {
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
-        if downstream {
-            s.downstream_bytes.fetch_add(n as u64, Ordering::SeqCst);
-        }
+        let counter = if downstream {
+            &s.downstream_bytes
+        } else {
+            &s.upstream_bytes
+        };
+        counter.fetch_add(n as u64, Ordering::SeqCst);
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);

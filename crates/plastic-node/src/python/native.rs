@@ -153,6 +153,26 @@ pub(crate) fn make_module(vm: &VirtualMachine) -> PyResult<PyRef<PyModule>> {
     def!("check", move || -> bool {
         current_stop().is_some_and(|s| s.is_stopped())
     });
+    // A script's trace function (sys.settrace), called on every line it runs: how `stop`
+    // reaches a loop that never calls sleep, machine or plastic. RustPython cannot interrupt
+    // a thread from outside, and scripts run on threads of their own. Native, so a line costs
+    // one Rust call rather than a Python frame.
+    def!("stop_tracer", move |_frame: PyObjectRef,
+                              _event: PyObjectRef,
+                              _arg: PyObjectRef,
+                              vm: &VirtualMachine|
+          -> PyResult<PyObjectRef> {
+        if current_stop().is_some_and(|s| s.is_stopped()) {
+            let class = vm
+                .import("_plastic_node", 0)?
+                .get_attr("ScriptStopped", vm)?
+                .downcast::<rustpython_vm::builtins::PyType>()
+                .map_err(|_| vm.new_runtime_error("ScriptStopped is not a class"))?;
+            return Err(vm.new_exception_empty(class));
+        }
+        // Keep tracing the frame: its local trace function is this one again.
+        Ok(vm.trace_func.borrow().clone())
+    });
     def!("sleep", move |seconds: ArgIntoFloat,
                         vm: &VirtualMachine|
           -> PyResult<bool> {

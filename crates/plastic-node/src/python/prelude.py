@@ -243,9 +243,13 @@ _module(
 sys.modules["uasyncio"] = sys.modules["asyncio"]
 
 
+_n.ScriptStopped = ScriptStopped
+
+
 def _begin_script():
     # Thread ids are reused: forget what an earlier script on this id did.
     _ran_main.pop(_thread.get_ident(), None)
+    sys.settrace(_n.stop_tracer)
 
 
 def _drive_main(namespace):
