@@ -68,6 +68,11 @@ pub struct Policy {
     hub_password: String,
     /// Groups each node announced in its presence, for `group:` patterns.
     groups: Mutex<HashMap<String, Vec<String>>>,
+    /// Passwords already verified, as HMAC-SHA256 under `cache_key` (never the passwords).
+    /// argon2 costs tens of milliseconds by design; without this a fleet reconnecting after a
+    /// hub restart would queue for seconds of hashing.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    cache_key: [u8; 32],
 }
 
 impl Policy {
@@ -77,6 +82,8 @@ impl Policy {
             users,
             hub_password,
             groups: Mutex::default(),
+            verified: Mutex::default(),
+            cache_key: rand::random(),
         }
     }
 
@@ -115,6 +122,14 @@ impl Policy {
             return Err(AuthRefusal::NotAuthorized);
         }
         Ok(user.role == Role::Admin)
+    }
+
+    fn tag(&self, password: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.cache_key)
+            .expect("HMAC takes any key length");
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     fn user(&self, username: &str) -> Result<&User, String> {
