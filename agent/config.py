@@ -5,6 +5,8 @@ BROKER_HOST = '127.0.0.1'
 BROKER_PORT = 1883
 BROKER_USER = ''
 BROKER_PASSWORD = ''
+BROKER_TLS = False          # True: TLS to the broker (port 8883 usually; set BROKER_PORT)
+BROKER_CA = ''              # PEM CA certificate file on the board; '' = TLS without verification (insecure)
 NODE_NAME = ''              # '' = platform + hex of machine.unique_id(), e.g. esp8266-a1b2c3
 GROUPS = []                 # e.g. ['lab', 'kitchen']
 TOPIC_PREFIX = 'plastic'
@@ -21,3 +23,5 @@ AUTOSTART = []              # script names (saved by earlier `script` messages) 
 LEAN = True                 # drop rarely used modules (commands, files, scripts) after each use
 DEDUP = 16                  # message_ids remembered against duplicate delivery (the protocol says 4096)
 DEDUP_REPLY_MAX = 320       # replies up to this many bytes are kept to be resent byte for byte
+NODE_KEY = ''               # 64 hex digits: run only requests signed with this key; '' = signing off
+MAX_SKEW = 120              # seconds a signed request's time_stamp may be from this node's clock

@@ -100,11 +100,20 @@ class Agent:
         self.dedup = _cfg(cfg, 'DEDUP', 16)
         self.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 320)
         self.lean = _cfg(cfg, 'LEAN', True)
+        self.sig = None
+        key = _cfg(cfg, 'NODE_KEY', '')
+        if key:  # signed requests only (docs/protocol.md, "Signed requests")
+            import psign
+            psign.init(key, _cfg(cfg, 'MAX_SKEW', 120), self.t0)
+            self.sig = psign
+            self.ots = []  # the time stamps of self.order's ids, for the replay floor
         self.version = VERSION
         ka = _cfg(cfg, 'KEEPALIVE', 30)
         self.mq = m = MQTT(name, cfg.BROKER_HOST, _cfg(cfg, 'BROKER_PORT', 1883),
                            _cfg(cfg, 'BROKER_USER', ''), _cfg(cfg, 'BROKER_PASSWORD', ''),
                            ka, _cfg(cfg, 'CLEAN_SESSION', False))
+        m.tls = _cfg(cfg, 'BROKER_TLS', False)
+        m.ca = _cfg(cfg, 'BROKER_CA', '')
         m.on_msg = self.on_msg
         m.mem_ok = self.mem_ok
         m.maxlen = _cfg(cfg, 'MAX_PAYLOAD', 0) or P.MAX_PAYLOAD
@@ -206,10 +215,12 @@ class Agent:
         except Exception as e:
             self.log_err('ProtocolError', 'malformed JSON: %s' % e)
             return
-        data = None
         if type(d) is not dict:
             self.log_err('ProtocolError', 'a message must be a JSON object; %d bytes on %s not answered' % (n, topic))
             return
+        if self.sig and not self.sig.gate(self, d, data):
+            return
+        data = None
         if self.pumping and (d.get('type') or d.get('message_type')) != 'result':
             if len(self.queue) < 8:
                 self.queue.append(d)
@@ -223,15 +234,18 @@ class Agent:
             gc.collect()
             self.log_err('MemoryError', 'out of memory while answering %d bytes on %s' % (n, topic))
 
+    @staticmethod
+    def rt(d):
+        rt = d.get('reply_to')
+        if not isinstance(rt, str):
+            rt = d.get('sender')
+        return rt if P.name_ok(rt) else None
+
     def handle(self, d):
         mid = d.get('message_id')
         if not isinstance(mid, str):
             mid = ''
-        rt = d.get('reply_to')
-        if not isinstance(rt, str):
-            rt = d.get('sender')
-        if not P.name_ok(rt):
-            rt = None
+        rt = self.rt(d)
         need = d.get('need_result') is True
         t = None
         out = ''
@@ -243,8 +257,13 @@ class Agent:
                 return
             self.recent[mid] = None  # running
             self.order.append(mid)
+            s = self.sig
+            if s:
+                self.ots.append(d.get('sig'))
             if len(self.order) > self.dedup:
                 self.recent.pop(self.order.pop(0), None)
+                if s:
+                    s.forget(self.ots.pop(0))
         try:
             t = d.get('type') or d.get('message_type')
             t = P.check(d)
@@ -289,6 +308,8 @@ class Agent:
                 gc.collect()
             if t == 'result':  # never answer a reply: two nodes could bounce errors forever
                 self.log_err(e.kind if isinstance(e, PErr) else type(e).__name__, str(e))
+            elif mid and self.recent.get(mid):
+                raise  # the reply is made and kept for a redelivery; the connection failed sending it
             else:
                 self.reply(rt, mid, False, None, err(e), out)
 
@@ -302,12 +323,13 @@ class Agent:
             if need:
                 self.reply(rt, mid, True, res, None, out)
         except Exception as e:
-            self.reply(rt, mid, False, None, err(e), out)
+            if not (mid and self.recent.get(mid)):  # else the reply is made; sending it failed
+                self.reply(rt, mid, False, None, err(e), out)
         finally:
             if mid and self.recent.get(mid, 0) is None:
                 self.recent[mid] = True
 
-    def reply(self, rt, mid, ok, res=None, e=None, out=''):
+    def reply(self, rt, mid, ok, res=None, e=None, out='', keep=True):
         r = {'type': 'result', 'correlation_id': mid, 'ok': ok, 'sender': self.name,
              'message_id': P.new_id(), 'time_stamp': P.now()}
         if rt:
@@ -338,7 +360,7 @@ class Agent:
         r = None
         if rt:
             t = self.pre + '/' + rt + '/in'
-            if mid in self.recent:  # kept for duplicates when small
+            if keep and mid in self.recent:  # kept for duplicates when small
                 self.recent[mid] = (t, s) if len(s) <= self.keep else True
             self.pub(t, s, 1)
         else:
@@ -508,6 +530,8 @@ class Agent:
     async def main(self):
         self.stop_ev = asyncio.Event()
         conn = asyncio.create_task(self._conn())
+        if self.sig is not None and pnet.network is not None:
+            asyncio.create_task(self.sig.keep_time(pnet))  # a board: keep the clock set
         ms = _cfg(self.cfg, 'WDT_TIMEOUT_MS', 0)
         if ms:
             asyncio.create_task(self._wdt(ms))

@@ -1,4 +1,4 @@
-# Small non-blocking MQTT 3.1.1 client for the plastic agent (QoS 0/1, keepalive, will).
+# Small non-blocking MQTT 3.1.1 client for the plastic agent (QoS 0/1, keepalive, will, TLS).
 # Reads: the first byte of a packet is awaited through asyncio; the rest of the packet is read
 # synchronously with select.poll timeouts (packets arrive whole once they start). Writes are
 # synchronous with poll, so any task (or a blocking script) can publish at any time.
@@ -12,7 +12,9 @@ class MQTT:
     def __init__(self, cid, host, port, user, pw, keepalive, clean):
         self.cid, self.host, self.port = cid, host, port
         self.user, self.pw, self.ka, self.clean = user, pw, keepalive, clean
-        self.sock = self.rd = self.po = None
+        self.sock = self.rd = self.po = self.dl = None
+        self.tls = False  # TLS to the broker; ca: PEM CA file to verify it with ('' = no check)
+        self.ca = ''
         self.pid = 0
         self.last_rx = 0
         self.on_msg = None  # on_msg(topic, data, size[, ends]): data None = too big, ends = its first/last bytes
@@ -24,7 +26,8 @@ class MQTT:
     # ---- low level -------------------------------------------------------------------------
     def _wait(self, ev):
         self.po.modify(self.sock, ev)
-        if not self.po.poll(_TMO):
+        t = _TMO if self.dl is None else time.ticks_diff(self.dl, time.ticks_ms())
+        if t <= 0 or not self.po.poll(t):
             raise OSError(110)  # ETIMEDOUT
 
     def _w(self, buf):
@@ -125,6 +128,11 @@ class MQTT:
         except Exception:
             pass
         s.connect(ai[-1])
+        # from here on everything (TLS handshake, CONNACK) must be done within _TMO
+        self.dl = time.ticks_add(time.ticks_ms(), _TMO)
+        if self.tls:
+            import ptls
+            s = self.sock = ptls.wrap(s, self.host, self.ca)
         s.setblocking(False)
         self.po = select.poll()
         self.po.register(s, select.POLLIN)
@@ -149,6 +157,7 @@ class MQTT:
         self._u16()
         if self.b2[1]:
             raise OSError(111, 'CONNACK %d' % self.b2[1])
+        self.dl = None
         self.rd = asyncio.StreamReader(s)
         self.last_rx = time.ticks_ms()
 
@@ -159,7 +168,7 @@ class MQTT:
         return struct.pack('!H', len(s)) + s
 
     def close(self):
-        s, self.sock, self.rd = self.sock, None, None
+        s, self.sock, self.rd, self.dl = self.sock, None, None, None
         if s:
             try:
                 s.close()

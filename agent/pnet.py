@@ -6,12 +6,11 @@ try:
 except ImportError:
     network = None
 
-_synced = False
+synced = False  # the clock was set by NTP
 
 
 async def up(cfg):
     """Returns once the station interface has an address; raises OSError after 30 s."""
-    global _synced
     if network is None:
         return
     w = network.WLAN(network.STA_IF)
@@ -29,13 +28,20 @@ async def up(cfg):
             await asyncio.sleep_ms(100)
         else:
             raise OSError(116, 'Wi-Fi not connected')
-    if not _synced and time.gmtime()[0] < 2024:
-        try:
-            import ntptime
-            ntptime.settime()
-            _synced = True
-        except Exception:
-            pass
+    if not synced and (time.gmtime()[0] < 2024 or getattr(cfg, 'NODE_KEY', '')):
+        ntp()  # best effort: tried again at the next connect (with a key, every minute)
+
+
+def ntp():
+    """Sets the clock from NTP (blocks for up to ntptime's 1 s timeout)."""
+    global synced
+    try:
+        import ntptime
+        ntptime.settime()
+        synced = True
+    except Exception:
+        synced = False
+    return synced
 
 
 def address():

@@ -1,5 +1,6 @@
 """Real processes: a mosquitto broker on 127.0.0.1, the agent under the MicroPython unix port,
 and a paho-mqtt client that speaks docs/protocol.md. No sleeps as synchronisation."""
+import getpass
 import json
 import os
 import queue
@@ -47,11 +48,18 @@ def wait_port(port, timeout=TIMEOUT):
 
 
 class Broker:
-    def __init__(self, tmp, port=None):
+    def __init__(self, tmp, port=None, persist=None, extra=""):
+        """persist: a directory for mosquitto's persistence (saved on SIGTERM); extra: more
+        configuration (another listener, say)."""
         self.port = port or free_port()
         self.conf = os.path.join(tmp, "mosquitto-%d.conf" % self.port)
         with open(self.conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n" % self.port)
+            # `user`: started by root, mosquitto would drop to user mosquitto, which can read
+            # neither a TLS key nor a persistence directory under this test's temp dir
+            f.write("per_listener_settings false\nallow_anonymous true\nset_tcp_nodelay true\nuser %s\n"
+                    % getpass.getuser())
+            f.write("persistence true\npersistence_location %s/\n" % persist if persist else "persistence false\n")
+            f.write("listener %d 127.0.0.1\n%s" % (self.port, extra))
         self.log = os.path.join(tmp, "mosquitto-%d.log" % self.port)
         self.proc = None
 
@@ -61,9 +69,16 @@ class Broker:
         return self
 
     def stop(self):
+        """SIGKILL: the broker dies as in a crash (nothing saved, no wills sent)."""
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def terminate(self):
+        """SIGTERM: a clean shutdown (with persistence on, the sessions are saved)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(TIMEOUT)
 
 
 def write_config(path, **values):

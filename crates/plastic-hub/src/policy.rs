@@ -111,8 +111,21 @@ impl Policy {
             .users
             .get(username)
             .ok_or(AuthRefusal::BadCredentials)?;
-        if !crate::users::verify_password(password, &user.password) {
-            return Err(AuthRefusal::BadCredentials);
+        let tag = self.tag(password);
+        let known = self
+            .verified
+            .lock()
+            .unwrap()
+            .get(username)
+            .is_some_and(|t| constant_time_eq(t, &tag));
+        if !known {
+            if !crate::users::verify_password(password, &user.password) {
+                return Err(AuthRefusal::BadCredentials);
+            }
+            self.verified
+                .lock()
+                .unwrap()
+                .insert(username.to_owned(), tag);
         }
         let id_ok = match user.role {
             Role::Node => client_id == username,

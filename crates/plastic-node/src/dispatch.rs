@@ -188,6 +188,16 @@ pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
         );
         return;
     };
+    // A copy of a request already running or done (clients resend after reconnects) is not new
+    // work: answering it `Busy` would give its sender a second, wrong reply.
+    let known = incoming
+        .envelope
+        .message_id
+        .as_deref()
+        .is_some_and(|id| node.recent.lock().unwrap().knows(id));
+    if known {
+        return Box::pin(handle(node, payload)).await;
+    }
     answer_refusal(node, &incoming.envelope, error).await;
 }
 

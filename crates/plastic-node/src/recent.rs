@@ -50,6 +50,11 @@ impl Recent {
         !self.entries.contains_key(id) && time_stamp <= self.replay_floor
     }
 
+    /// True when `id` is running or done: a copy of it must not be refused as new work.
+    pub fn knows(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+    }
+
     /// Records `id` (with a signed request's time stamp) as running unless it was seen before.
     pub fn begin(&mut self, id: &str, signed_at: Option<f64>) -> Seen {
         match self.entries.get(id) {
