@@ -36,6 +36,15 @@ fn codec(c: &mut Criterion) {
     c.bench_function("parse write GPIOs request", |b| {
         b.iter(|| Incoming::parse(black_box(&gpio)).unwrap())
     });
+    // Signed requests: what a node key adds on each side.
+    let key = plastic_proto::NodeKey::from_hex(&"5a".repeat(32)).unwrap();
+    c.bench_function("sign eval request", |b| {
+        b.iter(|| key.sign(black_box(&eval_bytes)))
+    });
+    let signed = key.sign(&eval_bytes);
+    c.bench_function("verify signed eval request", |b| {
+        b.iter(|| key.verify(black_box(&signed)).unwrap())
+    });
     let data = vec![7u8; 16 * 1024];
     let chunk =
         serde_json::to_vec(&chunk_messages(&RelPath::parse("f.bin").unwrap(), &data, 16 * 1024)[0])
