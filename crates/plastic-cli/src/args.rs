@@ -334,4 +334,7 @@ pub struct BundleArgs {
     /// Compile the modules with mpy-cross (saves RAM on the board)
     #[arg(long)]
     pub mpy: bool,
+    /// The node's key file (`plastic node-key new`): the board runs only signed requests
+    #[arg(long)]
+    pub node_key: Option<PathBuf>,
 }

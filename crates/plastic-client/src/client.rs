@@ -95,6 +95,28 @@ pub(crate) enum ConnectFailure {
 struct Resend<'a> {
     topic: &'a str,
     payload: &'a [u8],
+    /// Each expected node's `boot` when the request was sent.
+    boots: Vec<(String, Option<String>)>,
+}
+
+impl Resend<'_> {
+    /// Safe only if every node still waited for runs the same program start as when the
+    /// request went out: its duplicate memory then catches the copy. A node that restarted
+    /// (or does not say) might run it twice.
+    fn safe(&self, client: &Client, waiting: &std::collections::BTreeSet<String>) -> bool {
+        self.boots
+            .iter()
+            .filter(|(n, _)| waiting.contains(n))
+            .all(|(n, boot)| {
+                boot.is_some() && client.presence_of(n).and_then(|p| p.boot) == *boot
+            })
+    }
+
+    fn booted_since(&self, node: &str, now: Option<&str>) -> bool {
+        self.boots
+            .iter()
+            .any(|(n, b)| n == node && b.is_some() && now.is_some() && b.as_deref() != now)
+    }
 }
 
 /// After a reconnect, a request is sent again at these growing intervals until answered.
@@ -360,6 +382,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         request.set_need_result(true);
+        let boot = self.presence_of(target.as_str()).and_then(|p| p.boot);
         let (id, topic, payload) = self.prepare(target, request)?;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let _pending = PendingGuard::new(&self.inner, &id, tx);
@@ -368,6 +391,7 @@ impl Client {
         let resend = Resend {
             topic: &topic,
             payload: &payload,
+            boots: vec![(target.to_string(), boot)],
         };
         let mut outcomes = self
             .collect(&mut rx, std::slice::from_ref(target), timeout, Some(resend))
@@ -399,6 +423,13 @@ impl Client {
         let resend = Resend {
             topic,
             payload: &payload,
+            boots: expected
+                .iter()
+                .map(|n| {
+                    let boot = self.presence_of(n.as_str()).and_then(|p| p.boot);
+                    (n.to_string(), boot)
+                })
+                .collect(),
         };
         self.collect(&mut rx, expected, timeout, Some(resend)).await
     }
@@ -415,7 +446,9 @@ impl Client {
     /// reconnects (then again after 0.5, 1, 2, 4, 4... s until answered) and when a node it
     /// waits for comes back online: a broker that restarted has lost its queues, and the
     /// node's duplicate detection makes every copy harmless (it runs once; a copy of a
-    /// finished request gets the first reply again).
+    /// finished request gets the first reply again). Only while the nodes' presence shows the
+    /// same `boot` as when the request went out: a node that restarted has forgotten what it
+    /// ran, so its request ends as "lost (it restarted)" instead.
     async fn collect(
         &self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
@@ -462,8 +495,11 @@ impl Client {
                         match p.state {
                             NodeState::Online => {
                                 lost.remove(&p.name);
-                                if waiting.contains(&p.name) {
-                                    if let Some(r) = &resend {
+                                let restarted = resend.as_ref().is_some_and(|r| r.booted_since(&p.name, p.boot.as_deref()));
+                                if restarted && waiting.remove(&p.name) {
+                                    out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state: "lost (it restarted)".into() })));
+                                } else if waiting.contains(&p.name) {
+                                    if let Some(r) = resend.as_ref().filter(|r| r.safe(self, &waiting)) {
                                         self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
                                     }
                                 }
@@ -495,7 +531,9 @@ impl Client {
                     }
                     let reconnected = connection.borrow_and_update().is_some();
                     if let (true, Some(r)) = (reconnected, &resend) {
-                        self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                        if r.safe(self, &waiting) {
+                            self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                        }
                         // The nodes may not have re-subscribed to a restarted broker yet: try
                         // again, less and less often, until the reply comes.
                         retry_gap = RESEND_FIRST_GAP;
@@ -503,7 +541,7 @@ impl Client {
                     }
                 }
                 _ = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some_and(|t| t < deadline) => {
-                    if let Some(r) = &resend {
+                    if let Some(r) = resend.as_ref().filter(|r| r.safe(self, &waiting)) {
                         self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
                     }
                     retry_gap = (retry_gap * 2).min(RESEND_MAX_GAP);

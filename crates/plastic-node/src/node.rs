@@ -312,6 +312,7 @@ impl Node {
             groups: config.groups.clone(),
             since: now,
             max_payload: None,
+            boot: Some(plastic_proto::new_message_id()[..16].to_owned()),
         };
         let mut opts = ClientOptions::new(config.broker.clone(), config.name.clone());
         opts.topics = config.topics.clone();

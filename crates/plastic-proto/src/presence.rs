@@ -48,6 +48,11 @@ pub struct Presence {
     /// 256 KiB (a board with little free memory). Senders size file chunks to fit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_payload: Option<u64>,
+    /// Random per start of the node program. A client may resend an unanswered request to a
+    /// node whose `boot` has not changed (its duplicate memory is intact), never to one that
+    /// restarted: that could run the request twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 impl Presence {
@@ -84,6 +89,7 @@ mod tests {
             groups: vec!["lab".into()],
             since: 1.0,
             max_payload: None,
+            boot: None,
         };
         let text = String::from_utf8(p.to_bytes()).unwrap();
         assert!(text.contains("\"state\":\"online\""), "{text}");

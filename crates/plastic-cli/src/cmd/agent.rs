@@ -30,6 +30,29 @@ pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // TLS: the CA that signed the hub's certificate goes onto the board beside the agent.
+    let ca_name = match (broker.tls, crate::session::ca_file(global)) {
+        (true, Some(ca)) => {
+            std::fs::copy(&ca, args.out.join("ca.pem"))
+                .with_context(|| format!("cannot copy {}", ca.display()))?;
+            "ca.pem"
+        }
+        (true, None) => {
+            eprintln!("warning: mqtts:// without --ca: the board will not verify the broker's certificate");
+            ""
+        }
+        (false, _) => "",
+    };
+    let node_key = match &args.node_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            plastic_proto::NodeKey::from_hex(&text)
+                .with_context(|| path.display().to_string())?
+                .to_hex()
+        }
+        None => String::new(),
+    };
     let config = AGENT_FILES
         .iter()
         .find(|(n, _)| *n == "config.py")
@@ -52,6 +75,9 @@ pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
         ("GROUPS", args.groups.clone().into()),
         ("TOPIC_PREFIX", global.prefix.clone().into()),
         ("WDT_TIMEOUT_MS", args.watchdog_ms.into()),
+        ("BROKER_TLS", broker.tls.into()),
+        ("BROKER_CA", ca_name.into()),
+        ("NODE_KEY", node_key.into()),
     ];
     let config = fill_config(config, &settings)?;
     let mpy_cross = if args.mpy {
@@ -105,6 +131,12 @@ fn fill_config(template: &str, settings: &[(&str, Value)]) -> Result<String> {
         {
             Some((k, v)) => {
                 let comment = line.find(" #").map(|i| &line[i..]).unwrap_or("");
+                // JSON literals are Python literals, except for the booleans.
+                let v = match v {
+                    Value::Bool(true) => "True".to_owned(),
+                    Value::Bool(false) => "False".to_owned(),
+                    other => other.to_string(),
+                };
                 out.push_str(&format!("{k} = {v}{comment}\n"));
                 seen.push(*k);
             }
