@@ -108,6 +108,7 @@ class Agent:
             self.sig = psign
             self.ots = []  # the time stamps of self.order's ids, for the replay floor
         self.version = VERSION
+        self.boot = hexlify(os.urandom(4)).decode()  # new at every start: clients resend only while it holds
         ka = _cfg(cfg, 'KEEPALIVE', 30)
         self.mq = m = MQTT(name, cfg.BROKER_HOST, _cfg(cfg, 'BROKER_PORT', 1883),
                            _cfg(cfg, 'BROKER_USER', ''), _cfg(cfg, 'BROKER_PASSWORD', ''),
@@ -177,7 +178,8 @@ class Agent:
 
     def presence(self, state):
         p = {'name': self.name, 'state': state, 'platform': phw.PLATFORM, 'version': VERSION,
-             'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now()}
+             'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now(),
+             'boot': self.boot}
         gc.collect()
         m = min(self.mq.maxlen, (gc.mem_free() - 4096) // 8)  # room for copies and fragmentation
         if m < P.MAX_PAYLOAD:

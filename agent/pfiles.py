@@ -18,7 +18,8 @@ def check_path(p):
 
 
 def parse(d):
-    """Validates a file chunk; returns (filename, raw bytes, offset, total, sha256 or None)."""
+    """Validates a file chunk; returns (filename, raw bytes, offset, total, sha256 or None,
+    resume: a question, "how much of this file do you have?")."""
     fn = check_path(need(d, 'filename', str))
     text = need(d, 'content', str)
     enc = get(d, 'encoding', str, 'utf-8')
@@ -54,7 +55,10 @@ def parse(d):
             raise PErr(PE, 'invalid `sha256`: must be 64 hex digits')
     elif len(data) != tot:
         raise PErr(PE, "invalid `sha256`: a file sent in several chunks needs the whole file's sha256")
-    return fn, data, off, tot, sha
+    rs = get(d, 'resume', bool, False, 'a boolean')
+    if rs and (off or data or sha is None):
+        raise PErr(PE, "invalid `resume`: a resume question has offset 0, empty content and the file's sha256")
+    return fn, data, off, tot, sha, rs
 
 
 def _mkdirs(path):
@@ -77,15 +81,17 @@ def _abort(xs, fn):
 
 
 def chunk(a, d):
-    fn, data, off, tot, sha = parse(d)
+    fn, data, off, tot, sha, rs = parse(d)
     d = None
-    xs = a.xfer  # filename -> [received, sha256 object, total, temp path]
+    xs = a.xfer  # filename -> [received, sha256 object, total, temp path, announced sha256]
     x = xs.get(fn)
-    if off == 0:
+    if rs and x and x[2] == tot and x[4] == sha:  # the same file: go on from what arrived
+        return {'filename': fn, 'received': x[0], 'total': tot, 'complete': False}
+    if off == 0:  # (a resume question with nothing to resume starts afresh, as an empty chunk)
         for k in list(xs):  # one transfer at a time: a new one abandons the others
             _abort(xs, k)
         i = fn.rfind('/') + 1
-        x = [0, hashlib.sha256(), tot, a.root + '/' + fn[:i] + '.' + fn[i:] + '.part']
+        x = [0, hashlib.sha256(), tot, a.root + '/' + fn[:i] + '.' + fn[i:] + '.part', sha]
         _mkdirs(x[3])
         open(x[3], 'wb').close()
         xs[fn] = x

@@ -277,6 +277,88 @@ def test_chunk_out_of_order_says_which_offset_it_expects(client, node):
     assert not os.path.exists(os.path.join(node.dir, "node", "ooo.txt"))
 
 
+def resume_question(filename, total, sha):
+    return {"type": "file", "filename": filename, "content": "", "offset": 0, "total": total,
+            "sha256": sha, "resume": True}
+
+
+def no_temp_files(node):
+    return not [f for f in os.listdir(os.path.join(node.dir, "node")) if f.startswith(".")]
+
+
+def test_upload_resumes_from_the_bytes_the_node_has(client, node):
+    data = bytes((i * 13 + i // 256) % 256 for i in range(9000))
+    sha = hashlib.sha256(data).hexdigest()
+
+    def piece(off, n=2048):
+        return {"type": "file", "filename": "resumed.bin", "encoding": "base64", "offset": off,
+                "content": base64.b64encode(data[off:off + n]).decode(), "total": len(data), "sha256": sha}
+    for off in (0, 2048, 4096):  # cut after three chunks of five
+        assert client.ok(node.name, piece(off))["received"] == off + 2048
+    q = resume_question("resumed.bin", len(data), sha)
+    for _ in range(2):  # a question changes nothing: asked again, the same answer
+        assert client.ok(node.name, q) == {"filename": "resumed.bin", "received": 6144, "total": 9000, "complete": False}
+    assert client.ok(node.name, dict(q, sha256=sha.upper()))["received"] == 6144  # hex case does not matter
+    assert client.ok(node.name, piece(6144)) == {"filename": "resumed.bin", "received": 8192, "total": 9000,
+                                                 "complete": False}
+    assert client.ok(node.name, piece(8192)) == {"filename": "resumed.bin", "received": 9000, "total": 9000,
+                                                 "complete": True, "sha256": sha}
+    assert open(os.path.join(node.dir, "node", "resumed.bin"), "rb").read() == data
+    assert no_temp_files(node)
+    # finished: nothing to resume, so the question starts the transfer afresh
+    assert client.ok(node.name, q) == {"filename": "resumed.bin", "received": 0, "total": 9000, "complete": False}
+    assert upload(client, node, "resumed.bin", data)["result"]["complete"] is True
+    assert no_temp_files(node)
+
+
+def test_resume_of_another_file_or_no_transfer_starts_afresh(client, node):
+    data = b"a" * 5000
+    sha = hashlib.sha256(data).hexdigest()
+    msg = {"type": "file", "filename": "again.txt", "content": "a" * 2000, "offset": 0, "total": 5000, "sha256": sha}
+    part = os.path.join(node.dir, "node", ".again.txt.part")
+    fresh = {"filename": "again.txt", "received": 0, "total": 5000, "complete": False}
+    # the same name, another sha256: a different file, so the node starts over
+    assert client.ok(node.name, msg)["received"] == 2000
+    assert client.ok(node.name, resume_question("again.txt", 5000, hashlib.sha256(b"b" * 5000).hexdigest())) == fresh
+    assert os.path.getsize(part) == 0
+    r = client.request(node.name, dict(msg, offset=2000))
+    assert r["ok"] is False and r["error"]["kind"] == "OutOfOrder" and "expects offset 0" in r["error"]["message"], r
+    # the same sha256 with another total: starts over too
+    assert client.ok(node.name, msg)["received"] == 2000
+    assert client.ok(node.name, resume_question("again.txt", 6000, sha)) == dict(fresh, total=6000)
+    # no transfer of that file at all: received 0
+    assert client.ok(node.name, resume_question("never.txt", 5000, sha)) == dict(fresh, filename="never.txt")
+    assert not os.path.exists(part)  # one transfer at a time: starting another dropped it
+    assert upload(client, node, "again.txt", data)["result"]["sha256"] == sha
+    assert open(os.path.join(node.dir, "node", "again.txt"), "rb").read() == data
+    assert no_temp_files(node)
+
+
+def test_malformed_resume_questions_are_refused(client, node):
+    data = b"m" * 3000
+    sha = hashlib.sha256(data).hexdigest()
+    msg = {"type": "file", "filename": "mal.txt", "content": "m" * 1000, "offset": 0, "total": 3000, "sha256": sha}
+    assert client.ok(node.name, msg)["received"] == 1000
+    q = resume_question("mal.txt", 3000, sha)
+    no_sha = dict(q)
+    del no_sha["sha256"]
+    for bad, words in [(dict(q, resume="yes"), "field `resume` must be a boolean"),
+                       (dict(q, resume=1), "field `resume` must be a boolean"),
+                       (dict(q, resume=[True]), "field `resume` must be a boolean"),
+                       (dict(q, offset=1000), "invalid `resume`: a resume question has offset 0"),
+                       (dict(q, content="m"), "invalid `resume`: a resume question has offset 0"),
+                       (dict(no_sha, total=0), "invalid `resume`: a resume question has offset 0"),
+                       (no_sha, "sha256")]:  # (refused earlier: several chunks need the sha256)
+        r = client.request(node.name, bad)
+        assert r["ok"] is False and r["error"]["kind"] == "ProtocolError" and words in r["error"]["message"], (bad, r)
+    assert client.ok(node.name, q)["received"] == 1000  # the refusals left the transfer alone
+    # `resume` false or null: an ordinary chunk
+    assert client.ok(node.name, dict(msg, offset=1000, resume=False))["received"] == 2000
+    r = client.ok(node.name, dict(msg, offset=2000, resume=None))
+    assert r["complete"] is True and r["sha256"] == sha
+    assert open(os.path.join(node.dir, "node", "mal.txt"), "rb").read() == data
+
+
 def test_utf8_file_in_a_subdirectory_then_remove(client, node):
     r = client.ok(node.name, {"type": "file", "filename": "lib/notes.txt", "content": "héllo\n"})
     assert r["complete"] is True and r["total"] == len("héllo\n".encode())
@@ -444,6 +526,13 @@ def test_memory_report(client, node):
 
 # ---- presence and reconnection ------------------------------------------------------------------
 
+def boot_of(st):
+    """The presence's `boot`: 8 or more lowercase hex digits, random per start of the agent."""
+    b = st.get("boot")
+    assert isinstance(b, str) and len(b) >= 8 and all(c in "0123456789abcdef" for c in b), st
+    return b
+
+
 def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
     a = Agent(tmp_root, mode, broker.port, GROUPS=["lab", "g2"])
     since = client.mark()
@@ -451,7 +540,8 @@ def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
     try:
         st = client.status(a.name, "online", since, timeout=20)
         assert st["name"] == a.name and st["protocol"] == 1 and st["groups"] == ["lab", "g2"]
-        assert set(st) >= {"name", "state", "platform", "version", "protocol", "address", "groups", "since"}
+        assert set(st) >= {"name", "state", "platform", "version", "protocol", "address", "groups", "since", "boot"}
+        boot1 = boot_of(st)
         # a small heap announces the largest message it can take now (and takes it)
         assert 2048 <= st["max_payload"] < 262144, st
         n = st["max_payload"] - 400
@@ -468,18 +558,20 @@ def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
         since = client.mark()
         a.interrupt()  # Ctrl-C: clean shutdown
         st = client.status(a.name, "offline", since)
-        assert st["name"] == a.name
-        # started again then killed: the broker publishes the retained will
+        assert st["name"] == a.name and boot_of(st) == boot1
+        # started again (a new boot id) then killed: the broker publishes the retained will
         since = client.mark()
         a.start()
-        client.status(a.name, "online", since, timeout=20)
+        boot2 = boot_of(client.status(a.name, "online", since, timeout=20))
+        assert boot2 != boot1
         since = client.mark()
         a.kill()
-        assert client.status(a.name, "lost", since, timeout=20)["state"] == "lost"
+        st = client.status(a.name, "lost", since, timeout=20)
+        assert st["state"] == "lost" and boot_of(st) == boot2
         late = Client(broker.port)  # a newcomer sees the retained state
         try:
             t = late.wait(lambda tp, x, rt: tp == "plastic/%s/status" % a.name)
-            assert json.loads(t[1])["state"] == "lost" and t[2] is True
+            assert json.loads(t[1])["state"] == "lost" and t[2] is True and boot_of(json.loads(t[1])) == boot2
         finally:
             late.close()
     finally:
@@ -493,7 +585,7 @@ def test_reconnects_after_broker_restart(tmp_root, client, mode):
     try:
         since = c.mark()
         a.start()
-        c.status(a.name, "online", since, timeout=20)
+        boot = boot_of(c.status(a.name, "online", since, timeout=20))
         assert c.ok(a.name, {"type": "exec", "to_exec": "kept = 'state survives'"}) is None
         c.close()
         b.stop()
@@ -501,6 +593,7 @@ def test_reconnects_after_broker_restart(tmp_root, client, mode):
         c = Client(b.port)
         st = c.status(a.name, "online", 0, timeout=30)  # re-announced (the broker kept no retained state)
         assert st["name"] == a.name
+        assert boot_of(st) == boot  # the same program, reconnected: it remembers what it ran
         assert c.ok(a.name, {"type": "eval", "to_evaluate": "kept"}) == "state survives"
         assert a.alive()
     finally:
@@ -514,12 +607,12 @@ def test_reset_restarts_the_node_program(tmp_root, broker, client, mode):
     since = client.mark()
     a.start()
     try:
-        client.status(a.name, "online", since, timeout=20)
+        boot = boot_of(client.status(a.name, "online", since, timeout=20))
         client.ok(a.name, {"type": "exec", "to_exec": "before_reset = 1"})
         since = client.mark()
         assert client.ok(a.name, cmd("reset")) == {"resetting": True}
-        client.status(a.name, "offline", since)
-        client.status(a.name, "online", since, timeout=20)
+        assert boot_of(client.status(a.name, "offline", since)) == boot
+        assert boot_of(client.status(a.name, "online", since, timeout=20)) != boot  # it forgot what it ran
         r = client.request(a.name, {"type": "eval", "to_evaluate": "before_reset"})
         assert r["ok"] is False and r["error"]["kind"] == "NameError"
     finally:

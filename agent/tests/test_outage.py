@@ -30,8 +30,9 @@ def test_agents_come_back_after_a_30_s_broker_crash(tmp_root):
         since = c.mark()
         for a in agents:
             a.start()
+        boots = {}
         for a in agents:
-            c.status(a.name, "online", since, timeout=20)
+            boots[a.name] = c.status(a.name, "online", since, timeout=20)["boot"]
             assert c.ok(a.name, {"type": "exec", "to_exec": "kept = %r" % a.mode}) is None
         c.close()
         b.stop()  # SIGKILL
@@ -42,8 +43,8 @@ def test_agents_come_back_after_a_30_s_broker_crash(tmp_root):
         tries = {a.mode: len(connect_failures(a)) for a in agents}
         b.start()  # a brand-new broker on the same port
         c = Client(b.port)
-        for a in agents:
-            c.status(a.name, "online", 0, timeout=30)
+        for a in agents:  # the same boot id: the same program run, which remembers what it ran
+            assert c.status(a.name, "online", 0, timeout=30)["boot"] == boots[a.name]
         late = Client(b.port)  # a newcomer sees the retained presence
         try:
             for a in agents:

@@ -97,6 +97,36 @@ pub async fn resolve(
             }
         }
         TargetSpec::Names(wanted) => {
+            // A node just `lost` is often coming back (a blip, a takeover whose will arrived
+            // late): give it the client's grace period before calling it unreachable.
+            let lost: Vec<&NodeName> = wanted
+                .iter()
+                .filter(|n| {
+                    fleet
+                        .iter()
+                        .any(|p| p.name == n.as_str() && p.state == NodeState::Lost)
+                })
+                .collect();
+            let fleet = if lost.is_empty() {
+                fleet
+            } else {
+                let mut events = client.presence_events();
+                let until = tokio::time::Instant::now() + plastic_client::LOST_GRACE;
+                let back = |c: &Client| {
+                    lost.iter().all(|n| {
+                        c.presence_of(n.as_str())
+                            .is_some_and(|p| p.state == NodeState::Online)
+                    })
+                };
+                while !back(client) {
+                    match tokio::time::timeout_at(until, events.recv()).await {
+                        Ok(Ok(_))
+                        | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                        _ => break,
+                    }
+                }
+                client.nodes(timeout).await?
+            };
             let mut nodes = Vec::new();
             let mut unreachable = Vec::new();
             for name in wanted {

@@ -77,8 +77,6 @@ fn a_node_behind_a_faulty_link(kind: BrokerKind) {
     );
 }
 
-on_both_brokers!(a_node_behind_a_faulty_link);
-
 /// The scenario: 1,000 requests to 10 nodes, the hub SIGKILLed and restarted while they
 /// are in flight. Every request ends (reply, or a named error); every acknowledged request ran
 /// exactly once; nothing ran twice.
@@ -323,3 +321,39 @@ fn uploads_cut_half_way_resume() {
         data.len()
     );
 }
+
+/// A node SIGKILLed in the middle of an exec and started again: the waiting request ends as
+/// "lost (it restarted)", and is not sent to the restarted node (which has forgotten what it
+/// ran), so it ran exactly once.
+fn a_node_killed_mid_exec_and_restarted(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    f.node("re-1", &[]);
+    let watch = f.watch();
+    let runs = f.dir.path().join("runs.txt");
+    let mut slow = plastic();
+    slow.args(["--timeout", "60", "exec", "re-1"])
+        .arg(format!(
+            "open({:?}, 'a').write('x')\nimport time, plastic\nplastic.publish('busy', 1)\ntime.sleep(50)",
+            runs.to_str().unwrap()
+        ))
+        .env("PLASTIC_BROKER", f.broker.url());
+    let slow = Proc::spawn(slow, "slow exec");
+    watch.wait_contains("\"topic\":\"busy\"");
+    f.node_proc("re-1").kill();
+    f.nodes.retain(|(n, _)| n != "re-1");
+    f.node("re-1", &[]);
+    slow.wait_line(
+        |l| l.contains("node re-1 went lost"),
+        "the request ending as lost",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "x",
+        "the interrupted exec ran once, and was not sent again"
+    );
+}
+
+on_both_brokers!(
+    a_node_behind_a_faulty_link,
+    a_node_killed_mid_exec_and_restarted
+);

@@ -107,9 +107,7 @@ impl Resend<'_> {
         self.boots
             .iter()
             .filter(|(n, _)| waiting.contains(n))
-            .all(|(n, boot)| {
-                boot.is_some() && client.presence_of(n).and_then(|p| p.boot) == *boot
-            })
+            .all(|(n, boot)| boot.is_some() && client.presence_of(n).and_then(|p| p.boot) == *boot)
     }
 
     fn booted_since(&self, node: &str, now: Option<&str>) -> bool {
@@ -147,6 +145,8 @@ pub(crate) struct Inner {
     pub(crate) connected: watch::Sender<Option<u64>>,
     pub(crate) last_error: watch::Sender<Option<ConnectFailure>>,
     pub(crate) keys: Arc<crate::KeyRing>,
+    /// A last will is set: closing must not lose the DISCONNECT (see the driver).
+    pub(crate) has_will: bool,
     pub(crate) closing: std::sync::atomic::AtomicBool,
     pub(crate) driver: Mutex<Option<JoinHandle<()>>>,
     pub(crate) broker: BrokerUrl,
@@ -221,6 +221,7 @@ impl Client {
             tracking_presence: false.into(),
             connected: watch::channel(None).0,
             keys: opts.keys,
+            has_will: opts.last_will.is_some(),
             last_error: watch::channel(None).0,
             closing: false.into(),
             driver: Mutex::new(None),

@@ -49,7 +49,18 @@ pub(crate) async fn run(
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) if inner.closing.load(Ordering::SeqCst) => {
-                break
+                if inner.has_will {
+                    // Closing a socket with unread input sends RST, and Linux then drops what
+                    // the broker had not read yet, our DISCONNECT included: the broker would
+                    // publish the will (`lost`) right after our `offline`. So read on until the
+                    // broker closes the connection (Mosquitto at once, rmqtt later), for at most
+                    // a second. Clients without a will have nothing to lose and do not wait.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while eventloop.poll().await.is_ok() {}
+                    })
+                    .await;
+                }
+                break;
             }
             Ok(_) => {}
             Err(e) => {

@@ -17,7 +17,7 @@ mod presence;
 mod tls;
 
 pub use broker::BrokerUrl;
-pub use client::{Client, ClientOptions, Delivery};
+pub use client::{Client, ClientOptions, Delivery, LOST_GRACE};
 pub use error::ClientError;
 pub use keys::KeyRing;
 pub use presence::PresenceEvent;

@@ -318,6 +318,10 @@ impl Node {
         opts.topics = config.topics.clone();
         opts.ca_file = config.ca_file.clone();
         opts.subscriptions.push(config.topics.all_inbox());
+        // Its own presence: a broker may publish the will of a connection that died after the
+        // node's new connection said `online` (a session takeover after a blip), leaving the
+        // node shown `lost` while it is up. The node sees that and says `online` again.
+        opts.subscriptions.push(config.topics.status(&config.name));
         for g in &config.groups {
             opts.subscriptions.push(
                 config
@@ -451,6 +455,19 @@ impl Node {
                                 handlers.spawn(async move { crate::dispatch::refuse(&shared, &delivery.payload, busy).await });
                             } else {
                                 handlers.spawn(async move { crate::dispatch::handle(&shared, &delivery.payload).await });
+                            }
+                        }
+                        Some(TopicKind::Status(node)) if node == shared.name.as_str() => {
+                            let stale = Presence::parse(&delivery.payload)
+                                .is_some_and(|p| p.state != NodeState::Online);
+                            if stale && client.connection().borrow().is_some() {
+                                tracing::info!("presence says {} while connected; announcing online again", shared.name);
+                                let online = self.presence.with_state(NodeState::Online, unix_seconds(SystemTime::now()));
+                                let client = client.clone();
+                                let topic = status_topic.clone();
+                                handlers.spawn(async move {
+                                    let _ = client.publish(&topic, online.to_bytes(), QoS::AtLeastOnce, true).await;
+                                });
                             }
                         }
                         _ => tracing::debug!(topic = %delivery.topic, "ignored"),
