@@ -30,16 +30,48 @@ fn micropython() -> PathBuf {
 /// ESP8266's, so these heaps correspond to roughly half as much on a board (docs/agent.md).
 fn heap(kind: Kind) -> String {
     let (var, default) = match kind {
-        Kind::AgentMpy => ("PLASTIC_HEAP_MPY", "72k"),
-        _ => ("PLASTIC_HEAP_PY", "112k"),
+        Kind::AgentMpy => ("PLASTIC_HEAP_MPY", "84k"),
+        _ => ("PLASTIC_HEAP_PY", "120k"),
     };
     std::env::var(var).unwrap_or_else(|_| default.into())
 }
 
 /// Starts a node of `kind` named `name` and waits until its presence says online.
 fn start(f: &mut Fleet, kind: Kind, name: &str, watch: &Proc) -> Option<Proc> {
+    start_keyed(f, kind, name, watch, None)
+}
+
+/// [`start`], with a node key the node then requires on every request.
+fn start_keyed(
+    f: &mut Fleet,
+    kind: Kind,
+    name: &str,
+    watch: &Proc,
+    key_file: Option<&std::path::Path>,
+) -> Option<Proc> {
     if kind == Kind::Rust {
-        f.node(name, &["conf"]);
+        match key_file {
+            None => {
+                f.node(name, &["conf"]);
+            }
+            Some(key) => {
+                let mut cmd = plastic();
+                cmd.args([
+                    "node",
+                    "--name",
+                    name,
+                    "--broker",
+                    &f.broker.url(),
+                    "--key-file",
+                ])
+                .arg(key)
+                .arg("--root")
+                .arg(f.root_of(name));
+                let node = Proc::spawn(cmd, &format!("node {name}"));
+                node.wait_contains("online");
+                f.nodes.push((name.to_owned(), node));
+            }
+        }
         return None;
     }
     let dir = f.dir.path().join(format!("board-{name}"));
@@ -52,6 +84,9 @@ fn start(f: &mut Fleet, kind: Kind, name: &str, watch: &Proc) -> Option<Proc> {
         "--group",
         "conf",
     ]);
+    if let Some(key) = key_file {
+        bundle.arg("--node-key").arg(key);
+    }
     if kind == Kind::AgentMpy {
         bundle.arg("--mpy").env(
             "PATH",
@@ -209,6 +244,102 @@ fn node_to_node_between_agent_and_rust(kind: Kind) {
     assert_eq!(out, "42\n");
 }
 
+/// Requests signed by the Rust client (and by hand, as a third party would) verify on every
+/// node kind; unsigned, tampered and replayed ones run nothing. An upload resumes from the
+/// bytes the node already has.
+fn signed_requests_and_resumed_uploads(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let keys = f.dir.path().join("keys");
+    let out = plastic()
+        .args(["node-key", "new", "n1"])
+        .env("PLASTIC_KEYS", &keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = plastic_proto::NodeKey::from_hex(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let _agent = start_keyed(&mut f, kind, "n1", &watch, Some(&keys.join("n1.key")));
+    let signed_cli = |args: &[&str]| {
+        let out = plastic()
+            .args(args)
+            .env("PLASTIC_BROKER", f.broker.url())
+            .env("PLASTIC_KEYS", &keys)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = signed_cli(&["send", "n1", common::SEED_EVAL]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), "5\n"),
+        "{kind:?}: {stderr}"
+    );
+    assert_eq!(signed_cli(&["exec", "n1", "hits = 0"]).0, Some(0));
+    let out = f.cli(&["exec", "n1", "hits += 1"]);
+    assert!(
+        out.code == 1 && out.stderr.contains("Unsigned"),
+        "{kind:?}: {out:?}"
+    );
+    let replies = f.mosquitto_sub("plastic/tester/in");
+    let now = plastic_proto::unix_seconds(std::time::SystemTime::now());
+    let body = serde_json::json!({"type": "exec", "to_exec": "hits += 1", "need_result": true,
+        "message_id": "conf-1", "sender": "tester", "receiver": "n1", "time_stamp": now});
+    let good = key.sign(body.to_string().as_bytes());
+    f.mosquitto_pub("plastic/n1/in", &good);
+    let first = replies.wait_contains("conf-1");
+    f.mosquitto_pub("plastic/n1/in", &good);
+    let second = replies.wait_contains("conf-1");
+    let (first, second): (Value, Value) = (
+        serde_json::from_str(&first).unwrap(),
+        serde_json::from_str(&second).unwrap(),
+    );
+    assert_eq!(first["ok"], true, "{kind:?}: {first}");
+    assert_eq!(second["correlation_id"], "conf-1", "{kind:?}: {second}");
+    let tampered = String::from_utf8(good).unwrap().replace("conf-1", "conf-2");
+    f.mosquitto_pub("plastic/n1/in", tampered.as_bytes());
+    let refused: Value = serde_json::from_str(&replies.wait_contains("conf-2")).unwrap();
+    assert_eq!(
+        refused["error"]["kind"], "BadSignature",
+        "{kind:?}: {refused}"
+    );
+    let (_, hits, _) = signed_cli(&["eval", "n1", "hits"]);
+    assert_eq!(hits, "1\n", "{kind:?}: ran once");
+
+    // An upload of which the node already has two chunks resumes after them.
+    // Small chunks: a board with a key has a few KB less to parse with.
+    let blob: Vec<u8> = (0..6_000u32).map(|i| (i % 251) as u8).collect();
+    let sha = plastic_proto::file::sha256_hex(&blob);
+    let path = plastic_proto::RelPath::parse("part.bin").unwrap();
+    for offset in [0, 1000] {
+        let chunk = plastic_proto::file::chunk_at(&path, &blob, &sha, offset, 1000);
+        let (code, _, stderr) =
+            signed_cli(&["send", "n1", &serde_json::Value::Object(chunk).to_string()]);
+        assert_eq!(code, Some(0), "{kind:?}: {stderr}");
+    }
+    let local = f.dir.path().join("part.bin");
+    std::fs::write(&local, &blob).unwrap();
+    let (code, stdout, stderr) = signed_cli(&[
+        "cp",
+        "--chunk-size",
+        "1000",
+        local.to_str().unwrap(),
+        "n1:part.bin",
+    ]);
+    assert_eq!(code, Some(0), "{kind:?}: {stderr}");
+    assert!(
+        stderr.contains("resuming at byte 2000"),
+        "{kind:?}: {stderr}"
+    );
+    assert!(
+        stdout.contains("6000 bytes") && stdout.contains("verified"),
+        "{stdout}"
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod rust_node { $( #[test] fn $name() { super::$name(super::Kind::Rust) } )* }
@@ -222,4 +353,5 @@ conformance!(
     file_upload_import_and_call,
     async_script_deploy_and_stop,
     node_to_node_between_agent_and_rust,
+    signed_requests_and_resumed_uploads,
 );
