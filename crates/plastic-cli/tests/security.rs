@@ -463,3 +463,32 @@ fn signed_requests(kind: BrokerKind) {
 }
 
 on_both_brokers!(signed_requests);
+
+/// The MicroPython agent logs in to a hub with users as its node user, and works as usual.
+#[test]
+fn an_agent_logs_in_as_its_node_user() {
+    let micropython = common::repo_file(".venv/bin/micropython");
+    assert!(micropython.exists(), "run scripts/setup-test-deps");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let ops = add_user(&users, "ops", "operator", &["--allow", "eval"]);
+    let board = add_user(&users, "board-1", "node", &[]);
+    let h = AuthHub::start(&users, dir, None);
+    let bundle_dir = h.dir.path().join("board");
+    let out = run(plastic()
+        .args(["agent", "bundle", "--out"])
+        .arg(&bundle_dir)
+        .args(["--broker", &h.url("board-1", &board), "--name", "board-1"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut agent = Command::new(micropython);
+    agent
+        .args(["-X", "heapsize=120k", "main.py"])
+        .current_dir(&bundle_dir);
+    let _agent = Proc::spawn(agent, "agent board-1");
+    h.hub.wait_contains("node board-1 online");
+    let out = h.cli(&h.url("ops", &ops), &["eval", "board-1", "6*7"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "42"), "{out:?}");
+    // With the wrong password the board stays out, and the hub says why.
+    let out = h.cli(&h.url("board-1", "not-its-password"), &["ls"]);
+    assert_refused(&out, &["bad user name or password"]);
+}
