@@ -171,12 +171,14 @@ impl Policy {
             return deny();
         };
         let is_node = user.role == Role::Node;
+        // A wildcard is never a name anyone owns.
         let own = |x: &str| {
-            if is_node {
-                x == username
-            } else {
-                owns(username, x)
-            }
+            !x.contains(['+', '#'])
+                && if is_node {
+                    x == username
+                } else {
+                    owns(username, x)
+                }
         };
         let reads_others = matches!(user.role, Role::Operator | Role::Viewer);
         let ok = match levels.as_slice() {
@@ -453,6 +455,9 @@ mod tests {
             .check_subscribe("viewer1", "plastic/viewer1.ab/in")
             .is_ok());
         assert!(p.check_subscribe("viewer1", "plastic/esp-1/in").is_err());
+        assert!(p
+            .check_subscribe("viewer1", "plastic/viewer1.+/in")
+            .is_err());
         assert!(p.check_subscribe("alice", "plastic/all/in").is_err());
         assert!(p.check_subscribe("alice", "other/+/status").is_err());
     }
