@@ -247,6 +247,36 @@ fn users_roles_and_capabilities_are_enforced_by_the_hub() {
     }
     h.hub.wait_contains("sender and reply_to must be alice");
     h.hub.wait_contains("not a plastic message");
+    // A last will is a publish the broker makes later: one aimed at a node's inbox is refused
+    // at CONNECT.
+    let will = format!(r#"{{"type":"exec","to_exec":"{BUMP}","sender":"alice.w"}}"#);
+    let out = Command::new(which("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args([
+            "-u",
+            "alice",
+            "-P",
+            &alice,
+            "-i",
+            "alice.w",
+            "-t",
+            "plastic/alice.w/in",
+            "-m",
+            "{}",
+        ])
+        .args(["--will-topic", "plastic/lab-1/in", "--will-payload", &will])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a will on a node's inbox was accepted"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not authori"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.hub.wait_contains("may not leave a last will");
     // Hostile payloads from a user who may send them reach the node and are refused there.
     let replies = sub_as(port, ("ops", &ops), "ops.t", "plastic/ops.t/in");
     let big = format!(

@@ -43,6 +43,23 @@ impl Handler for PolicyHandler {
                 })
                 .await
                 .unwrap_or(Err(AuthRefusal::NotAuthorized));
+                // rmqtt publishes a will without the publish check: check it here.
+                let will = connect
+                    .last_will()
+                    .map(|lw| rmqtt::types::Publish::try_from(lw).map(|p| p.topic.to_string()));
+                let decision = match (decision, username, will) {
+                    (Ok(superuser), Some(user), Some(topic)) => {
+                        let topic = topic.unwrap_or_default();
+                        match self.policy.check_will(user, &topic) {
+                            Ok(()) => Ok(superuser),
+                            Err(reason) => {
+                                tracing::warn!(client_id, "{reason}");
+                                Err(AuthRefusal::Will)
+                            }
+                        }
+                    }
+                    (decision, _, _) => decision,
+                };
                 let result = match decision {
                     Ok(superuser) => AuthResult::Allow(superuser, None),
                     Err(refusal) => {
@@ -54,11 +71,14 @@ impl Handler for PolicyHandler {
                             match refusal {
                                 AuthRefusal::BadCredentials => "no such user or wrong password",
                                 AuthRefusal::NotAuthorized => "client id not owned by the user",
+                                AuthRefusal::Will => "last will not allowed",
                             }
                         );
                         match refusal {
                             AuthRefusal::BadCredentials => AuthResult::BadUsernameOrPassword,
-                            AuthRefusal::NotAuthorized => AuthResult::NotAuthorized,
+                            AuthRefusal::NotAuthorized | AuthRefusal::Will => {
+                                AuthResult::NotAuthorized
+                            }
                         }
                     }
                 };

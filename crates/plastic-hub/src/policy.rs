@@ -35,6 +35,8 @@ pub enum AuthRefusal {
     BadCredentials,
     /// Right password, but the client id is not one this user may take.
     NotAuthorized,
+    /// Right password, but a last will the user may not leave.
+    Will,
 }
 
 /// The fields of a message the rules look at; the rest is skipped unread.
@@ -135,6 +137,23 @@ impl Policy {
             return Err(AuthRefusal::NotAuthorized);
         }
         Ok(user.role == Role::Admin)
+    }
+
+    /// A last will is a publish the broker makes later on the client's behalf, and rmqtt does
+    /// not run the publish check on it: so it is checked at CONNECT. Only a node may leave one,
+    /// and only its own presence (`lost`); admins may leave any.
+    pub fn check_will(&self, username: &str, topic: &str) -> Result<(), String> {
+        let user = self.user(username)?;
+        let own_status = self
+            .levels(topic)
+            .is_some_and(|l| l.as_slice() == [username, "status"]);
+        match user.role {
+            Role::Admin => Ok(()),
+            Role::Node if own_status => Ok(()),
+            role => Err(format!(
+                "{username} ({role}) may not leave a last will on `{topic}`; only a node's own status"
+            )),
+        }
     }
 
     fn tag(&self, password: &str) -> [u8; 32] {
@@ -433,6 +452,17 @@ mod tests {
             p.authenticate(Some("hub"), Some(b"pw"), "hub"),
             Err(AuthRefusal::BadCredentials)
         );
+    }
+
+    #[test]
+    fn only_nodes_leave_wills_and_only_on_their_own_status() {
+        let p = policy();
+        assert!(p.check_will("esp-1", "plastic/esp-1/status").is_ok());
+        assert!(p.check_will("esp-1", "plastic/lab-1/status").is_err());
+        assert!(p.check_will("esp-1", "plastic/lab-1/in").is_err());
+        assert!(p.check_will("alice", "plastic/lab-1/in").is_err());
+        assert!(p.check_will("viewer1", "plastic/viewer1/status").is_err());
+        assert!(p.check_will("root", "anything").is_ok());
     }
 
     #[test]
