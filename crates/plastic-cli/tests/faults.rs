@@ -355,5 +355,27 @@ fn a_node_killed_mid_exec_and_restarted(kind: BrokerKind) {
 
 on_both_brokers!(
     a_node_behind_a_faulty_link,
-    a_node_killed_mid_exec_and_restarted
+    a_node_killed_mid_exec_and_restarted,
+    a_retained_request_runs_once
 );
+
+/// A request published as retained reaches its node once; the copy the broker replays on every
+/// subscribe (here: after the node restarts) is refused, not run again.
+fn a_retained_request_runs_once(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    f.node("ret-1", &[]);
+    let watch = f.watch();
+    let runs = f.dir.path().join("runs.txt");
+    let replies = f.mosquitto_sub("plastic/tester/in");
+    let request = serde_json::json!({"type": "exec", "need_result": true, "message_id": "ret-m",
+        "sender": "tester", "to_exec": format!("open({:?}, 'a').write('x')", runs.to_str().unwrap())});
+    f.mosquitto_pub_with("plastic/ret-1/in", request.to_string().as_bytes(), &["-r"]);
+    replies.wait_contains("ret-m");
+    f.node_proc("ret-1").kill();
+    f.nodes.retain(|(n, _)| n != "ret-1");
+    f.node("ret-1", &[]);
+    watch.wait_contains("Retained");
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "x");
+    // Clear the retained message, as a user who made this mistake would.
+    f.mosquitto_pub_with("plastic/ret-1/in", b"", &["-r"]);
+}

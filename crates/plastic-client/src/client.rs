@@ -78,6 +78,8 @@ pub struct Delivery {
     pub topic: String,
     pub kind: Option<TopicKind>,
     pub payload: bytes::Bytes,
+    /// Sent as retained (delivered again on every subscribe).
+    pub retain: bool,
 }
 
 /// Why the last connection attempt failed.

@@ -167,6 +167,7 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
         topic: publish.topic,
         kind,
         payload: publish.payload,
+        retain: publish.retain,
     });
 }
 

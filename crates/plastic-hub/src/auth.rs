@@ -98,22 +98,32 @@ impl Handler for PolicyHandler {
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 let username = session.id.username_ref();
-                let result =
-                    match self
-                        .policy
-                        .check_publish(username, &publish.topic, &publish.payload)
-                    {
-                        Ok(()) => PublishAclResult::allow(),
-                        Err(denial) => {
-                            tracing::warn!(client_id = %session.id.client_id, "{}", denial.reason);
-                            if let Some(reply) = denial.reply {
-                                // A full queue means a flood of refusals: dropping some replies
-                                // is better than blocking the broker.
-                                let _ = self.refusals.try_send(reply);
-                            }
-                            PublishAclResult::rejected(false, Some(denial.reason.into()))
+                let retained = if publish.retain {
+                    self.policy.check_retain(username, &publish.topic)
+                } else {
+                    Ok(())
+                };
+                let checked = retained
+                    .map_err(|reason| crate::policy::Denial {
+                        reason,
+                        reply: None,
+                    })
+                    .and_then(|()| {
+                        self.policy
+                            .check_publish(username, &publish.topic, &publish.payload)
+                    });
+                let result = match checked {
+                    Ok(()) => PublishAclResult::allow(),
+                    Err(denial) => {
+                        tracing::warn!(client_id = %session.id.client_id, "{}", denial.reason);
+                        if let Some(reply) = denial.reply {
+                            // A full queue means a flood of refusals: dropping some replies
+                            // is better than blocking the broker.
+                            let _ = self.refusals.try_send(reply);
                         }
-                    };
+                        PublishAclResult::rejected(false, Some(denial.reason.into()))
+                    }
+                };
                 (false, Some(HookResult::PublishAclResult(result)))
             }
             _ => (true, acc),

@@ -156,6 +156,22 @@ impl Policy {
         }
     }
 
+    /// Retained messages come back on every subscribe: a retained request would run again on
+    /// every reconnect of its node. Only presence (a node's own status) is retained.
+    pub fn check_retain(&self, username: &str, topic: &str) -> Result<(), String> {
+        let user = self.user(username)?;
+        let own_status = self
+            .levels(topic)
+            .is_some_and(|l| l.as_slice() == [username, "status"]);
+        match user.role {
+            Role::Admin => Ok(()),
+            Role::Node if own_status => Ok(()),
+            role => Err(format!(
+                "{username} ({role}) may not publish a retained message to `{topic}`; only a node's own status is retained"
+            )),
+        }
+    }
+
     fn tag(&self, password: &str) -> [u8; 32] {
         use hmac::Mac;
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.cache_key)
@@ -463,6 +479,9 @@ mod tests {
         assert!(p.check_will("alice", "plastic/lab-1/in").is_err());
         assert!(p.check_will("viewer1", "plastic/viewer1/status").is_err());
         assert!(p.check_will("root", "anything").is_ok());
+        assert!(p.check_retain("esp-1", "plastic/esp-1/status").is_ok());
+        assert!(p.check_retain("esp-1", "plastic/esp-1/in").is_err());
+        assert!(p.check_retain("ops", "plastic/esp-1/in").is_err());
     }
 
     #[test]

@@ -446,6 +446,10 @@ impl Node {
                 delivery = self.deliveries.recv() => {
                     let Some(delivery) = delivery else { break };
                     match delivery.kind {
+                        Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) if delivery.retain => {
+                            // A retained request would run again on every reconnect.
+                            shared.log("node", "error", "refused a message (Retained): requests must not be retained; it was not run");
+                        }
                         Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) => {
                             let shared = shared.clone();
                             while handlers.try_join_next().is_some() {}

@@ -327,6 +327,11 @@ impl Fleet {
 
     /// Publishes a raw payload to a topic with Mosquitto's own client.
     pub fn mosquitto_pub(&self, topic: &str, payload: &[u8]) {
+        self.mosquitto_pub_with(topic, payload, &[]);
+    }
+
+    /// [`Fleet::mosquitto_pub`] with extra mosquitto_pub options (`-r` for retained).
+    pub fn mosquitto_pub_with(&self, topic: &str, payload: &[u8], extra: &[&str]) {
         let file = self
             .dir
             .path()
@@ -334,6 +339,7 @@ impl Fleet {
         std::fs::write(&file, payload).unwrap();
         let status = Command::new(which("mosquitto_pub"))
             .args(self.mosquitto_args(topic))
+            .args(extra)
             .arg("-f")
             .arg(&file)
             .status()
