@@ -99,17 +99,44 @@ struct Resend<'a> {
     payload: &'a [u8],
     /// Each expected node's `boot` when the request was sent.
     boots: Vec<(String, Option<String>)>,
+    /// Sent to a broadcast topic: copies go to each node's inbox instead.
+    broadcast: bool,
 }
 
 impl Resend<'_> {
-    /// Safe only if every node still waited for runs the same program start as when the
-    /// request went out: its duplicate memory then catches the copy. A node that restarted
-    /// (or does not say) might run it twice.
-    fn safe(&self, client: &Client, waiting: &std::collections::BTreeSet<String>) -> bool {
-        self.boots
-            .iter()
-            .filter(|(n, _)| waiting.contains(n))
-            .all(|(n, boot)| boot.is_some() && client.presence_of(n).and_then(|p| p.boot) == *boot)
+    /// Publishes the request again to every node still waited for that provably runs the same
+    /// program start as when the request went out (fresh presence, `online`, same `boot`): its
+    /// duplicate memory then catches the copy. A node that restarted, or whose presence this
+    /// connection has not seen yet, or that does not say, gets nothing: it might run it twice.
+    /// A broadcast is resent to each such node's own inbox, never to the broadcast topic.
+    async fn publish(
+        &self,
+        client: &Client,
+        waiting: &std::collections::BTreeSet<String>,
+    ) -> Result<(), ClientError> {
+        if client.inner.connected.borrow().is_none() {
+            return Ok(());
+        }
+        let same_boot = |node: &str, boot: &Option<String>| {
+            let now = client.inner.presence.lock().unwrap().get_fresh(node);
+            boot.is_some() && now.is_some_and(|p| p.state == NodeState::Online && p.boot == *boot)
+        };
+        let pending = self.boots.iter().filter(|(n, _)| waiting.contains(n));
+        if self.broadcast {
+            for (node, boot) in pending {
+                if let (true, Ok(name)) = (same_boot(node, boot), NodeName::parse(node)) {
+                    let topic = client.inner.topics.inbox(&name);
+                    client
+                        .publish(&topic, self.payload.to_vec(), QoS::AtLeastOnce, false)
+                        .await?;
+                }
+            }
+        } else if pending.clone().count() > 0 && pending.clone().all(|(n, b)| same_boot(n, b)) {
+            client
+                .publish(self.topic, self.payload.to_vec(), QoS::AtLeastOnce, false)
+                .await?;
+        }
+        Ok(())
     }
 
     fn booted_since(&self, node: &str, now: Option<&str>) -> bool {
@@ -395,6 +422,7 @@ impl Client {
             topic: &topic,
             payload: &payload,
             boots: vec![(target.to_string(), boot)],
+            broadcast: false,
         };
         let mut outcomes = self
             .collect(&mut rx, std::slice::from_ref(target), timeout, Some(resend))
@@ -433,6 +461,7 @@ impl Client {
                     (n.to_string(), boot)
                 })
                 .collect(),
+            broadcast: true,
         };
         self.collect(&mut rx, expected, timeout, Some(resend)).await
     }
@@ -502,8 +531,8 @@ impl Client {
                                 if restarted && waiting.remove(&p.name) {
                                     out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state: "lost (it restarted)".into() })));
                                 } else if waiting.contains(&p.name) {
-                                    if let Some(r) = resend.as_ref().filter(|r| r.safe(self, &waiting)) {
-                                        self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                                    if let Some(r) = &resend {
+                                        r.publish(self, &waiting).await?;
                                     }
                                 }
                             }
@@ -534,9 +563,7 @@ impl Client {
                     }
                     let reconnected = connection.borrow_and_update().is_some();
                     if let (true, Some(r)) = (reconnected, &resend) {
-                        if r.safe(self, &waiting) {
-                            self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
-                        }
+                        r.publish(self, &waiting).await?;
                         // The nodes may not have re-subscribed to a restarted broker yet: try
                         // again, less and less often, until the reply comes.
                         retry_gap = RESEND_FIRST_GAP;
@@ -544,8 +571,8 @@ impl Client {
                     }
                 }
                 _ = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some_and(|t| t < deadline) => {
-                    if let Some(r) = resend.as_ref().filter(|r| r.safe(self, &waiting)) {
-                        self.publish(r.topic, r.payload.to_vec(), QoS::AtLeastOnce, false).await?;
+                    if let Some(r) = &resend {
+                        r.publish(self, &waiting).await?;
                     }
                     retry_gap = (retry_gap * 2).min(RESEND_MAX_GAP);
                     retry_at = Some(tokio::time::Instant::now() + retry_gap);

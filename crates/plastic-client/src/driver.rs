@@ -34,6 +34,7 @@ pub(crate) async fn run(
                 backoff = BACKOFF_START;
                 generation += 1;
                 inner.last_error.send_replace(None);
+                inner.presence.lock().unwrap().mark_stale();
                 tracing::debug!(broker = %inner.broker, generation, "connected");
                 tokio::spawn(resubscribe(inner.clone(), generation));
             }

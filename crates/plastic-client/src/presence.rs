@@ -1,6 +1,6 @@
 //! The client's view of the fleet, built from retained presence messages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use plastic_proto::Presence;
 
@@ -15,6 +15,10 @@ pub struct PresenceEvent {
 #[derive(Debug, Default)]
 pub(crate) struct PresenceTable {
     nodes: BTreeMap<String, Presence>,
+    /// Nodes whose presence arrived on the current connection. After a reconnect the table
+    /// holds what was true before it; a decision that needs the present (may a request be
+    /// resent?) waits for fresh presence.
+    fresh: BTreeSet<String>,
 }
 
 impl PresenceTable {
@@ -28,6 +32,7 @@ impl PresenceTable {
         let mut current = Presence::parse(payload)?;
         // The topic, not the payload, says whose presence this is.
         node.clone_into(&mut current.name);
+        self.fresh.insert(node.to_owned());
         let previous = self.nodes.insert(node.to_owned(), current.clone());
         (previous.as_ref() != Some(&current)).then_some(PresenceEvent { previous, current })
     }
@@ -38,5 +43,18 @@ impl PresenceTable {
 
     pub(crate) fn get(&self, node: &str) -> Option<Presence> {
         self.nodes.get(node).cloned()
+    }
+
+    /// The node's presence if it arrived on the current connection.
+    pub(crate) fn get_fresh(&self, node: &str) -> Option<Presence> {
+        self.fresh
+            .contains(node)
+            .then(|| self.nodes.get(node).cloned())
+            .flatten()
+    }
+
+    /// A new connection: what the table holds is from before it.
+    pub(crate) fn mark_stale(&mut self) {
+        self.fresh.clear();
     }
 }

@@ -21,6 +21,7 @@ pub type Refusal = (String, Vec<u8>);
 struct PolicyHandler {
     policy: Arc<Policy>,
     refusals: mpsc::Sender<Refusal>,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 #[async_trait::async_trait]
@@ -38,7 +39,11 @@ impl Handler for PolicyHandler {
                     password.map(<[u8]>::to_vec),
                     client_id.to_owned(),
                 );
+                // At most two at a time: each takes 19 MiB, and a flood of logins must not
+                // take the hub's memory (or both cores).
+                let permit = self.hashing.clone().acquire_owned().await;
                 let decision = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     policy.authenticate(u.as_deref(), p.as_deref(), &c)
                 })
                 .await
@@ -136,6 +141,7 @@ impl Handler for PolicyHandler {
 pub async fn install(scx: &ServerContext, policy: Arc<Policy>) -> mpsc::Receiver<Refusal> {
     let (tx, rx) = mpsc::channel(1024);
     let register = scx.extends.hook_mgr().register();
+    let hashing = Arc::new(tokio::sync::Semaphore::new(2));
     for typ in [
         Type::ClientAuthenticate,
         Type::ClientSubscribeCheckAcl,
@@ -147,6 +153,7 @@ pub async fn install(scx: &ServerContext, policy: Arc<Policy>) -> mpsc::Receiver
                 Box::new(PolicyHandler {
                     policy: policy.clone(),
                     refusals: tx.clone(),
+                    hashing: hashing.clone(),
                 }),
             )
             .await;

@@ -75,6 +75,8 @@ pub struct Policy {
     /// hub restart would queue for seconds of hashing.
     verified: Mutex<HashMap<String, [u8; 32]>>,
     cache_key: [u8; 32],
+    /// Verified against for unknown users, so they cost what known ones do.
+    dummy_hash: String,
 }
 
 impl Policy {
@@ -86,6 +88,8 @@ impl Policy {
             groups: Mutex::default(),
             verified: Mutex::default(),
             cache_key: rand::random(),
+            dummy_hash: crate::users::hash_password(&crate::users::random_secret())
+                .unwrap_or_default(),
         }
     }
 
@@ -109,10 +113,11 @@ impl Policy {
                 Err(AuthRefusal::BadCredentials)
             };
         }
-        let user = self
-            .users
-            .get(username)
-            .ok_or(AuthRefusal::BadCredentials)?;
+        let Some(user) = self.users.get(username) else {
+            // Same work as for a real user: the time taken must not tell which names exist.
+            crate::users::verify_password(password, &self.dummy_hash);
+            return Err(AuthRefusal::BadCredentials);
+        };
         let tag = self.tag(password);
         let known = self
             .verified
@@ -248,10 +253,11 @@ impl Policy {
         let levels = self.levels(topic).ok_or_else(may_not)?;
         let is_node = user.role == Role::Node;
         let dest = match levels.as_slice() {
-            [x, "in"] if owns(username, x) => return Ok(()),
             ["all", "in"] => Dest::All,
             ["group", g, "in"] => Dest::Group(g),
-            [x, "in"] => Dest::Inbox(x),
+            [x, "in"] if owns(username, x) => return Ok(()),
+            // Only a valid node name is matched against patterns (bounded length, no wildcards).
+            [x, "in"] if NodeName::parse(x).is_ok() => Dest::Inbox(x),
             [x, "status"] if is_node && *x == username => {
                 if let Some(p) = Presence::parse(payload) {
                     self.groups

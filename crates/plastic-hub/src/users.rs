@@ -233,6 +233,14 @@ impl Users {
             reason: e.to_string(),
         })?;
         for (name, user) in &users.users {
+            if let Some(other) = users.users.keys().find(|o| *o != name && owns(o, name)) {
+                return Err(UsersError::Parse {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "`{other}` owns the client names `{other}.*`, so `{name}` clashes with it"
+                    ),
+                });
+            }
             validate_user_name(name).map_err(|e| UsersError::Parse {
                 path: path.display().to_string(),
                 reason: e.to_string(),
@@ -272,17 +280,16 @@ impl Users {
         std::fs::rename(&tmp, path).map_err(err)
     }
 
-    /// Adds or replaces a user. A node's name must not be one another user owns (`alice` owns
-    /// `alice` and `alice.*`), or that user could read the node's inbox.
+    /// Adds or replaces a user. No user's name may be one another user owns (`alice` owns
+    /// `alice` and `alice.*`), or that user could read the other's inbox or take its client id.
     pub fn add(&mut self, name: &str, user: User) -> Result<(), UsersError> {
         validate_user_name(name)?;
-        for (other, other_user) in self.users.iter().filter(|(n, _)| n.as_str() != name) {
-            let clash = (user.role == Role::Node && owns(other, name))
-                || (other_user.role == Role::Node && owns(name, other));
+        for other in self.users.keys().filter(|n| n.as_str() != name) {
+            let clash = owns(other, name) || owns(name, other);
             if clash {
                 return Err(UsersError::Invalid(format!(
                     "`{name}` and `{other}` clash: user `X` owns the client names `X` and `X.*`, \
-                     so a node may not be named like another user's clients"
+                     so no user may be named like another user's clients"
                 )));
             }
         }
@@ -304,13 +311,21 @@ pub fn owns(user: &str, name: &str) -> bool {
 }
 
 pub fn validate_user_name(name: &str) -> Result<(), UsersError> {
-    validate_name(name).map_err(|e| UsersError::Invalid(format!("user name `{name}`: {e}")))?;
+    // A node name's rules, reserved words included: a user named `all` would own the
+    // broadcast inbox.
+    plastic_proto::NodeName::parse(name)
+        .map_err(|e| UsersError::Invalid(format!("user name `{name}`: {e}")))?;
     if name == HUB_USER {
         return Err(UsersError::Invalid(format!(
             "`{HUB_USER}` is the hub's own connection; pick another name"
         )));
     }
     Ok(())
+}
+
+/// 32 random hex digits.
+pub fn random_secret() -> String {
+    plastic_proto::new_message_id()
 }
 
 /// An argon2id hash (the argon2 crate's defaults: 19 MiB, 2 passes) with a random salt.
@@ -340,6 +355,9 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path)?;
+    // `mode` applies only when the file is created: tighten a file that was already there.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -403,9 +421,13 @@ mod tests {
     fn names_and_patterns_are_checked() {
         let mut users = Users::default();
         assert!(users.add("hub", user(Role::Admin)).is_err());
+        assert!(users.add("all", user(Role::Viewer)).is_err());
+        assert!(users.add("group", user(Role::Viewer)).is_err());
         assert!(users.add("a/b", user(Role::Admin)).is_err());
         users.add("alice", user(Role::Operator)).unwrap();
         let err = users.add("alice.pi", user(Role::Node)).unwrap_err();
+        assert!(err.to_string().contains("clash"), "{err}");
+        let err = users.add("alice.bob", user(Role::Operator)).unwrap_err();
         assert!(err.to_string().contains("clash"), "{err}");
         users.add("alice-pi", user(Role::Node)).unwrap();
         assert!(NodePattern::try_from("lab-*".to_owned()).is_ok());

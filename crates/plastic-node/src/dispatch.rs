@@ -36,20 +36,20 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
         }
     };
     let envelope = incoming.envelope;
-    // Replies are not requests: they are never signed, and `handle` drops them below.
+    // Replies are not requests: never signed, never remembered (a flood of them must not push
+    // requests out of the duplicate memory), and dropped below.
+    let is_reply = envelope.message_type.as_deref() == Some("result");
     let signed_at = match &node.key {
-        Some(key) if envelope.message_type.as_deref() != Some("result") => {
-            match check_signed(node, key, payload, &envelope) {
-                Ok(ts) => Some(ts),
-                Err(e) => {
-                    answer_refusal(node, &envelope, ErrorInfo::new(e.kind(), e.to_string())).await;
-                    return;
-                }
+        Some(key) if !is_reply => match check_signed(node, key, payload, &envelope) {
+            Ok(ts) => Some(ts),
+            Err(e) => {
+                answer_refusal(node, &envelope, ErrorInfo::new(e.kind(), e.to_string())).await;
+                return;
             }
-        }
+        },
         _ => None,
     };
-    if let Some(id) = &envelope.message_id {
+    if let (Some(id), false) = (&envelope.message_id, is_reply) {
         let seen = node.recent.lock().unwrap().begin(id, signed_at);
         match seen {
             Seen::New => {}
@@ -61,6 +61,14 @@ pub async fn handle(node: &NodeShared, payload: &[u8]) {
                 if let Some((topic, payload)) = reply {
                     node.resend(&topic, payload).await;
                 }
+                return;
+            }
+            Seen::Replayed => {
+                let e = SignatureError::Replayed(format!(
+                    "message_id {id} may have run before (stamped before the last {} requests or this node's start); a signed request runs at most once",
+                    crate::recent::CAPACITY
+                ));
+                answer_refusal(node, &envelope, ErrorInfo::new(e.kind(), e.to_string())).await;
                 return;
             }
         }
@@ -146,8 +154,13 @@ fn clock_is_set() -> bool {
     now() > 1_577_836_800.0
 }
 
-/// The checks of docs/protocol.md, "Signed requests", in order. Returns the request's time
-/// stamp, which the replay guard remembers with its id.
+/// The checks of docs/protocol.md, "Signed requests", up to the replay check (which
+/// [`Recent::begin`](crate::recent::Recent::begin) makes atomically with recording the id).
+/// Returns the request's time stamp.
+///
+/// A copy of a request this node remembers is a duplicate (a client resending after a
+/// reconnect sends the very same bytes, time stamp included): it skips the freshness check,
+/// which it would fail once `max_skew` has passed, and gets the first reply.
 fn check_signed(
     node: &NodeShared,
     key: &NodeKey,
@@ -155,27 +168,25 @@ fn check_signed(
     envelope: &Envelope,
 ) -> Result<f64, SignatureError> {
     key.verify(payload)?;
-    sign::check_envelope(
-        envelope,
-        node.name.as_str(),
-        now(),
-        node.started_at,
-        node.max_skew,
-    )?;
-    let ts = envelope.time_stamp.unwrap_or_default();
     let id = envelope.message_id.as_deref().unwrap_or_default();
     if id.is_empty() {
         return Err(SignatureError::Replayed(
             "a signed request needs a message_id".into(),
         ));
     }
-    if node.recent.lock().unwrap().is_replay(id, ts) {
-        return Err(SignatureError::Replayed(format!(
-            "message_id {id} may have run before (stamped before the last {} requests or this node's start); a signed request runs at most once",
-            crate::recent::CAPACITY
-        )));
+    let known = node.recent.lock().unwrap().knows(id);
+    if known {
+        sign::check_receiver(envelope, node.name.as_str())?;
+    } else {
+        sign::check_envelope(
+            envelope,
+            node.name.as_str(),
+            now(),
+            node.started_at,
+            node.max_skew,
+        )?;
     }
-    Ok(ts)
+    Ok(envelope.time_stamp.unwrap_or_default())
 }
 
 /// Answers a request with `error` without running it (the node is over a limit).
@@ -198,11 +209,25 @@ pub async fn refuse(node: &NodeShared, payload: &[u8], error: ErrorInfo) {
     if known {
         return Box::pin(handle(node, payload)).await;
     }
-    answer_refusal(node, &incoming.envelope, error).await;
+    let sent = answer_refusal(node, &incoming.envelope, error).await;
+    // The refusal is this request's one outcome: a copy resent later gets it again instead of
+    // running (or the sender would see `Busy` for a request that ran). Unless the request could
+    // not be authenticated: then its id must not be taken for the real one.
+    let authentic = node.key.as_ref().is_none_or(|k| k.verify(payload).is_ok());
+    if let (Some(id), true) = (&incoming.envelope.message_id, authentic) {
+        let mut recent = node.recent.lock().unwrap();
+        if recent.begin(id, None) == Seen::New {
+            recent.finish(id, sent);
+        }
+    }
 }
 
 /// Sends the error reply of a request that was not run, and notes it on the log topic.
-async fn answer_refusal(node: &NodeShared, envelope: &Envelope, error: ErrorInfo) {
+async fn answer_refusal(
+    node: &NodeShared,
+    envelope: &Envelope,
+    error: ErrorInfo,
+) -> Option<(String, Vec<u8>)> {
     tracing::warn!(kind = %error.kind, sender = ?envelope.sender, "refused a request: {}", error.message);
     node.log(
         "node",
@@ -221,13 +246,16 @@ async fn answer_refusal(node: &NodeShared, envelope: &Envelope, error: ErrorInfo
     match envelope.reply_target() {
         Some(target) => {
             reply.receiver = Some(target.to_string());
-            node.send_reply(&target, &reply).await;
+            Some(node.send_reply(&target, &reply).await)
         }
-        None => node.log(
-            "reply",
-            "error",
-            &String::from_utf8_lossy(&reply.to_bytes()),
-        ),
+        None => {
+            node.log(
+                "reply",
+                "error",
+                &String::from_utf8_lossy(&reply.to_bytes()),
+            );
+            None
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub enum Seen {
     Running,
     /// Done: send this reply again (or nothing, if none was sent).
     Done(Option<SentReply>),
+    /// A signed request not remembered and not newer than everything forgotten: it may have
+    /// run before. Not recorded.
+    Replayed,
 }
 
 pub struct Recent {
@@ -44,23 +47,23 @@ impl Recent {
         }
     }
 
-    /// True when a signed request stamped `time_stamp` must be refused as a possible replay: its
-    /// id is not remembered and it is not newer than everything forgotten.
-    pub fn is_replay(&self, id: &str, time_stamp: f64) -> bool {
-        !self.entries.contains_key(id) && time_stamp <= self.replay_floor
-    }
-
     /// True when `id` is running or done: a copy of it must not be refused as new work.
     pub fn knows(&self, id: &str) -> bool {
         self.entries.contains_key(id)
     }
 
-    /// Records `id` (with a signed request's time stamp) as running unless it was seen before.
+    /// Records `id` (with a signed request's time stamp) as running unless it was seen before,
+    /// or, for a signed request, unless it may be a replay of a forgotten one. One call, one
+    /// lock: checking and recording separately would let a concurrent request evict the id in
+    /// between.
     pub fn begin(&mut self, id: &str, signed_at: Option<f64>) -> Seen {
         match self.entries.get(id) {
             Some(None) => return Seen::Running,
             Some(Some(reply)) => return Seen::Done(reply.clone()),
             None => {}
+        }
+        if signed_at.is_some_and(|ts| ts <= self.replay_floor) {
+            return Seen::Replayed;
         }
         if self.order.len() >= CAPACITY {
             if let Some((old, stamp)) = self.order.pop_front() {
@@ -106,24 +109,28 @@ mod tests {
     #[test]
     fn a_forgotten_signed_id_can_never_run_again() {
         let mut r = Recent::new(100.0);
-        assert!(
-            r.is_replay("early", 99.0),
-            "stamped before the node started"
+        assert_eq!(
+            r.begin("early", Some(99.0)),
+            Seen::Replayed,
+            "stamped before the start"
         );
-        assert!(!r.is_replay("s0", 200.0));
+        assert!(!r.knows("early"), "a refused replay is not recorded");
         assert_eq!(r.begin("s0", Some(200.0)), Seen::New);
-        assert!(
-            !r.is_replay("s0", 200.0),
-            "remembered: a duplicate, not a replay"
+        assert_eq!(
+            r.begin("s0", Some(200.0)),
+            Seen::Running,
+            "remembered: a duplicate"
         );
+        r.finish("s0", None);
         for i in 1..=CAPACITY {
             r.begin(&format!("s{i}"), Some(200.0 + i as f64));
         }
-        assert!(!r.entries.contains_key("s0"));
-        assert!(
-            r.is_replay("s0", 200.0),
+        assert!(!r.knows("s0"));
+        assert_eq!(
+            r.begin("s0", Some(200.0)),
+            Seen::Replayed,
             "forgotten, and not newer than the floor"
         );
-        assert!(!r.is_replay("fresh", 201.5));
+        assert_eq!(r.begin("fresh", Some(201.5)), Seen::New);
     }
 }

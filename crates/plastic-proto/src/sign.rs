@@ -152,6 +152,17 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// A signed request is for one node: its (signed) `receiver` must be this node.
+pub fn check_receiver(envelope: &Envelope, own_name: &str) -> Result<(), SignatureError> {
+    if envelope.receiver.as_deref() != Some(own_name) {
+        return Err(SignatureError::BadSignature(format!(
+            "signed for `{}`, not for this node ({own_name}); signed requests cannot be broadcast",
+            envelope.receiver.as_deref().unwrap_or("")
+        )));
+    }
+    Ok(())
+}
+
 /// The envelope checks of a verified signed request: it is for this node, and fresh.
 ///
 /// `not_before` is when the node started: a signed request stamped earlier could be a replay
@@ -163,12 +174,7 @@ pub fn check_envelope(
     not_before: f64,
     max_skew: f64,
 ) -> Result<(), SignatureError> {
-    if envelope.receiver.as_deref() != Some(own_name) {
-        return Err(SignatureError::BadSignature(format!(
-            "signed for `{}`, not for this node ({own_name}); signed requests cannot be broadcast",
-            envelope.receiver.as_deref().unwrap_or("")
-        )));
-    }
+    check_receiver(envelope, own_name)?;
     let Some(ts) = envelope.time_stamp.filter(|t| t.is_finite()) else {
         return Err(SignatureError::Stale(
             "a signed request needs a time_stamp".into(),
