@@ -90,6 +90,11 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     let broker = config.broker.clone();
     let node = Node::start(config)
         .with_context(|| format!("cannot use {} for the node's files", root.display()))?;
+    // Python's `open('data.txt')` on a board reads the node's own files; here too. (Not in
+    // `plastic sim`, whose nodes share one process and so one working directory.)
+    let files_root = node.shared().files.root().to_path_buf();
+    std::env::set_current_dir(&files_root)
+        .with_context(|| format!("cannot change to {}", files_root.display()))?;
     eprintln!(
         "plastic node {}: connecting to {broker}, files in {}{}",
         args.name,
