@@ -1,4 +1,5 @@
-//! Fault injection: a node behind a TCP fault proxy (delay, stall, a packet cut in half, RST),
+//! Fault injection: a node behind a TCP fault proxy (delay, stall, a packet cut in half, FIN,
+//! RST),
 //! the hub killed with SIGKILL while 1,000 requests are in flight, an upload cut half way.
 //! Every request must end with a definite outcome, and counters kept on the nodes prove that
 //! nothing ran twice and nothing acknowledged was lost.
@@ -53,6 +54,12 @@ fn a_node_behind_a_faulty_link(kind: BrokerKind) {
     f.ok(&["exec", "edge-1", "c += 1"]);
     assert_eq!(eval(&f, "edge-1", "c"), "2");
 
+    // Every connection dropped (FIN): the same.
+    proxy.drop_all();
+    node.wait_contains("online");
+    f.ok(&["exec", "edge-1", "c += 1"]);
+    assert_eq!(eval(&f, "edge-1", "c"), "3");
+
     // A stalled link: the request waits in the network and runs once when it flows again.
     proxy.set(Fault::Stall);
     let port = f.broker.port;
@@ -72,8 +79,8 @@ fn a_node_behind_a_faulty_link(kind: BrokerKind) {
     assert!(stalled.status.success(), "{stalled:?}");
     assert_eq!(
         eval(&f, "edge-1", "c"),
-        "3",
-        "three acknowledged increments, three runs"
+        "4",
+        "four acknowledged increments, four runs"
     );
 }
 

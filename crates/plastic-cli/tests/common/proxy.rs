@@ -1,6 +1,7 @@
 //! A TCP fault proxy for the tests: sits between a node (or client) and the broker on
 //! 127.0.0.1 and, on command, delays traffic, stalls it, cuts a connection in the middle of an
-//! MQTT packet, or resets every connection (RST, as a crashed peer or a NAT timeout does).
+//! MQTT packet, drops every connection (FIN), or resets them (RST, as a crashed peer or a NAT
+//! timeout does).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -96,6 +97,15 @@ impl FaultProxy {
 
     pub fn cuts(&self) -> u64 {
         self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Drops every open connection the polite way (FIN both ways), as a middlebox or a peer
+    /// closing does.
+    pub fn drop_all(&self) {
+        for (a, b) in self.shared.conns.lock().unwrap().drain(..) {
+            let _ = a.shutdown(Shutdown::Both);
+            let _ = b.shutdown(Shutdown::Both);
+        }
     }
 
     /// Resets every open connection: SO_LINGER 0 makes close() send RST instead of FIN.
