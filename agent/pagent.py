@@ -197,6 +197,12 @@ class Agent:
             self.log_err(e.kind, msg)
 
     def on_msg(self, topic, data, n, ends=None):
+        if topic == self.t_status:  # our own presence (docs/protocol.md, "Presence")
+            s = data and _field(data, b'state')
+            if s and s != 'online':  # lost or offline while we are connected: a broker
+                _print('[plastic] presence says %s: online again' % s)  # published a will late
+                self.pub(self.t_status, self.presence('online'), 1, True)
+            return
         if data is None:
             self.too_big(ends, 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
                          % (n, self.mq.maxlen, gc.mem_free()))
@@ -350,6 +356,10 @@ class Agent:
         if out:
             r['stdout'] = out
         res = None
+        # a kept reply lives on (for duplicates): made now, while the request's garbage (its
+        # payload, parsed content, per-use module) still fills the heap, it would land above it
+        # and split the largest free block once that is collected; collected first, it fills a hole
+        gc.collect()
         try:
             s = json.dumps(r)
         except MemoryError:
@@ -476,6 +486,9 @@ class Agent:
                 self.mq.subscribe(ts)
                 ts = None
                 self.mq.publish(self.t_status, self.presence('online'), 1, True)
+                # our own presence, after our online: what the broker shows from now on is news
+                # (QoS 0: nothing is queued for us while away, and our last offline is not kept)
+                self.mq.subscribe((self.t_status,), 0)
             except Exception as e:
                 _print('[plastic] connect to %s:%s failed: %r' % (self.mq.host, self.mq.port, e))
                 self.mq.close()
@@ -547,6 +560,7 @@ class Agent:
         self.offline()
 
     def offline(self):
+        # (our own offline comes back to us, but no packet is handled after this: no answer)
         try:
             self.mq.publish(self.t_status, self.presence('offline'), 1, True)
         except Exception:

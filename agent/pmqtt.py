@@ -176,9 +176,14 @@ class MQTT:
                 pass
 
     def disconnect(self):
+        """DISCONNECT, then reads (and drops) what still comes until the broker closes, for at
+        most 500 ms: closing with unread input (the PUBACK of a last publish, its echo) makes
+        Linux send RST, which can drop the DISCONNECT unread, and the broker publishes the will."""
         if self.sock:
             try:
                 self._w(b'\xe0\x00')
+                self.dl = time.ticks_add(time.ticks_ms(), 500)
+                self._skip(0x3FFFFFFF)  # ends in OSError: the broker closed, or the deadline
             except Exception:
                 pass
         self.close()
@@ -199,11 +204,11 @@ class MQTT:
             self._w(struct.pack('!H', self._next_pid()))
         self._w(msg)
 
-    def subscribe(self, topics):
+    def subscribe(self, topics, qos=1):
         p = bytearray(struct.pack('!H', self._next_pid()))
         for t in topics:
             p += self._str(t)
-            p.append(1)
+            p.append(qos)
         self._send(0x82, p)
 
     def ping(self):

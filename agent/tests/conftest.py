@@ -5,7 +5,9 @@ import json
 import os
 import queue
 import re
+import selectors
 import shutil
+import struct
 import socket
 import subprocess
 import sys
@@ -79,6 +81,125 @@ class Broker:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(TIMEOUT)
+
+    def log_size(self):
+        return os.path.getsize(self.log)
+
+    def wait_log(self, pred, since=0, timeout=TIMEOUT):
+        """The first line of the broker's log (from byte `since`) for which pred is true."""
+        end = time.monotonic() + timeout
+        while True:
+            with open(self.log, errors="replace") as f:
+                f.seek(since)
+                for line in f.read().splitlines():
+                    if pred(line):
+                        return line
+            if time.monotonic() > end:
+                raise TimeoutError("no such line in the broker's log")
+            time.sleep(0.02)  # polling a log file, which has no event to wait on
+
+
+class Proxy:
+    """A TCP proxy in front of the broker whose connections a test can cut with RST: one thread
+    with a selector; commands run on that thread."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.ctl_r, self.ctl_w = socket.socketpair()
+        self.cmds = queue.Queue()
+        self.pairs = []  # [client side, broker side]; None once closed
+        self.accepted = 0
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def _reset(s):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        s.close()
+
+    def _drop(self, sel, s, rst):
+        try:
+            sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        if rst:
+            self._reset(s)
+        else:
+            s.close()
+
+    def _run(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.lsock, selectors.EVENT_READ)
+        sel.register(self.ctl_r, selectors.EVENT_READ)
+        while True:
+            for key, _ in sel.select():
+                s = key.fileobj
+                if s is self.lsock:
+                    c, _ = s.accept()
+                    u = socket.create_connection(("127.0.0.1", self.target))
+                    for x in (c, u):
+                        x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    pair = [c, u]
+                    self.pairs.append(pair)
+                    sel.register(c, selectors.EVENT_READ, (pair, 1))
+                    sel.register(u, selectors.EVENT_READ, (pair, 0))
+                    self.accepted += 1
+                elif s is self.ctl_r:
+                    s.recv(1)
+                    fn, done = self.cmds.get()
+                    if fn is None:
+                        for pair in self.pairs:
+                            for x in pair:
+                                if x is not None:
+                                    self._drop(sel, x, True)
+                        self.lsock.close()
+                        done.set()
+                        return
+                    fn(sel)
+                    done.set()
+                else:
+                    pair, other = key.data
+                    try:
+                        d = s.recv(65536)
+                    except OSError:
+                        d = b""
+                    if d and pair[other] is not None:
+                        try:
+                            pair[other].sendall(d)
+                            continue
+                        except OSError:
+                            pass
+                    elif d:
+                        continue  # its other side was cut: what it says goes nowhere
+                    for i in (0, 1):  # one side closed: close the other as well
+                        if pair[i] is not None:
+                            self._drop(sel, pair[i], False)
+                            pair[i] = None
+
+    def _do(self, fn):
+        done = threading.Event()
+        self.cmds.put((fn, done))
+        self.ctl_w.send(b"x")
+        assert done.wait(TIMEOUT)
+
+    def cut(self, broker_side=True):
+        """Resets every open connection on the client's side, and on the broker's when
+        broker_side (else the broker's side stays open, unread, until the broker closes it)."""
+        def fn(sel):
+            for pair in self.pairs:
+                for i in ((0, 1) if broker_side else (0,)):
+                    if pair[i] is not None:
+                        self._drop(sel, pair[i], True)
+                        pair[i] = None
+        self._do(fn)
+
+    def close(self):
+        if self.t.is_alive():
+            self._do(None)
 
 
 def write_config(path, **values):
