@@ -71,8 +71,9 @@ def test_a_late_will_is_answered_with_online(client, node, broker, state, separa
 
 
 def test_stale_presence_at_connect_is_not_answered(tmp_root, broker, client, mode):
-    """The retained `lost` of an earlier run reaches the agent when it subscribes, before its
-    own `online`: that is history, not news, and gets no second `online`."""
+    """The retained `lost` of an earlier run is history, not news: the agent says `online` once.
+    (It subscribes to its own presence only after publishing `online`, so what subscribing
+    brings back is its own `online`.)"""
     a = Agent(tmp_root, mode, broker.port)
     t = "plastic/%s/status" % a.name
     old = {"name": a.name, "state": "lost", "platform": "unix", "version": "0", "protocol": 1,
@@ -97,7 +98,9 @@ def test_a_clean_shutdown_stays_offline(tmp_root, broker, client, mode, how):
     input unread, Linux would send RST, the broker would drop the connection without reading the
     DISCONNECT, and publish the will (`lost`) after the `offline`. Ctrl-C ends the process;
     `reset` starts a new agent program in the same process, which must be announced `online`
-    once too (the `offline` it finds retained at connect is history)."""
+    once (its persistent session still holds the subscription to its own presence, so it sees
+    its `online` come back, and then the retained one again when it subscribes: neither starts
+    anything)."""
     a = Agent(tmp_root, mode, broker.port)
     since = client.mark()
     a.start()
