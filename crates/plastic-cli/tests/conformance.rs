@@ -55,21 +55,7 @@ fn start_keyed(
                 f.node(name, &["conf"]);
             }
             Some(key) => {
-                let mut cmd = plastic();
-                cmd.args([
-                    "node",
-                    "--name",
-                    name,
-                    "--broker",
-                    &f.broker.url(),
-                    "--key-file",
-                ])
-                .arg(key)
-                .arg("--root")
-                .arg(f.root_of(name));
-                let node = Proc::spawn(cmd, &format!("node {name}"));
-                node.wait_contains("online");
-                f.nodes.push((name.to_owned(), node));
+                f.node_with(name, &["--key-file", key.to_str().unwrap()]);
             }
         }
         return None;

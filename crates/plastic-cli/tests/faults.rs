@@ -16,13 +16,7 @@ use plastic_proto::{NodeName, Request};
 use serde_json::Value;
 
 fn node_behind(f: &Fleet, proxy: &FaultProxy, name: &str) -> Proc {
-    let mut cmd = plastic();
-    cmd.args(["node", "--name", name, "--broker", &proxy.url()])
-        .arg("--root")
-        .arg(f.root_of(name));
-    let proc = Proc::spawn(cmd, &format!("node {name}"));
-    proc.wait_contains("online");
-    proc
+    common::start_node(name, &proxy.url(), &f.root_of(name), &[])
 }
 
 fn eval(f: &Fleet, node: &str, code: &str) -> String {

@@ -86,19 +86,8 @@ impl AuthHub {
     }
 
     fn node(&mut self, name: &str, password: &str, extra: &[&str]) {
-        let mut cmd = plastic();
-        cmd.args([
-            "node",
-            "--name",
-            name,
-            "--broker",
-            &self.url(name, password),
-        ])
-        .arg("--root")
-        .arg(self.dir.path().join(name))
-        .args(extra);
-        let proc = Proc::spawn(cmd, &format!("node {name}"));
-        proc.wait_contains("online");
+        let url = self.url(name, password);
+        let proc = common::start_node(name, &url, &self.dir.path().join(name), extra);
         self.nodes.push(proc);
     }
 
@@ -394,20 +383,12 @@ fn signed_requests(kind: BrokerKind) {
     let key = NodeKey::from_hex(&hex).unwrap();
     let key_file: PathBuf = keys.join("esp-1.key");
     let before_start = now() - 0.5;
-    let mut cmd = plastic();
-    cmd.args([
-        "node",
-        "--name",
+    let node = common::start_node(
         "esp-1",
-        "--broker",
         &f.broker.url(),
-        "--key-file",
-    ])
-    .arg(&key_file)
-    .arg("--root")
-    .arg(f.root_of("esp-1"));
-    let node = Proc::spawn(cmd, "node esp-1");
-    node.wait_contains("online");
+        &f.root_of("esp-1"),
+        &["--key-file", key_file.to_str().unwrap()],
+    );
     f.node("esp-2", &[]);
     let with_keys = |args: &[&str]| {
         run(plastic()

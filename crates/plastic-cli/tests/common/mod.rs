@@ -223,6 +223,18 @@ impl Broker {
     }
 }
 
+/// `plastic node --name NAME --broker URL --root ROOT EXTRA...`, once it says it is online.
+pub fn start_node(name: &str, broker: &str, root: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = plastic();
+    cmd.args(["node", "--name", name, "--broker", broker])
+        .arg("--root")
+        .arg(root)
+        .args(extra);
+    let proc = Proc::spawn(cmd, &format!("node {name}"));
+    proc.wait_contains("online");
+    proc
+}
+
 pub fn which(program: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
         let p = Path::new(dir).join(program);
@@ -272,15 +284,13 @@ impl Fleet {
 
     /// Starts `plastic node` and waits until it has announced itself.
     pub fn node(&mut self, name: &str, groups: &[&str]) -> &mut Proc {
-        let mut cmd = plastic();
-        cmd.args(["node", "--name", name, "--broker", &self.broker.url()])
-            .arg("--root")
-            .arg(self.root_of(name));
-        for g in groups {
-            cmd.args(["--group", g]);
-        }
-        let proc = Proc::spawn(cmd, &format!("node {name}"));
-        proc.wait_contains("online");
+        let extra: Vec<&str> = groups.iter().flat_map(|g| ["--group", g]).collect();
+        self.node_with(name, &extra)
+    }
+
+    /// [`Fleet::node`] with extra `plastic node` arguments (`--key-file F`, ...).
+    pub fn node_with(&mut self, name: &str, extra: &[&str]) -> &mut Proc {
+        let proc = start_node(name, &self.broker.url(), &self.root_of(name), extra);
         self.nodes.push((name.to_owned(), proc));
         &mut self.nodes.last_mut().unwrap().1
     }
