@@ -10,7 +10,7 @@ BROKER_CA = ''              # PEM CA certificate file on the board; '' = TLS wit
 NODE_NAME = ''              # '' = platform + hex of machine.unique_id(), e.g. esp8266-a1b2c3
 GROUPS = []                 # e.g. ['lab', 'kitchen']
 TOPIC_PREFIX = 'plastic'
-WDT_TIMEOUT_MS = 0          # 0 = off; else machine.WDT fed by the event loop
+WDT_TIMEOUT_MS = None       # None = 8000 on boards, off (0) on the unix port; 0 = off
 KEEPALIVE = 30              # seconds; PINGREQ every KEEPALIVE/2
 CLEAN_SESSION = False       # False: the broker keeps QoS 1 requests while the node is away
 RECONNECT_MIN_MS = 500      # reconnect backoff, doubled up to RECONNECT_MAX_MS, with jitter
@@ -18,7 +18,8 @@ RECONNECT_MAX_MS = 60000
 ROOT = 'node'               # uploaded files and scripts live here (importable)
 LED_PIN = 2
 LED_ACTIVE_LOW = None       # None = auto (True on ESP8266, False on ESP32)
-MAX_PAYLOAD = 0             # 0 = the protocol's 262144; payloads that do not fit in RAM are refused too
+MAX_PAYLOAD = 0             # 0 = the protocol's 262144; larger payloads are refused (PayloadTooLarge)
+RX_BUFFER = None            # bytes reserved once for incoming payloads (the announced max_payload); None = heap / 8
 AUTOSTART = []              # script names (saved by earlier `script` messages) started at boot
 LEAN = True                 # drop rarely used modules (commands, files, scripts) after each use
 DEDUP = 16                  # message_ids remembered against duplicate delivery (the protocol says 4096)

@@ -1,13 +1,13 @@
 # The plastic agent: connection loop, dispatch, replies, eval/exec/function and commands.
 import gc, sys, io, json, time, asyncio, builtins, os, micropython
-from binascii import hexlify
 import pproto as P
 from pproto import PErr
 import phw, pnet
-from pmqtt import MQTT
+import pmqtt
 
 VERSION = '0.1.0'
 _print = print
+_sleep_ms = time.sleep_ms
 _compile = getattr(builtins, 'compile', None)
 _CAPMAX = 8192  # characters of captured stdout kept per request
 agent = None  # the running Agent (the plastic module finds it here)
@@ -27,7 +27,7 @@ def tb(e):
         s = s.getvalue()
         i = s.find('\n  File "<')  # drop the agent's own frames above the request's code
         j = s.find('\n')
-        return s[:j] + s[i:] if i > j > 0 and 'pagent.' in s[j:i] else s
+        return s[:j] + s[i:] if i > j > 0 and ('pagent.' in s[j:i] or 'pcold.' in s[j:i]) else s
     except Exception:
         return ''
 
@@ -38,93 +38,35 @@ def err(e):
     return {'kind': type(e).__name__, 'message': str(e), 'traceback': tb(e)}
 
 
-def _field(b, k):
-    """The plain string value of "k" in a JSON fragment, or None (for too-large payloads)."""
-    i = b.find(b'"' + k + b'"')
-    if i < 0:
+def _span(b):
+    """[i, j): where the text of a long top-level "content" string lies in payload b, when it
+    has no escapes (then its bytes are the string's UTF-8); else None."""
+    k = b.find(b'"content"')
+    if k < 1 or b[k - 1] == 92:
         return None
-    i = b.find(b'"', i + len(k) + 2)
+    i = k + 9
+    while b[i] in b' \t\r\n:':
+        i += 1
     j = b.find(b'"', i + 1)
-    if i < 0 or j < 0 or j - i > 65 or b.find(b':', i - 8 if i > 8 else 0, i) < 0:
+    if b[i] != 34 or j - i < 256 or b.find(b'\\', i, j) >= 0:
         return None
-    try:
-        return b[i + 1:j].decode()
-    except Exception:
-        return None
+    return i + 1, j
 
 
 def _cfg(c, k, d):
     return getattr(c, k, d)
 
 
+class _Time:  # the `time` that scripts import: their sleeps keep the node reachable (Agent.nap)
+    pass
+
+
 class Agent:
     def __init__(self, cfg):
         self.cfg = cfg
-        name = _cfg(cfg, 'NODE_NAME', '') or '%s-%s' % (phw.PLATFORM, hexlify(phw.uid()).decode())
-        if not P.name_ok(name):
-            raise ValueError('bad NODE_NAME %r' % name)
-        self.name = name
-        self.pre = pre = _cfg(cfg, 'TOPIC_PREFIX', 'plastic')
-        self.t_status = pre + '/' + name + '/status'
-        self.t_log = pre + '/' + name + '/log'
-        self.groups = [P.check_name(g, 'group') for g in _cfg(cfg, 'GROUPS', [])]
-        self.ns = {'__name__': '__plastic__', 'print': self.print}
-        self.cap = None
-        self.hooked = False
-        self.scripts = {}
-        self.blinker = None
-        self.pending = {}
-        self.queue = []
-        self.pumping = 0
-        self.serve = None
-        self.exit = None
-        self.peak = 0
-        self.t0 = time.ticks_ms()
-        led_low = _cfg(cfg, 'LED_ACTIVE_LOW', None)
-        if led_low is None:
-            led_low = phw.PLATFORM != 'esp32'
-        self.led = phw.LED(_cfg(cfg, 'LED_PIN', 2), led_low)
-        root = _cfg(cfg, 'ROOT', 'node')
-        if root and root[0] != '/':
-            root = os.getcwd().rstrip('/') + '/' + root
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass
-        if root not in sys.path:
-            sys.path.append(root)
-        self.root = root.rstrip('/')
-        self.xfer = {}
-        self.recent = {}  # message_id -> None (running), True (done) or (topic, reply) to resend
-        self.order = []
-        self.dedup = _cfg(cfg, 'DEDUP', 16)
-        self.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 320)
         self.lean = _cfg(cfg, 'LEAN', True)
-        self.sig = None
-        key = _cfg(cfg, 'NODE_KEY', '')
-        if key:  # signed requests only (docs/protocol.md, "Signed requests")
-            import psign
-            psign.init(key, _cfg(cfg, 'MAX_SKEW', 120), self.t0)
-            self.sig = psign
-            self.ots = []  # the time stamps of self.order's ids, for the replay floor
-        self.version = VERSION
-        self.boot = hexlify(os.urandom(4)).decode()  # new at every start: clients resend only while it holds
-        ka = _cfg(cfg, 'KEEPALIVE', 30)
-        self.mq = m = MQTT(name, cfg.BROKER_HOST, _cfg(cfg, 'BROKER_PORT', 1883),
-                           _cfg(cfg, 'BROKER_USER', ''), _cfg(cfg, 'BROKER_PASSWORD', ''),
-                           ka, _cfg(cfg, 'CLEAN_SESSION', False))
-        m.tls = _cfg(cfg, 'BROKER_TLS', False)
-        m.ca = _cfg(cfg, 'BROKER_CA', '')
-        m.on_msg = self.on_msg
-        m.mem_ok = self.mem_ok
-        m.maxlen = _cfg(cfg, 'MAX_PAYLOAD', 0) or P.MAX_PAYLOAD
-        global agent
-        agent = self
-        try:
-            phw.machine.reset_hook = self.reset
-        except Exception:
-            pass
-        self.use('pfiles').sweep(self.root)
+        self.use('pcold').init(self, cfg)  # the rest of the state (names, MQTT, `time` for scripts)
+        self.use('pfiles').sweep(self.root)  # temp files of transfers a restart abandoned
 
     def use(self, mod):
         """Imports a helper module for one use; with LEAN it is dropped again to free its RAM."""
@@ -170,55 +112,51 @@ class Agent:
         if s is not None and s is not asyncio.current_task():
             s.cancel()
 
-    def mem_ok(self, n):
-        if n < 2048:
-            return True
-        gc.collect()
-        return n * 3 + 4096 < gc.mem_free()  # the bytes, the parsed dict and the reply
-
     def presence(self, state):
         p = {'name': self.name, 'state': state, 'platform': phw.PLATFORM, 'version': VERSION,
              'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now(),
              'boot': self.boot}
-        gc.collect()
-        m = min(self.mq.maxlen, (gc.mem_free() - 4096) // 8)  # room for copies and fragmentation
+        m = self.mq.rx
+        m = self.use('pcold').room(self) if m is None else len(m)
         if m < P.MAX_PAYLOAD:
             p['max_payload'] = m  # senders size file chunks to fit
         return json.dumps(p)
 
     # ---- incoming ----------------------------------------------------------------------------
-    def too_big(self, ends, msg):
-        """Answers a payload too big to handle, if its first/last bytes name a sender."""
-        e = PErr('PayloadTooLarge', msg)
-        rt = _field(ends, b'reply_to') or _field(ends, b'sender')
-        if P.name_ok(rt):
-            self.reply(rt, _field(ends, b'message_id') or '', False, None, err(e))
-        else:
-            self.log_err(e.kind, msg)
-
     def on_msg(self, topic, data, n, ends=None):
         if topic == self.t_status:  # our own presence (docs/protocol.md, "Presence")
-            s = data and _field(data, b'state')
-            if s and s != 'online':  # lost or offline while we are connected: a broker
-                _print('[plastic] presence says %s: online again' % s)  # published a will late
-                self.pub(self.t_status, self.presence('online'), 1, True)
+            self.use('pcold').status(self, data)
+            return
+        if self.mq.ret:  # a retained request would run again at every subscribe
+            self.log_err('Retained', 'requests must not be retained; it was not run')
             return
         if data is None:
-            self.too_big(ends, 'payload of %d bytes refused unread (limit %d bytes, %d bytes free)'
-                         % (n, self.mq.maxlen, gc.mem_free()))
+            self.use('pcold').too_big(self, ends, n, False)
             return
+        d = None
         try:
             if P.too_deep(data):
                 raise PErr('ProtocolError', 'malformed JSON: nesting deeper than 128 levels')
-            d = json.loads(data)
+            s = _span(data)
+            if s:  # a file chunk is parsed without its content, which stays in data (no copy)
+                try:
+                    d = json.loads(data[:s[0]] + data[s[1]:n])
+                    if type(d) is dict and d.get('content') == '' and d.get('type') == 'file':
+                        self.raw = memoryview(data)[s[0]:s[1]]
+                    else:
+                        d = None
+                except ValueError:
+                    d = None
+            if d is None:
+                d = json.loads(data)
         except PErr as e:
             self.log_err(e.kind, str(e))
             return
         except MemoryError:
             d = None
-            data = data[:160] + data[-512:]
+            data = data[:160] + data[n - 512 if n > 672 else 160:n]
             gc.collect()
-            self.too_big(data, 'no memory to parse a %d-byte payload (%d bytes free)' % (n, gc.mem_free()))
+            self.use('pcold').too_big(self, data, n, True)
             return
         except Exception as e:
             self.log_err('ProtocolError', 'malformed JSON: %s' % e)
@@ -226,7 +164,7 @@ class Agent:
         if type(d) is not dict:
             self.log_err('ProtocolError', 'a message must be a JSON object; %d bytes on %s not answered' % (n, topic))
             return
-        if self.sig and not self.sig.gate(self, d, data):
+        if self.sig and not self.sig.gate(self, d, data, n):
             return
         data = None
         if self.pumping and (d.get('type') or d.get('message_type')) != 'result':
@@ -238,9 +176,11 @@ class Agent:
         try:
             self.handle(d)
         except MemoryError:  # even the error reply did not fit
-            d = None
+            d = self.raw = None
             gc.collect()
             self.log_err('MemoryError', 'out of memory while answering %d bytes on %s' % (n, topic))
+        finally:
+            self.raw = None
 
     @staticmethod
     def rt(d):
@@ -400,37 +340,7 @@ class Agent:
         exec(_compile(s, '<exec>', 'exec') if _compile else s, self.ns)
 
     def _t_function(self, d):
-        f = d.get('function') or d.get('name')
-        parts = f.split('.')
-        o = self.ns.get(parts[0], self)
-        if o is self:
-            o = getattr(builtins, parts[0], self)
-        if o is self:
-            o = __import__(parts[0])
-        mod = None
-        for i in range(1, len(parts)):
-            if type(o) is type(sys):
-                mod = o
-            try:
-                o = getattr(o, parts[i])
-            except AttributeError as e:
-                if mod is not o:
-                    raise
-                try:  # a submodule of a package
-                    __import__('.'.join(parts[:i + 1]))
-                except ImportError:
-                    raise e
-                o = getattr(o, parts[i])
-        if mod is not None and not self.hooked:  # no builtins override: patch the module's print
-            setattr(mod, 'print', self.print)
-        try:
-            return o(*(d.get('args') or ()), **(d.get('kwargs') or {}))
-        finally:
-            if mod is not None and not self.hooked:
-                try:
-                    delattr(mod, 'print')
-                except Exception:
-                    pass
+        return self.use('pcold').function(self, d)
 
     def _t_script(self, d):
         return self.use('pscript').deploy(self, d.get('name') or 'main', d['script'])
@@ -445,9 +355,39 @@ class Agent:
         return self.use('pcmd').run(self, c, d.get('kwargs') or {})
 
     def stop_blink(self):
-        if self.blinker is not None:
-            self.blinker.cancel()
-            self.blinker = None
+        b = self.blinker
+        self.blinker = None
+        if b is not None:
+            b.cancel()
+        return b is not None
+
+    def stop_script(self, n):
+        t = self.scripts.pop(n)
+        if t is asyncio.current_task():
+            self.halt = t  # blocked in its own sleep (nap): it ends there
+        else:
+            t.cancel()
+
+    def sleep(self, s):  # time.sleep as scripts see it
+        self.nap(int(s * 1000))
+
+    def nap(self, ms):
+        """time.sleep_ms as scripts see it: while a script sleeps, the node serves (pscript.nap)."""
+        if self.napper is None or self.inside:
+            if self.wdt:
+                self.wdt.feed()
+            return _sleep_ms(ms)
+        self.napper(self, ms)
+
+    def keepalive(self):
+        """Keepalive: a PINGREQ every half KEEPALIVE; raises OSError when the broker is silent."""
+        ka = self.mq.ka * 500
+        t = time.ticks_ms()
+        if ka and time.ticks_diff(t, self.pinged) >= ka:
+            if time.ticks_diff(t, self.mq.last_rx) > ka * 3:
+                raise OSError(110)
+            self.pinged = t
+            self.mq.ping()
 
     def reset(self):
         self.exit = 'reset'
@@ -455,7 +395,7 @@ class Agent:
 
     async def _stop_soon(self):
         await asyncio.sleep_ms(50)
-        self.stop_ev.set()
+        self.conn.cancel()
 
     # ---- connection --------------------------------------------------------------------------
     def tick(self):  # after each message: collect, and track the most live heap seen
@@ -478,17 +418,7 @@ class Agent:
                 delay = lo
             try:
                 await pnet.up(cfg)
-                gc.collect()
-                self.mq.connect(self.t_status, self.presence('lost'))
-                ts = [self.pre + '/' + self.name + '/in', self.pre + '/all/in']
-                for g in self.groups:
-                    ts.append(self.pre + '/group/' + g + '/in')
-                self.mq.subscribe(ts)
-                ts = None
-                self.mq.publish(self.t_status, self.presence('online'), 1, True)
-                # our own presence, after our online: what the broker shows from now on is news
-                # (QoS 0: nothing is queued for us while away, and our last offline is not kept)
-                self.mq.subscribe((self.t_status,), 0)
+                self.use('pcold').connect(self)
             except Exception as e:
                 _print('[plastic] connect to %s:%s failed: %r' % (self.mq.host, self.mq.port, e))
                 self.mq.close()
@@ -499,6 +429,8 @@ class Agent:
             try:
                 await self.serve
             except (Exception, asyncio.CancelledError) as e:
+                if self.exit:  # a reset: main() says offline on this connection
+                    return
                 _print('[plastic] connection lost: %r' % (e,))
             self.serve = None
             self.mq.close()
@@ -517,18 +449,16 @@ class Agent:
             p.cancel()
 
     async def _pinger(self):
-        ka = self.mq.ka * 1000
+        ka = self.mq.ka * 500
         if not ka:
             return
+        self.pinged = time.ticks_ms()
         while True:
-            await asyncio.sleep_ms(ka // 2)
-            if time.ticks_diff(time.ticks_ms(), self.mq.last_rx) > ka * 3 // 2:
-                _print('[plastic] broker silent: reconnecting')
-                self.lost()
-                return
+            await asyncio.sleep_ms(ka - time.ticks_diff(time.ticks_ms(), self.pinged))
             try:
-                self.mq.ping()
-            except OSError:
+                self.keepalive()
+            except OSError as e:
+                _print('[plastic] broker silent or gone: %r' % (e,))
                 self.lost()
                 return
 
@@ -538,16 +468,19 @@ class Agent:
         except Exception as e:
             self.log('no watchdog here: %r' % (e,), 'node', 'error')
             return
+        self.wdt = w
+        self.mq.feed = w.feed  # fed while a connection step waits, too
         while True:
             w.feed()
             await asyncio.sleep_ms(ms // 3 if ms < 3000 else 1000)
 
     async def main(self):
-        self.stop_ev = asyncio.Event()
-        conn = asyncio.create_task(self._conn())
+        self.conn = conn = asyncio.create_task(self._conn())
         if self.sig is not None and pnet.network is not None:
             asyncio.create_task(self.sig.keep_time(pnet))  # a board: keep the clock set
-        ms = _cfg(self.cfg, 'WDT_TIMEOUT_MS', 0)
+        ms = _cfg(self.cfg, 'WDT_TIMEOUT_MS', None)
+        if ms is None:  # on by default on boards
+            ms = 0 if phw.SIM else 8000
         if ms:
             asyncio.create_task(self._wdt(ms))
         for s in _cfg(self.cfg, 'AUTOSTART', ()):
@@ -555,8 +488,10 @@ class Agent:
                 self.use('pscript').start(self, s)
             except Exception as e:
                 self.log('autostart %s failed: %r' % (s, e), 'node', 'error')
-        await self.stop_ev.wait()
-        conn.cancel()
+        try:
+            await conn  # runs until a reset cancels it
+        except asyncio.CancelledError:
+            pass
         self.offline()
 
     def offline(self):

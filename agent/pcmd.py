@@ -42,7 +42,7 @@ def run(a, c, kw):
             if not 0 <= v <= 3600:
                 raise PErr(PE, 'invalid `on_seconds`/`off_seconds`: %s is outside 0 to 3600 seconds' % v)
         a.stop_blink()
-        a.blinker = asyncio.create_task(_blink(a.led, n, forever, int(on * 1000), int(off * 1000)))
+        a.blinker = asyncio.create_task(_blink(a, n, forever, int(on * 1000), int(off * 1000)))
         return {'blinking': True}
     if c == 'read GPIOs':
         pins = get(kw, 'pins', list, None, 'a list of pin numbers')
@@ -63,18 +63,21 @@ def run(a, c, kw):
         f = gc.mem_free()
         return {'name': a.name, 'platform': phw.PLATFORM, 'version': a.version, 'protocol': 1,
                 'uptime': time.ticks_diff(time.ticks_ms(), a.t0) / 1000, 'free_memory': f,
-                'mem_peak': a.peak, 'heap': f + gc.mem_alloc(), 'scripts': sorted(a.scripts),
-                'groups': a.groups}
+                'heap': f + gc.mem_alloc(), 'mem_peak': a.peak, 'scripts': sorted(a.scripts),
+                'blinking': a.blinker is not None, 'groups': a.groups}
     if c == 'stop':
         n = get(kw, 'name', str)
+        b = False
         if n is None:
             names = sorted(a.scripts)
-            a.stop_blink()
+            b = a.stop_blink()
+        elif n in a.scripts:
+            names = [n]
         else:
-            names = [n] if n in a.scripts else []
+            raise PErr('NotFound', 'no script named `%s` is running' % n[:80])
         for n in names:
-            a.scripts.pop(n).cancel()
-        return {'stopped': names}
+            a.stop_script(n)
+        return {'stopped': names, 'still_running': [], 'blink_stopped': b}
     if c == 'reset':
         a.reset()
         return {'resetting': True}
@@ -86,7 +89,8 @@ def run(a, c, kw):
     return {'removed': fn}
 
 
-async def _blink(led, n, forever, on, off):
+async def _blink(a, n, forever, on, off):
+    led = a.led
     try:
         while forever or n > 0:
             led.set(1)
@@ -96,3 +100,5 @@ async def _blink(led, n, forever, on, off):
             n -= 1
     finally:
         led.set(0)
+        if a.blinker is asyncio.current_task():
+            a.blinker = None

@@ -17,32 +17,60 @@ def check_path(p):
     return p
 
 
-def parse(d):
-    """Validates a file chunk; returns (filename, raw bytes, offset, total, sha256 or None,
-    resume: a question, "how much of this file do you have?")."""
+def b64(t, out=None):
+    """Decodes base64 text t (str, or a memoryview of its bytes in the payload) in slices, each
+    passed to out (none: only checked); no block as big as the whole is needed. Returns the
+    decoded size; strict: padded, and no byte outside the alphabet (a2b_base64 skips those)."""
+    n = len(t)
+    if n % 4:
+        return -1
+    i = k = 0
+    while i < n:
+        j = i + 512 if n - i > 512 else n
+        try:
+            b = binascii.a2b_base64(t[i:j])
+        except ValueError:
+            return -1
+        e = 0
+        if j == n:
+            e = t[n - 2:]
+            e = e.count('=') if type(e) is str else bytes(e).count(b'=')
+        if len(b) != (j - i) // 4 * 3 - e:
+            return -1
+        if out:
+            out(b)
+        k += len(b)
+        i = j
+    return k
+
+
+def parse(d, raw=None):
+    """Validates a file chunk; returns (filename, content, its decoded size, base64?, offset,
+    total, sha256 or None, resume: a question, "how much of this file do you have?"). raw: the
+    content's UTF-8 bytes (a memoryview into the payload) when the agent parsed the payload
+    without them."""
     fn = check_path(need(d, 'filename', str))
     text = need(d, 'content', str)
+    if raw is not None:
+        text = raw
     enc = get(d, 'encoding', str, 'utf-8')
+    b = enc == 'base64'
     if enc in ('utf-8', 'utf8', 'text'):
-        data = text.encode()
-    elif enc == 'base64':
-        try:
-            data = binascii.a2b_base64(text)
-            n = len(text)  # strict: padded, and no byte outside the alphabet (those get skipped)
-            ok = n % 4 == 0 and len(data) == n // 4 * 3 - (text[-2:].count('=') if n else 0)
-        except ValueError:
-            ok = False
-        if not ok:
+        if raw is None:
+            text = text.encode()
+        n = len(text)
+    elif b:
+        n = b64(text)
+        if n < 0:
             raise PErr(PE, 'invalid `content`: not valid base64')
     else:
         raise PErr(PE, 'invalid `encoding`: `%s` is not `utf-8` or `base64`' % enc[:40])
-    text = None
     w = 'a whole number of at least 0'
     off = get(d, 'offset', int, 0, w)
-    tot = get(d, 'total', int, len(data), w)
+    tot = get(d, 'total', int, n, w)
     if tot > MAX_FILE:
         raise PErr(PE, 'invalid `total`: %d bytes is more than the %d bytes a node accepts' % (tot, MAX_FILE))
-    if off + len(data) > tot:
+    if off + n > tot:
         raise PErr(PE, 'invalid `offset`: the chunk runs past `total`')
     sha = get(d, 'sha256', str)
     if sha is not None:
@@ -53,12 +81,12 @@ def parse(d):
             ok = False
         if not ok:
             raise PErr(PE, 'invalid `sha256`: must be 64 hex digits')
-    elif len(data) != tot:
+    elif n != tot:
         raise PErr(PE, "invalid `sha256`: a file sent in several chunks needs the whole file's sha256")
     rs = get(d, 'resume', bool, False, 'a boolean')
-    if rs and (off or data or sha is None):
+    if rs and (off or n or sha is None):
         raise PErr(PE, "invalid `resume`: a resume question has offset 0, empty content and the file's sha256")
-    return fn, data, off, tot, sha, rs
+    return fn, text, n, b, off, tot, sha, rs
 
 
 def _mkdirs(path):
@@ -81,7 +109,7 @@ def _abort(xs, fn):
 
 
 def chunk(a, d):
-    fn, data, off, tot, sha, rs = parse(d)
+    fn, data, n, b, off, tot, sha, rs = parse(d, a.raw)
     d = None
     xs = a.xfer  # filename -> [received, sha256 object, total, temp path, announced sha256]
     x = xs.get(fn)
@@ -98,14 +126,21 @@ def chunk(a, d):
     elif x is None or x[0] != off or x[2] != tot:
         raise PErr('OutOfOrder', 'chunk at offset %d of `%s`: the node expects offset %d%s' % (
             off, fn, x[0] if x else 0, '' if x else ' (no transfer of this file is open)'))
+    h = x[1]
     try:
         with open(x[3], 'ab') as f:
-            f.write(data)
+            if b:  # decoded slice by slice, straight from the payload into the file
+                def put(s):
+                    f.write(s)
+                    h.update(s)
+                b64(data, put)
+            else:
+                f.write(data)
+                h.update(data)
     except Exception:
         _abort(xs, fn)
         raise
-    x[1].update(data)
-    x[0] += len(data)
+    x[0] += n
     data = None
     r = {'filename': fn, 'received': x[0], 'total': tot, 'complete': x[0] == tot}
     if x[0] < tot:

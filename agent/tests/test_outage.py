@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Agent, Broker, Client
+from conftest import MODES, Agent, Broker, Client
 
 
 def connect_failures(a):
@@ -25,7 +25,7 @@ def test_agents_come_back_after_a_30_s_broker_crash(tmp_root):
     no broker, no delivery. The persistence test below covers a broker that shuts down cleanly."""
     b = Broker(tmp_root).start()
     c = Client(b.port)
-    agents = [Agent(tmp_root, m, b.port, RECONNECT_MAX_MS=2000) for m in ("py", "mpy")]
+    agents = [Agent(tmp_root, m, b.port, RECONNECT_MAX_MS=2000) for m in MODES]
     try:
         since = c.mark()
         for a in agents:
@@ -88,7 +88,7 @@ def test_a_request_sent_while_the_agent_is_away_survives_a_clean_broker_restart(
     b = Broker(tmp_root, persist=persist).start()
     c = Client(b.port)
     ka = 2 if away == "queued" else 10
-    agents = [Agent(tmp_root, m, b.port, RECONNECT_MAX_MS=1000, KEEPALIVE=ka) for m in ("py", "mpy")]
+    agents = [Agent(tmp_root, m, b.port, RECONNECT_MAX_MS=1000, KEEPALIVE=ka) for m in MODES]
     try:
         since = c.mark()
         for a in agents:

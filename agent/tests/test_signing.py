@@ -258,6 +258,28 @@ def test_replay_of_the_same_bytes_never_runs_again(client, keyed):
     assert counter(client, keyed) == n + 1
 
 
+def test_a_duplicate_is_answered_even_after_max_skew(tmp_root, sbroker, client, mode):
+    """docs/protocol.md, "Signed requests": a remembered message_id is a duplicate before the
+    freshness check, so a client's resend of the very same bytes after MAX_SKEW gets the first
+    reply (not Stale) and does not run again."""
+    a = Agent(tmp_root, mode, sbroker.port, NODE_KEY=KEY, MAX_SKEW=2)
+    since = client.mark()
+    a.start()
+    try:
+        client.status(a.name, "online", since, timeout=20)
+        assert sok(client, a, {"type": "exec", "to_exec": "sig_n = 0"}) is None
+        payload, mid = signed(client, a, {"type": "exec", "to_exec": "sig_n += 1"})
+        first = send_raw(client, a, payload, mid)
+        assert first["ok"] is True
+        time.sleep(3)  # what is tested is the passing of time itself: the copy is older than MAX_SKEW
+        assert send_raw(client, a, payload, mid) == first
+        assert counter(client, a) == 1
+        payload, mid = signed(client, a, {"type": "exec", "to_exec": "sig_n += 1"}, time_stamp=time.time() - 3)
+        refused(client, a, payload, mid, "Stale", "at most 2 s allowed")  # a new id is still checked
+    finally:
+        a.kill()
+
+
 def test_signed_request_without_message_id_is_refused(client, keyed):
     n = counter(client, keyed)
     m = envelope(client, keyed, {"type": "exec", "to_exec": "sig_n += 1"})

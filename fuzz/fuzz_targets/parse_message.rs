@@ -5,13 +5,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plastic_proto::{Incoming, NodeKey, NodeName, Presence, RelPath, Reply, Request};
+use plastic_proto::{Body, Incoming, NodeKey, NodeName, Presence, RelPath, Reply, Request};
 
 fuzz_target!(|data: &[u8]| {
     // A request as a node reads it, with the Rust node's envelope allowance.
     if let Ok(incoming) = Incoming::parse_with_limit(data, 4 * plastic_proto::MAX_PAYLOAD) {
         let _ = incoming.envelope.reply_target();
         let _ = incoming.envelope.expired_by(1.0e9);
+        // A built-in command a node accepts, encoded as a client would, is the same command.
+        if let Ok(Body::Command(command)) = &incoming.body {
+            let again = Incoming::parse(&command.to_request().to_bytes()).expect("re-encodes");
+            assert_eq!(again.body, Ok(Body::Command(command.clone())));
+        }
     }
     // A reply as a client reads it; what parses re-encodes and parses to the same value.
     if let Ok(reply) = serde_json::from_slice::<Reply>(data) {

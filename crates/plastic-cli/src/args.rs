@@ -1,16 +1,38 @@
-//! The command line, as clap types. Every subcommand is thin: it parses, calls the libraries,
-//! and prints.
+//! The command line's top: the list of subcommands and where each goes. Each subcommand's own
+//! arguments live beside its code in `cmd/` (one file per command family); the options every
+//! command shares are in `global.rs`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::global::Global;
+use crate::session::Session;
+
+const EXAMPLES: &str = "\
+Examples:
+  plastic hub                                   # broker + registry on 127.0.0.1:1883
+  plastic node --name pi-1                      # a node with simulated GPIO
+  plastic ls                                    # every node with its presence
+  plastic eval pi-1 '2+3'                       # 5
+  plastic exec 'sim-*' 'print(\"hi\")'           # on every node matching the glob
+  plastic gpio pi-1 write 2=0                   # LED on (active low)
+  plastic run pi-1 examples/script_to_deploy.py # deploy and start a script
+  plastic cp functions.py pi-1:functions.py     # upload a file
+
+TARGET is a node name, a comma list (pi-1,pi-2), a glob ('sim-*'), group:NAME or all.
+Docs: README.md, docs/protocol.md, docs/security.md.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "plastic",
     version,
-    about = "Run code on a fleet of microcontrollers and small computers over MQTT"
+    about = "Run code on a fleet of microcontrollers and small computers over MQTT",
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -19,322 +41,194 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args, Clone)]
-pub struct Global {
-    /// Broker to use: mqtt[s]://[user:pass@]host[:port]
-    #[arg(
-        long,
-        global = true,
-        env = "PLASTIC_BROKER",
-        default_value = "mqtt://127.0.0.1:1883"
-    )]
-    pub broker: String,
-    /// Topic prefix shared by every node and client of one fleet
-    #[arg(long, global = true, env = "PLASTIC_PREFIX", default_value = "plastic")]
-    pub prefix: String,
-    /// Print one JSON object per line instead of text
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Seconds to wait for replies
-    #[arg(long, global = true, default_value_t = 10.0)]
-    pub timeout: f64,
-    /// Seconds a request stays valid; a node that receives it later refuses it as `Expired`
-    /// instead of running it late
-    #[arg(long, global = true, env = "PLASTIC_TTL")]
-    pub ttl: Option<f64>,
-    /// CA certificate (PEM) that signed the broker's certificate, for mqtts:// (default:
-    /// $PLASTIC_HOME/ca.pem if it exists, else the system's roots)
-    #[arg(long, global = true, env = "PLASTIC_CA")]
-    pub ca: Option<PathBuf>,
-    /// Directory of node keys (NODE.key); requests to those nodes are signed (default:
-    /// $PLASTIC_HOME/keys)
-    #[arg(long, global = true, env = "PLASTIC_KEYS")]
-    pub keys: Option<PathBuf>,
-    /// Whether --broker was given on the command line.
-    #[arg(skip)]
-    pub broker_given: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: an embedded MQTT broker and a registry that prints nodes as they come and go
-    Hub {
-        /// Address for the embedded broker (port 0 picks a free port and prints it)
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        listen: SocketAddr,
-        /// Use the broker of --broker / PLASTIC_BROKER instead of embedding one (implied by
-        /// --broker on the command line)
-        #[arg(long)]
-        external: bool,
-        /// Allow listening beyond loopback without authentication or TLS: anyone who can
-        /// reach the port can then run code on every node (or read passwords)
-        #[arg(long)]
-        insecure: bool,
-        /// Users file: with it every connection must log in (default: $PLASTIC_HOME/users.toml
-        /// if it exists)
-        #[arg(long, env = "PLASTIC_USERS")]
-        users: Option<PathBuf>,
-        /// Serve MQTT over TLS with this certificate chain (PEM); see `plastic certs init`
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's private key (PEM)
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-    },
+    Hub(cmd::hub::HubArgs),
     /// Manage the hub's users (the users file)
     User {
         #[command(subcommand)]
-        action: UserAction,
+        action: cmd::user::UserAction,
     },
     /// Per-node keys for signed requests
     NodeKey {
         #[command(subcommand)]
-        action: NodeKeyAction,
+        action: cmd::keys::NodeKeyAction,
     },
     /// Certificates for the hub's TLS listener
     Certs {
         #[command(subcommand)]
-        action: CertsAction,
+        action: cmd::keys::CertsAction,
     },
     /// Run a node with simulated GPIO (ESP8266 pin set; pin 2 is the LED, active low)
-    Node(NodeArgs),
+    Node(cmd::node::NodeArgs),
     /// Run N simulated nodes in one process
-    Sim {
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// Names are PREFIX-1 .. PREFIX-N
-        #[arg(long, default_value = "sim")]
-        name_prefix: String,
-        /// Group to put every simulated node in (repeatable)
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// Directory for the nodes' files (default: a fresh temporary directory)
-        #[arg(long)]
-        root: Option<PathBuf>,
-    },
+    Sim(cmd::node::SimArgs),
     /// Start a hub and 3 simulated nodes, then walk through the seed's demo step by step
     Demo,
-    /// List nodes: name, state, platform, address, since
+    /// List nodes: name, state, platform, address, groups, since
     Ls,
     /// Evaluate a Python expression on nodes and print the result
-    Eval { target: String, code: String },
+    Eval(cmd::python::EvalArgs),
     /// Execute Python statements on nodes and print what they printed
-    Exec { target: String, code: String },
+    Exec(cmd::python::ExecArgs),
+    /// Call a named function on nodes with JSON arguments
+    Call(cmd::python::CallArgs),
     /// Read or write GPIO pins
-    Gpio {
-        target: String,
-        #[command(subcommand)]
-        action: GpioAction,
-    },
-    /// Blink the on-board LED
-    Blink {
-        target: String,
-        #[arg(long, default_value_t = 10)]
-        times: u64,
-        #[arg(long)]
-        forever: bool,
-        /// Seconds on
-        #[arg(long, default_value_t = 0.5)]
-        on: f64,
-        /// Seconds off
-        #[arg(long, default_value_t = 0.5)]
-        off: f64,
-    },
+    Gpio(cmd::gpio::GpioArgs),
+    /// Blink the on-board LED in the background
+    Blink(cmd::gpio::BlinkArgs),
     /// Deploy a script and start it (it replaces a running script of the same name)
-    Run {
-        target: String,
-        script: PathBuf,
-        /// Script name (default: the file's stem)
-        #[arg(long)]
-        name: Option<String>,
-    },
+    Run(cmd::scripts::RunArgs),
     /// Stop running scripts (all, or --name) and any blink, without restarting the node
-    Stop {
-        target: String,
-        #[arg(long)]
-        name: Option<String>,
-    },
-    /// Upload a file: plastic cp LOCAL TARGET:PATH
+    Stop(cmd::scripts::StopArgs),
+    /// Upload a file, chunked, sha256-verified and resumable: plastic cp LOCAL TARGET:PATH
+    #[command(
+        after_help = "Examples:\n  plastic cp examples/functions.py pi-1:functions.py\n  plastic cp firmware.bin 'sim-*':data/fw.bin --chunk-size 4096"
+    )]
     Cp {
+        /// The local file to upload
         local: PathBuf,
+        /// TARGET:PATH, PATH relative to each node's root (A-Za-z0-9_.- components)
         destination: String,
         /// Raw bytes per chunk (default: 16 KiB, less for nodes that announce a smaller
         /// `max_payload`)
         #[arg(long)]
         chunk_size: Option<usize>,
     },
-    /// Call a named function on nodes: ARGS is a JSON object (kwargs) or array (args)
-    Call {
-        target: String,
-        function: String,
-        args: Option<String>,
-    },
+    /// List or remove files on nodes
+    Fs(cmd::fs::FsArgs),
     /// Send any message (a JSON object, seed dicts as written); waits for the reply unless --no-wait
-    Send {
-        target: String,
-        message: String,
-        #[arg(long)]
-        no_wait: bool,
+    Send(cmd::send::SendArgs),
+    /// Check that nodes answer
+    Ping(cmd::system::TargetArgs),
+    /// Show what nodes report about themselves (platform, version, uptime, memory, scripts)
+    Info(cmd::system::TargetArgs),
+    /// Restart the node program (scripts stop, Python starts afresh; files stay)
+    Reset(cmd::system::TargetArgs),
+    /// Prepare a board to join the hub: its node user, key and agent bundle
+    Board {
+        #[command(subcommand)]
+        action: cmd::board::BoardAction,
     },
-    /// Ping nodes
-    Ping { target: String },
-    /// Show what nodes report about themselves
-    Info { target: String },
     /// The MicroPython agent for boards
     Agent {
         #[command(subcommand)]
-        action: AgentAction,
+        action: cmd::agent::AgentAction,
     },
     /// Measure latency, throughput, fan-out, memory and deploy speed (see docs/performance.md)
-    Bench(BenchArgs),
+    Bench(cmd::bench::BenchArgs),
     /// Follow presence changes, script output and node events
-    Watch {
-        /// Exit after this many lines
-        #[arg(long)]
-        count: Option<usize>,
-    },
+    Watch(cmd::watch::WatchArgs),
+    /// Print a shell completion script: plastic completions bash > /etc/bash_completion.d/plastic
+    Completions(cmd::completions::CompletionsArgs),
 }
 
-#[derive(Debug, Args, Clone)]
-pub struct NodeArgs {
-    #[arg(long)]
-    pub name: String,
-    /// Group to join (repeatable)
-    #[arg(long = "group")]
-    pub groups: Vec<String>,
-    /// Directory for the node's files (default: $PLASTIC_HOME/nodes/NAME, PLASTIC_HOME
-    /// defaulting to ~/.plastic)
-    #[arg(long)]
-    pub root: Option<PathBuf>,
-    /// Platform reported in presence
-    #[arg(long, default_value = "sim")]
-    pub platform: String,
-    /// Run only requests signed with the key in this file (see `plastic node-key new`)
-    #[arg(long, env = "PLASTIC_NODE_KEY_FILE")]
-    pub key_file: Option<PathBuf>,
-    /// Seconds a signed request's time stamp may differ from this node's clock
-    #[arg(long, default_value_t = plastic_proto::sign::DEFAULT_MAX_SKEW)]
-    pub max_skew: f64,
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Hub(mut args) => {
+            args.external |= global.broker_given;
+            cmd::hub::run(&global, args).await
+        }
+        Command::User { action } => cmd::user::run(action),
+        Command::NodeKey { action } => cmd::keys::node_key(&global, action),
+        Command::Certs { action } => cmd::keys::certs(action),
+        Command::Node(args) => cmd::node::run_node(&global, args).await,
+        Command::Sim(args) => cmd::node::run_sim(&global, args).await,
+        Command::Demo => cmd::demo::run(&global).await,
+        Command::Bench(args) => cmd::bench::run(&global, args).await,
+        Command::Agent {
+            action: cmd::agent::AgentAction::Bundle(args),
+        } => cmd::agent::bundle(&global, &args),
+        Command::Board { action } => cmd::board::run(&global, action),
+        Command::Ls => cmd::ls::run(&global).await,
+        Command::Watch(args) => cmd::watch::run(&global, args).await,
+        Command::Completions(args) => {
+            cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Cp {
+            local,
+            destination,
+            chunk_size,
+        } => cmd::cp::run(&global, &local, &destination, chunk_size).await,
+        command => {
+            let session = Session::open(&global).await?;
+            let code = request_command(&session, command).await;
+            session.close().await;
+            code
+        }
+    }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum UserAction {
-    /// Add a user, or replace one of the same name. The password is read from standard input
-    /// (one line) with --password-stdin, else a random one is made and printed once
-    Add {
-        name: String,
-        /// node, operator, viewer or admin
-        #[arg(long)]
-        role: String,
-        /// Capabilities: eval, exec, deploy, file, call, gpio.read, gpio.write, command
-        #[arg(long, value_delimiter = ',')]
-        allow: Vec<String>,
-        /// Nodes the user may address: name globs (lab-*) or group:NAME (default: all)
-        #[arg(long, value_delimiter = ',')]
-        nodes: Vec<String>,
-        #[arg(long)]
-        password_stdin: bool,
-        /// Users file (default: $PLASTIC_HOME/users.toml)
-        #[arg(long, env = "PLASTIC_USERS")]
-        users: Option<PathBuf>,
-    },
-    /// Remove a user
-    Remove {
-        name: String,
-        #[arg(long, env = "PLASTIC_USERS")]
-        users: Option<PathBuf>,
-    },
-    /// List users, roles and capabilities (never passwords)
-    List {
-        #[arg(long, env = "PLASTIC_USERS")]
-        users: Option<PathBuf>,
-    },
+/// The commands that send one request to a TARGET over one session.
+async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Eval(args) => cmd::python::eval(s, args).await,
+        Command::Exec(args) => cmd::python::exec(s, args).await,
+        Command::Call(args) => cmd::python::call(s, args).await,
+        Command::Gpio(args) => cmd::gpio::gpio(s, args).await,
+        Command::Blink(args) => cmd::gpio::blink(s, args).await,
+        Command::Run(args) => cmd::scripts::run(s, args).await,
+        Command::Stop(args) => cmd::scripts::stop(s, args).await,
+        Command::Send(args) => cmd::send::run(s, args).await,
+        Command::Fs(args) => cmd::fs::run(s, args).await,
+        Command::Ping(args) => cmd::system::ping(s, args).await,
+        Command::Info(args) => cmd::system::info(s, args).await,
+        Command::Reset(args) => cmd::system::reset(s, args).await,
+        other => unreachable!("{other:?} is routed by `run`"),
+    }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum NodeKeyAction {
-    /// Make a key for NODE, save it in the keys directory (for signing) and print it once (for
-    /// the node: `plastic node --key-file`, or NODE_KEY in the agent's config.py)
-    New {
-        node: String,
-        /// Replace an existing key
-        #[arg(long)]
-        force: bool,
-    },
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
 
-#[derive(Debug, Subcommand)]
-pub enum CertsAction {
-    /// Make a local CA and a server certificate for the hub, signed by it
-    Init {
-        /// Where to write ca.pem, ca.key, hub.pem and hub.key
-        #[arg(long, default_value = ".")]
-        dir: PathBuf,
-        /// Host names or IP addresses the hub is reached by (repeatable; localhost and
-        /// 127.0.0.1 are always included)
-        #[arg(long = "name")]
-        names: Vec<String>,
-        /// Overwrite existing files
-        #[arg(long)]
-        force: bool,
-    },
-}
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} <{id}>"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                out.push(path.clone());
+            }
+            undocumented(sub, &path, out);
+        }
+    }
 
-#[derive(Debug, Subcommand)]
-pub enum GpioAction {
-    /// Print every pin with its value, or only the pins given
-    Read { pins: Vec<u32> },
-    /// Set pins in order: PIN=VALUE ...
-    Write {
-        #[arg(required = true)]
-        assignments: Vec<String>,
-    },
-}
+    #[test]
+    fn every_subcommand_and_argument_has_help_text() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "plastic", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 
-#[derive(Debug, Args, Clone)]
-pub struct BenchArgs {
-    /// Small counts, for a smoke run (CI)
-    #[arg(long)]
-    pub quick: bool,
-    /// Also write the figures as JSON to this file
-    #[arg(long)]
-    pub json_out: Option<PathBuf>,
-    /// Fan-out sizes (simulated nodes reached by one broadcast)
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
-    pub fanout: Vec<usize>,
-}
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 
-#[derive(Debug, Subcommand)]
-pub enum AgentAction {
-    /// Write a folder ready for `mpremote cp -r DIR/. :` with config.py filled in
-    Bundle(BundleArgs),
-}
-
-/// The board's broker is the global `--broker` (HOST[:PORT] or mqtt://[user:pass@]host[:port]).
-#[derive(Debug, Args, Clone)]
-pub struct BundleArgs {
-    /// Folder to write (created; existing agent files in it are replaced)
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Wi-Fi network name (boards only; the unix port has no Wi-Fi)
-    #[arg(long, default_value = "")]
-    pub ssid: String,
-    /// Wi-Fi password
-    #[arg(long, default_value = "")]
-    pub password: String,
-    /// Node name (default: platform + hex of machine.unique_id())
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Group to join (repeatable)
-    #[arg(long = "group")]
-    pub groups: Vec<String>,
-    /// Arm machine.WDT with this timeout (0 = off)
-    #[arg(long, default_value_t = 0)]
-    pub watchdog_ms: u32,
-    /// Compile the modules with mpy-cross (saves RAM on the board)
-    #[arg(long)]
-    pub mpy: bool,
-    /// The node's key file (`plastic node-key new`): the board runs only signed requests
-    #[arg(long)]
-    pub node_key: Option<PathBuf>,
+    #[test]
+    fn help_shows_examples() {
+        let help = Cli::command().render_help().to_string();
+        assert!(
+            help.contains("Examples:") && help.contains("plastic eval pi-1"),
+            "{help}"
+        );
+        let mut cli = Cli::command();
+        let eval = cli.find_subcommand_mut("eval").unwrap();
+        assert!(eval
+            .render_help()
+            .to_string()
+            .contains("plastic eval pi-1 '2+3'"));
+    }
 }

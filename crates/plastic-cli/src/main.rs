@@ -2,6 +2,7 @@
 
 mod args;
 mod cmd;
+mod global;
 mod output;
 mod session;
 mod target;
@@ -34,9 +35,7 @@ fn main() -> ExitCode {
     // faster: on this kind of VM every wake-up across cores costs ~30 us, more than a whole
     // request's processing (Python has threads of its own either way).
     let mut builder = match cli.command {
-        args::Command::Hub { .. } | args::Command::Demo => {
-            tokio::runtime::Builder::new_multi_thread()
-        }
+        args::Command::Hub(_) | args::Command::Demo => tokio::runtime::Builder::new_multi_thread(),
         _ => tokio::runtime::Builder::new_current_thread(),
     };
     let runtime = match builder.enable_all().build() {
@@ -46,7 +45,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    match runtime.block_on(args::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

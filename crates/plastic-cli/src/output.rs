@@ -11,14 +11,26 @@ use plastic_proto::Reply;
 use serde_json::{json, Value};
 
 /// How a successful result is shown in text mode.
-#[derive(Clone, Copy)]
 pub enum Render {
     /// The value as compact JSON (or the repr string as is).
     Value,
     /// Only what the node printed (exec): a `null` result is not shown.
     Quiet,
     /// A one-line summary computed from the value.
-    With(fn(&Value) -> String),
+    With(Box<dyn Fn(&Value) -> String + Send + Sync>),
+}
+
+impl Render {
+    /// A summary of the operation's typed reply (`docs/protocol.md` lists its fields). A
+    /// reply of another shape is shown as it came, saying so, rather than as `null`s.
+    pub fn typed<T: serde::de::DeserializeOwned>(
+        describe: impl Fn(T) -> String + Send + Sync + 'static,
+    ) -> Render {
+        Render::With(Box::new(move |v| match T::deserialize(v) {
+            Ok(typed) => describe(typed),
+            Err(e) => format!("{v} (not the documented reply: {e})"),
+        }))
+    }
 }
 
 pub struct Printer {
@@ -32,7 +44,7 @@ impl Printer {
         &self,
         node: &str,
         outcome: &Result<Reply, ClientError>,
-        render: Render,
+        render: &Render,
     ) -> bool {
         let ok = matches!(outcome, Ok(r) if r.ok);
         if self.json {
@@ -66,8 +78,8 @@ impl Printer {
                         _ if reply.repr => reply.result.as_str().map(str::to_owned),
                         _ => Some(reply.result.to_string()),
                     };
-                    if let Some(text) = text {
-                        let _ = writeln!(out, "{prefix}{text}");
+                    for line in text.iter().flat_map(|t| t.lines()) {
+                        let _ = writeln!(out, "{prefix}{line}");
                     }
                 } else if let Some(e) = &reply.error {
                     drop(out);

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use plastic_client::{BrokerUrl, Client, ClientOptions};
 use plastic_proto::Topics;
 
-use crate::args::Global;
+use crate::global::Global;
 
 pub struct Session {
     pub client: Client,

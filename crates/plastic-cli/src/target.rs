@@ -53,7 +53,12 @@ pub async fn resolve(
     spec: &TargetSpec,
     timeout: std::time::Duration,
 ) -> Result<Resolved> {
-    let fleet = client.nodes(timeout).await?;
+    // A request to named nodes needs only their presence; globs, groups and `all` need the
+    // whole fleet's.
+    let fleet = match spec {
+        TargetSpec::Names(names) => client.nodes_named(names, timeout).await?,
+        _ => client.nodes(timeout).await?,
+    };
     let online = |p: &&Presence| p.state == NodeState::Online;
     let names = |ps: Vec<&Presence>| {
         ps.into_iter()
@@ -125,7 +130,7 @@ pub async fn resolve(
                         _ => break,
                     }
                 }
-                client.nodes(timeout).await?
+                client.nodes_named(wanted, timeout).await?
             };
             let mut nodes = Vec::new();
             let mut unreachable = Vec::new();

@@ -301,7 +301,7 @@ fn signed_requests_and_resumed_uploads(kind: Kind) {
     let sha = plastic_proto::file::sha256_hex(&blob);
     let path = plastic_proto::RelPath::parse("part.bin").unwrap();
     for offset in [0, 1000] {
-        let chunk = plastic_proto::file::chunk_at(&path, &blob, &sha, offset, 1000);
+        let chunk = plastic_proto::FileChunk::at(&path, &blob, &sha, offset, 1000).to_fields();
         let (code, _, stderr) =
             signed_cli(&["send", "n1", &serde_json::Value::Object(chunk).to_string()]);
         assert_eq!(code, Some(0), "{kind:?}: {stderr}");
@@ -326,6 +326,175 @@ fn signed_requests_and_resumed_uploads(kind: Kind) {
     );
 }
 
+/// `result` of a `--json` line, read as the operation's documented reply: every field there
+/// with its type, and no other (re-encoding the typed value gives back exactly what came).
+fn exact<T: serde::de::DeserializeOwned + serde::Serialize>(
+    kind: Kind,
+    what: &str,
+    line: &str,
+) -> T {
+    let line: Value =
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{what}: {e}: {line}"));
+    assert_eq!(line["ok"], true, "{kind:?} {what}: {line}");
+    let result = &line["result"];
+    let typed: T = serde_json::from_value(result.clone())
+        .unwrap_or_else(|e| panic!("{kind:?} {what}: {result} is not the documented reply: {e}"));
+    assert_eq!(
+        &serde_json::to_value(&typed).unwrap(),
+        result,
+        "{kind:?} {what}: fields beyond docs/protocol.md's"
+    );
+    typed
+}
+
+/// Every command through the CLI's typed path: each reply has exactly the fields
+/// docs/protocol.md lists, on the Rust node and the agent alike.
+fn typed_commands_reply_the_documented_fields(kind: Kind) {
+    use plastic_proto::command::*;
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    let json = |args: &[&str]| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        f.ok(&all)
+    };
+    let five: Value = exact(kind, "eval", &json(&["eval", "n1", "2+3"]));
+    assert_eq!(five, 5);
+    let line: Value = serde_json::from_str(&json(&["exec", "n1", "print('hi')"])).unwrap();
+    assert_eq!(
+        (&line["result"], &line["stdout"]),
+        (&Value::Null, &Value::from("hi\n"))
+    );
+    let pins: PinValues = exact(kind, "read GPIOs", &json(&["gpio", "n1", "read"]));
+    assert!(pins.contains(&(2, 1)), "{kind:?}: {pins:?}");
+    let pins: PinValues = exact(kind, "read GPIOs", &json(&["gpio", "n1", "read", "4", "2"]));
+    assert_eq!(pins, vec![(2, 1), (4, 1)]);
+    let pins: PinValues = exact(
+        kind,
+        "write GPIOs",
+        &json(&["gpio", "n1", "write", "4=0", "2=0", "2=1"]),
+    );
+    assert_eq!(pins, vec![(2, 1), (4, 0)]);
+    assert_eq!(
+        f.ok(&["blink", "n1", "--times", "2", "--on", "0.01", "--off", "0.01"]),
+        "blinking 2 times\n"
+    );
+    let info: InfoReply = exact(kind, "info", &json(&["info", "n1"]));
+    assert_eq!(
+        (info.name.as_str(), info.protocol, info.groups.as_slice()),
+        ("n1", 1, &["conf".to_owned()][..])
+    );
+    assert!(
+        info.uptime >= 0.0 && info.free_memory.is_some() && info.heap.is_some(),
+        "{kind:?}: {info:?}"
+    );
+    assert!(info.scripts.is_empty(), "{kind:?}: {info:?}");
+    let pong: String = exact(kind, "ping", &json(&["ping", "n1"]));
+    assert_eq!(pong, PONG);
+
+    let script = f.dir.path().join("idle.py");
+    std::fs::write(
+        &script,
+        "import asyncio\nasync def main():\n    while True:\n        await asyncio.sleep_ms(20)\n",
+    )
+    .unwrap();
+    let started: ScriptStarted = exact(
+        kind,
+        "script",
+        &json(&["run", "n1", script.to_str().unwrap()]),
+    );
+    assert_eq!(
+        started,
+        ScriptStarted {
+            name: "idle".into(),
+            started: true
+        }
+    );
+    let info: InfoReply = exact(kind, "info", &json(&["info", "n1"]));
+    assert_eq!(info.scripts, vec!["idle".to_owned()], "{kind:?}");
+    let out = f.cli(&[
+        "--json",
+        "stop",
+        "n1",
+        "--name",
+        "nothing-runs-by-this-name",
+    ]);
+    assert_eq!(out.code, 1, "{kind:?}: {out:?}");
+    assert!(out.stdout.contains("\"NotFound\""), "{kind:?}: {out:?}");
+    let blink: BlinkReply = exact(
+        kind,
+        "blink led",
+        &json(&["blink", "n1", "--forever", "--on", "0.02", "--off", "0.02"]),
+    );
+    assert!(blink.blinking);
+    let info: InfoReply = exact(kind, "info", &json(&["info", "n1"]));
+    assert!(info.blinking, "{kind:?}: {info:?}");
+    let stopped: StopReply = exact(kind, "stop", &json(&["stop", "n1"]));
+    assert_eq!(
+        stopped,
+        StopReply {
+            stopped: vec!["idle".into()],
+            still_running: vec![],
+            blink_stopped: true
+        },
+        "{kind:?}"
+    );
+
+    let chunk = plastic_proto::FileChunk::at(
+        &plastic_proto::RelPath::parse("data/x.txt").unwrap(),
+        b"hello",
+        &plastic_proto::file::sha256_hex(b"hello"),
+        0,
+        5,
+    );
+    let reply: ChunkReply = exact(
+        kind,
+        "file",
+        &json(&["send", "n1", &Value::Object(chunk.to_fields()).to_string()]),
+    );
+    assert_eq!(
+        (reply.received, reply.total, reply.complete),
+        (5, 5, true),
+        "{kind:?}"
+    );
+    assert_eq!(
+        reply.sha256.as_deref(),
+        Some(plastic_proto::file::sha256_hex(b"hello").as_str())
+    );
+    let files: FileList = exact(kind, "list files", &json(&["fs", "n1", "ls"]));
+    assert!(
+        files.contains(&("data/x.txt".to_owned(), 5)),
+        "{kind:?}: {files:?}"
+    );
+    assert!(f.ok(&["fs", "n1", "ls"]).contains("data/x.txt"));
+    let removed: Removed = exact(
+        kind,
+        "remove file",
+        &json(&["fs", "n1", "rm", "data/x.txt"]),
+    );
+    assert_eq!(removed.removed, "data/x.txt");
+    let files: FileList = exact(kind, "list files", &json(&["fs", "n1", "ls"]));
+    assert!(
+        !files.iter().any(|(p, _)| p == "data/x.txt"),
+        "{kind:?}: {files:?}"
+    );
+
+    f.ok(&[
+        "cp",
+        repo_file("examples/functions.py").to_str().unwrap(),
+        "n1:functions.py",
+    ]);
+    let sum: Value = exact(
+        kind,
+        "function",
+        &json(&["call", "n1", "functions.add", "[2, 3]"]),
+    );
+    assert_eq!(sum, 5);
+    let reset: ResetReply = exact(kind, "reset", &json(&["reset", "n1"]));
+    assert!(reset.resetting);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod rust_node { $( #[test] fn $name() { super::$name(super::Kind::Rust) } )* }
@@ -340,4 +509,5 @@ conformance!(
     async_script_deploy_and_stop,
     node_to_node_between_agent_and_rust,
     signed_requests_and_resumed_uploads,
+    typed_commands_reply_the_documented_fields,
 );

@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::proxy::{Fault, FaultProxy};
 use common::{plastic, BrokerKind, Fleet, Proc};
 use plastic_client::{BrokerUrl, Client, ClientError, ClientOptions};
-use plastic_proto::{NodeName, Request};
+use plastic_proto::command::{Eval, Exec};
+use plastic_proto::{NodeName, Operation};
 use serde_json::Value;
 
 fn node_behind(f: &Fleet, proxy: &FaultProxy, name: &str) -> Proc {
@@ -115,7 +116,11 @@ fn hub_killed_while_1000_requests_are_in_flight() {
         client.track_presence().await.unwrap();
         for node in &names {
             let r = client
-                .request(node, Request::exec("ran = []"), Duration::from_secs(10))
+                .request(
+                    node,
+                    Exec::new("ran = []").to_request(),
+                    Duration::from_secs(10),
+                )
                 .await
                 .unwrap();
             assert!(r.ok, "{r:?}");
@@ -132,7 +137,7 @@ fn hub_killed_while_1000_requests_are_in_flight() {
             let outcome = client
                 .request(
                     &node,
-                    Request::exec(&format!("ran.append({i})")),
+                    Exec::new(format!("ran.append({i})")).to_request(),
                     Duration::from_secs(15),
                 )
                 .await;
@@ -181,7 +186,7 @@ fn hub_killed_while_1000_requests_are_in_flight() {
         for node in &names {
             let reply = loop {
                 match client
-                    .request(node, Request::eval("ran"), Duration::from_secs(5))
+                    .request(node, Eval::new("ran").to_request(), Duration::from_secs(5))
                     .await
                 {
                     Ok(r) if r.ok => break r,

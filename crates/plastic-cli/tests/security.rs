@@ -323,6 +323,11 @@ fn the_hub_will_not_listen_on_the_network_without_users_and_tls() {
         .arg(dir.path().join("missing.toml"))
         .env_remove("PLASTIC_BROKER"));
     assert_refused(&out, &["missing.toml"]);
+    let out = run(plastic()
+        .args(["hub", "--board-listen", "127.0.0.1:0"])
+        .env("PLASTIC_HOME", dir.path().join("empty-home"))
+        .env_remove("PLASTIC_BROKER"));
+    assert_refused(&out, &["node users only", "plastic board add"]);
 }
 
 #[test]
@@ -502,4 +507,102 @@ fn an_agent_logs_in_as_its_node_user() {
     // With the wrong password the board stays out, and the hub says why.
     let out = h.cli(&h.url("board-1", "not-its-password"), &["ls"]);
     assert_refused(&out, &["bad user name or password"]);
+}
+
+/// A board joins as docs/agent.md says: `plastic board add` makes its user, key and bundle;
+/// the hub's board listener (plain TCP, as an ESP8266 needs) admits it but no operator, viewer
+/// or admin; operators work through the main listener; with the key nothing unsigned runs.
+#[test]
+fn a_board_joins_through_the_board_listener() {
+    let micropython = common::repo_file(".venv/bin/micropython");
+    assert!(micropython.exists(), "run scripts/setup-test-deps");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let keys = dir.path().join("keys");
+    let ops = add_user(&users, "ops", "operator", &["--allow", "eval,exec"]);
+    let root = add_user(&users, "root", "admin", &[]);
+    let board_port = common::free_port();
+    let bundle_dir = dir.path().join("esp-1");
+    let out = run(plastic()
+        .args([
+            "board",
+            "add",
+            "esp-1",
+            "--hub",
+            &format!("127.0.0.1:{board_port}"),
+        ])
+        .args(["--key", "--group", "lab", "--users"])
+        .arg(&users)
+        .arg("--out")
+        .arg(&bundle_dir)
+        .env("PLASTIC_KEYS", &keys));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("mpremote cp -r"), "{out:?}");
+    let config = std::fs::read_to_string(bundle_dir.join("config.py")).unwrap();
+    assert!(
+        config.contains(&format!("BROKER_PORT = {board_port}")),
+        "{config}"
+    );
+    assert!(config.contains("BROKER_USER = \"esp-1\""), "{config}");
+    assert!(
+        !std::fs::read_to_string(&users).unwrap().contains("BROKER"),
+        "no secrets mixed up"
+    );
+    // The same name again is refused without --force: its password would silently change.
+    let again = run(plastic()
+        .args(["board", "add", "esp-1", "--hub", "127.0.0.1", "--users"])
+        .arg(&users)
+        .arg("--out")
+        .arg(dir.path().join("again")));
+    assert_refused(&again, &["already a user", "--force"]);
+
+    let mut cmd = plastic();
+    cmd.args(["hub", "--listen", "127.0.0.1:0", "--board-listen"])
+        .arg(format!("127.0.0.1:{board_port}"))
+        .arg("--users")
+        .arg(&users)
+        .env_remove("PLASTIC_BROKER");
+    let hub = Proc::spawn(cmd, "plastic hub");
+    let line = hub.wait_contains("MQTT broker listening on");
+    let port: u16 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("127.0.0.1:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    hub.wait_contains(&format!("board listener on 127.0.0.1:{board_port}"));
+    let mut agent = Command::new(micropython);
+    agent
+        .args(["-X", "heapsize=120k", "main.py"])
+        .current_dir(&bundle_dir);
+    let _agent = Proc::spawn(agent, "agent esp-1");
+    hub.wait_contains("node esp-1 online");
+
+    let as_user = |user: &str, password: &str, port: u16, args: &[&str]| {
+        run(plastic()
+            .args(args)
+            .env(
+                "PLASTIC_BROKER",
+                format!("mqtt://{user}:{password}@127.0.0.1:{port}"),
+            )
+            .env("PLASTIC_KEYS", &keys))
+    };
+    let out = as_user("ops", &ops, port, &["eval", "esp-1", "6*7"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "42"), "{out:?}");
+    // Operators and admins are turned away at the board listener, with the hub saying why.
+    for (user, password) in [("ops", ops.as_str()), ("root", root.as_str())] {
+        let out = as_user(user, password, board_port, &["ls"]);
+        assert_refused(&out, &["not authorised"]);
+    }
+    hub.wait_contains("only node users may connect on the board listener");
+    // Whoever holds no node key (a sniffer on the board's LAN, an operator without it) gets
+    // nothing run on the board.
+    let out = run(plastic()
+        .args(["exec", "esp-1", "hits = 1"])
+        .env(
+            "PLASTIC_BROKER",
+            format!("mqtt://ops:{ops}@127.0.0.1:{port}"),
+        )
+        .env("PLASTIC_KEYS", dir.path().join("no-keys")));
+    assert_refused(&out, &["Unsigned"]);
 }

@@ -1,17 +1,14 @@
-//! The public face of the client: requests, broadcasts, presence, subscriptions.
+//! The public face of the client: connection, subscriptions, presence, shutdown. Requests
+//! and their waiting are in `request.rs`, uploads in `upload.rs`.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use plastic_proto::{
-    unix_seconds, NodeName, NodeState, Presence, Reply, Request, TopicKind, Topics,
-};
+use plastic_proto::{NodeName, Presence, Topics};
 use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
-use crate::presence::PresenceTable;
+use crate::state::{ConnectFailure, Delivery, Inner};
 use crate::{BrokerUrl, ClientError, PresenceEvent};
 
 /// Room for queued requests to rumqttc; publishers wait when it is full.
@@ -70,115 +67,6 @@ impl ClientOptions {
         let id = plastic_proto::new_message_id();
         NodeName::parse(&format!("{prefix}-{}", &id[..8])).expect("hex suffix keeps the name valid")
     }
-}
-
-/// A message that is not a reply this client was waiting for.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub topic: String,
-    pub kind: Option<TopicKind>,
-    pub payload: bytes::Bytes,
-    /// Sent as retained (delivered again on every subscribe).
-    pub retain: bool,
-}
-
-/// Why the last connection attempt failed.
-#[derive(Debug, Clone)]
-pub(crate) enum ConnectFailure {
-    /// Network trouble: the driver keeps retrying.
-    Transient(String),
-    /// The broker said no (CONNACK refusal): retried too, but waiters are told at once.
-    Refused(String),
-    /// Nothing will ever connect (TLS setup).
-    Fatal(String),
-}
-
-/// A request's topic and bytes, for publishing it again after a reconnect.
-struct Resend<'a> {
-    topic: &'a str,
-    payload: &'a [u8],
-    /// Each expected node's `boot` when the request was sent.
-    boots: Vec<(String, Option<String>)>,
-    /// Sent to a broadcast topic: copies go to each node's inbox instead.
-    broadcast: bool,
-}
-
-impl Resend<'_> {
-    /// Publishes the request again to every node still waited for that provably runs the same
-    /// program start as when the request went out (fresh presence, `online`, same `boot`): its
-    /// duplicate memory then catches the copy. A node that restarted, or whose presence this
-    /// connection has not seen yet, or that does not say, gets nothing: it might run it twice.
-    /// A broadcast is resent to each such node's own inbox, never to the broadcast topic.
-    async fn publish(
-        &self,
-        client: &Client,
-        waiting: &std::collections::BTreeSet<String>,
-    ) -> Result<(), ClientError> {
-        if client.inner.connected.borrow().is_none() {
-            return Ok(());
-        }
-        let same_boot = |node: &str, boot: &Option<String>| {
-            let now = client.inner.presence.lock().unwrap().get_fresh(node);
-            boot.is_some() && now.is_some_and(|p| p.state == NodeState::Online && p.boot == *boot)
-        };
-        let pending = self.boots.iter().filter(|(n, _)| waiting.contains(n));
-        if self.broadcast {
-            for (node, boot) in pending {
-                if let (true, Ok(name)) = (same_boot(node, boot), NodeName::parse(node)) {
-                    let topic = client.inner.topics.inbox(&name);
-                    client
-                        .publish(&topic, self.payload.to_vec(), QoS::AtLeastOnce, false)
-                        .await?;
-                }
-            }
-        } else if pending.clone().count() > 0 && pending.clone().all(|(n, b)| same_boot(n, b)) {
-            client
-                .publish(self.topic, self.payload.to_vec(), QoS::AtLeastOnce, false)
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn booted_since(&self, node: &str, now: Option<&str>) -> bool {
-        self.boots
-            .iter()
-            .any(|(n, b)| n == node && b.is_some() && now.is_some() && b.as_deref() != now)
-    }
-}
-
-/// After a reconnect, a request is sent again at these growing intervals until answered.
-const RESEND_FIRST_GAP: Duration = Duration::from_millis(500);
-const RESEND_MAX_GAP: Duration = Duration::from_secs(4);
-
-/// How long a request waits for a `lost` node to come back before ending with `NodeLost`.
-pub const LOST_GRACE: Duration = Duration::from_secs(3);
-
-pub(crate) struct Inner {
-    pub(crate) mqtt: AsyncClient,
-    pub(crate) name: NodeName,
-    pub(crate) topics: Topics,
-    /// Waiting requests by message id. An entry may receive several replies (broadcasts).
-    pub(crate) pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
-    /// Waiters for `sync` markers sent to our own inbox.
-    pub(crate) markers: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Every filter subscribed so far; re-sent on each reconnect.
-    pub(crate) subscriptions: Mutex<Vec<String>>,
-    /// Serialises "queue a SUBACK waiter, then send the SUBSCRIBE" so waiters match packets.
-    pub(crate) subscribe_lock: tokio::sync::Mutex<()>,
-    pub(crate) suback_queue: Mutex<VecDeque<oneshot::Sender<()>>>,
-    pub(crate) suback_by_pkid: Mutex<HashMap<u16, oneshot::Sender<()>>>,
-    pub(crate) presence: Mutex<PresenceTable>,
-    pub(crate) presence_tx: broadcast::Sender<PresenceEvent>,
-    pub(crate) tracking_presence: std::sync::atomic::AtomicBool,
-    /// `Some(n)`: connected and subscribed, for the n-th time. `None`: not connected.
-    pub(crate) connected: watch::Sender<Option<u64>>,
-    pub(crate) last_error: watch::Sender<Option<ConnectFailure>>,
-    pub(crate) keys: Arc<crate::KeyRing>,
-    /// A last will is set: closing must not lose the DISCONNECT (see the driver).
-    pub(crate) has_will: bool,
-    pub(crate) closing: std::sync::atomic::AtomicBool,
-    pub(crate) driver: Mutex<Option<JoinHandle<()>>>,
-    pub(crate) broker: BrokerUrl,
 }
 
 /// A connection to the broker. Cheap to clone; all clones share the connection.
@@ -248,6 +136,7 @@ impl Client {
             presence: Mutex::default(),
             presence_tx,
             tracking_presence: false.into(),
+            watched: Mutex::default(),
             connected: watch::channel(None).0,
             keys: opts.keys,
             has_will: opts.last_will.is_some(),
@@ -379,214 +268,6 @@ impl Client {
         Ok(())
     }
 
-    /// Sends a request without waiting for anything (`need_result` is left as the caller set
-    /// it), signed when the client has the target's key. Returns the message id.
-    pub async fn send(&self, target: &NodeName, request: Request) -> Result<String, ClientError> {
-        let (id, topic, payload) = self.prepare(target, request)?;
-        self.publish(&topic, payload, QoS::AtLeastOnce, false)
-            .await?;
-        Ok(id)
-    }
-
-    /// Stamps and (with the target's key) signs a request: its id, topic and payload.
-    fn prepare(
-        &self,
-        target: &NodeName,
-        request: Request,
-    ) -> Result<(String, String, Vec<u8>), ClientError> {
-        let mut request = request;
-        let id = request.stamp(&self.inner.name, target.as_str(), now());
-        let mut payload = request.to_bytes();
-        if let Some(key) = self.inner.keys.get(target).map_err(ClientError::Key)? {
-            payload = key.sign(&payload);
-        }
-        Ok((id, self.inner.topics.inbox(target), payload))
-    }
-
-    /// Sends a request with `need_result` set and waits for its one reply. An error reply from
-    /// the node is `Ok(reply)` with `reply.ok == false`; `Err` means no reply came.
-    pub async fn request(
-        &self,
-        target: &NodeName,
-        mut request: Request,
-        timeout: Duration,
-    ) -> Result<Reply, ClientError> {
-        request.set_need_result(true);
-        let boot = self.presence_of(target.as_str()).and_then(|p| p.boot);
-        let (id, topic, payload) = self.prepare(target, request)?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let _pending = PendingGuard::new(&self.inner, &id, tx);
-        self.publish(&topic, payload.clone(), QoS::AtLeastOnce, false)
-            .await?;
-        let resend = Resend {
-            topic: &topic,
-            payload: &payload,
-            boots: vec![(target.to_string(), boot)],
-            broadcast: false,
-        };
-        let mut outcomes = self
-            .collect(&mut rx, std::slice::from_ref(target), timeout, Some(resend))
-            .await?;
-        outcomes
-            .pop()
-            .map(|(_, outcome)| outcome)
-            .unwrap_or(Err(ClientError::Closed))
-    }
-
-    /// Publishes one request to a broadcast `topic` (or any topic) and collects replies until
-    /// every node in `expected` answered or `timeout` passed. Replies from nodes not expected
-    /// are collected too. Nodes that did not answer get `Err(Timeout)`.
-    pub async fn request_many(
-        &self,
-        topic: &str,
-        receiver: &str,
-        mut request: Request,
-        expected: &[NodeName],
-        timeout: Duration,
-    ) -> Result<Vec<(String, Result<Reply, ClientError>)>, ClientError> {
-        request.set_need_result(true);
-        let id = request.stamp(&self.inner.name, receiver, now());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let _pending = PendingGuard::new(&self.inner, &id, tx);
-        let payload = request.to_bytes();
-        self.publish(topic, payload.clone(), QoS::AtLeastOnce, false)
-            .await?;
-        let resend = Resend {
-            topic,
-            payload: &payload,
-            boots: expected
-                .iter()
-                .map(|n| {
-                    let boot = self.presence_of(n.as_str()).and_then(|p| p.boot);
-                    (n.to_string(), boot)
-                })
-                .collect(),
-            broadcast: true,
-        };
-        self.collect(&mut rx, expected, timeout, Some(resend)).await
-    }
-
-    /// Gathers replies until every node in `expected` answered, went offline or stayed lost
-    /// (when presence is tracked: a definite outcome instead of a timeout), or `timeout`.
-    ///
-    /// A node that goes `lost` gets [`LOST_GRACE`] to come back: a Wi-Fi blip or a torn TCP
-    /// connection ends with the node reconnecting to its persistent session, which still holds
-    /// the request, so its reply is worth waiting for. `offline` (a clean shutdown, after
-    /// finishing what it had) ends the wait at once.
-    ///
-    /// With `resend`, the request is published again, same message id, when this client
-    /// reconnects (then again after 0.5, 1, 2, 4, 4... s until answered) and when a node it
-    /// waits for comes back online: a broker that restarted has lost its queues, and the
-    /// node's duplicate detection makes every copy harmless (it runs once; a copy of a
-    /// finished request gets the first reply again). Only while the nodes' presence shows the
-    /// same `boot` as when the request went out: a node that restarted has forgotten what it
-    /// ran, so its request ends as "lost (it restarted)" instead.
-    async fn collect(
-        &self,
-        rx: &mut mpsc::UnboundedReceiver<Reply>,
-        expected: &[NodeName],
-        timeout: Duration,
-        resend: Option<Resend<'_>>,
-    ) -> Result<Vec<(String, Result<Reply, ClientError>)>, ClientError> {
-        let mut presence = self.presence_events();
-        let mut connection = self.connection();
-        connection.borrow_and_update();
-        let mut retry_at: Option<tokio::time::Instant> = None;
-        let mut retry_gap = RESEND_FIRST_GAP;
-        let tracking = self
-            .inner
-            .tracking_presence
-            .load(std::sync::atomic::Ordering::SeqCst);
-        let mut waiting: std::collections::BTreeSet<String> =
-            expected.iter().map(|n| n.to_string()).collect();
-        let mut lost: std::collections::BTreeMap<String, tokio::time::Instant> =
-            std::collections::BTreeMap::new();
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !waiting.is_empty() {
-            let grace_end = lost.values().min().copied();
-            tokio::select! {
-                reply = rx.recv() => match reply {
-                    Some(reply) => {
-                        // One node asked: the correlation id says whose reply this is, whatever
-                        // `sender` says (the protocol does not require it on replies).
-                        let who = match expected {
-                            [only] => only.to_string(),
-                            _ => reply.sender.clone().unwrap_or_default(),
-                        };
-                        lost.remove(&who);
-                        if waiting.remove(&who) || !expected.iter().any(|n| n.as_str() == who) {
-                            out.push((who, Ok(reply)));
-                        }
-                    }
-                    None => return Err(ClientError::Closed),
-                },
-                event = presence.recv(), if tracking => {
-                    if let Ok(event) = event {
-                        let p = event.current;
-                        match p.state {
-                            NodeState::Online => {
-                                lost.remove(&p.name);
-                                let restarted = resend.as_ref().is_some_and(|r| r.booted_since(&p.name, p.boot.as_deref()));
-                                if restarted && waiting.remove(&p.name) {
-                                    out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state: "lost (it restarted)".into() })));
-                                } else if waiting.contains(&p.name) {
-                                    if let Some(r) = &resend {
-                                        r.publish(self, &waiting).await?;
-                                    }
-                                }
-                            }
-                            NodeState::Lost if waiting.contains(&p.name) => {
-                                lost.entry(p.name.clone()).or_insert_with(|| tokio::time::Instant::now() + LOST_GRACE);
-                            }
-                            NodeState::Offline if waiting.remove(&p.name) => {
-                                lost.remove(&p.name);
-                                out.push((p.name.clone(), Err(ClientError::NodeLost { node: p.name, state: "offline".into() })));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(grace_end.unwrap_or(deadline)), if grace_end.is_some_and(|g| g < deadline) => {
-                    let now = tokio::time::Instant::now();
-                    let gone: Vec<String> = lost.iter().filter(|(_, t)| **t <= now).map(|(n, _)| n.clone()).collect();
-                    for node in gone {
-                        lost.remove(&node);
-                        if waiting.remove(&node) {
-                            out.push((node.clone(), Err(ClientError::NodeLost { node, state: "lost".into() })));
-                        }
-                    }
-                }
-                changed = connection.changed(), if resend.is_some() => {
-                    if changed.is_err() {
-                        return Err(ClientError::Closed);
-                    }
-                    let reconnected = connection.borrow_and_update().is_some();
-                    if let (true, Some(r)) = (reconnected, &resend) {
-                        r.publish(self, &waiting).await?;
-                        // The nodes may not have re-subscribed to a restarted broker yet: try
-                        // again, less and less often, until the reply comes.
-                        retry_gap = RESEND_FIRST_GAP;
-                        retry_at = Some(tokio::time::Instant::now() + retry_gap);
-                    }
-                }
-                _ = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some_and(|t| t < deadline) => {
-                    if let Some(r) = &resend {
-                        r.publish(self, &waiting).await?;
-                    }
-                    retry_gap = (retry_gap * 2).min(RESEND_MAX_GAP);
-                    retry_at = Some(tokio::time::Instant::now() + retry_gap);
-                }
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        for node in waiting {
-            let seconds = timeout.as_secs_f64();
-            out.push((node.clone(), Err(ClientError::Timeout { node, seconds })));
-        }
-        Ok(out)
-    }
-
     /// Round-trips a marker through our own inbox. Everything the broker queued for us before
     /// the marker (retained presence after a subscribe, in particular) has arrived when this
     /// returns.
@@ -654,6 +335,56 @@ impl Client {
         Ok(self.inner.presence.lock().unwrap().snapshot())
     }
 
+    /// The presence of just the named nodes (those the broker holds one for), in name order.
+    ///
+    /// A request to named nodes needs their presence (online? which `boot`? `max_payload`?),
+    /// not the whole fleet's: this subscribes to each one's `<prefix>/<node>/status` only,
+    /// round-trips a marker, and returns as soon as every named node's presence is in, or
+    /// (for names without one) once presence has been quiet as in [`Client::nodes`]. The
+    /// subscriptions stay (and are renewed on reconnects): later changes of these nodes arrive
+    /// on [`Client::presence_events`] and [`Client::presence_of`], so a request to them
+    /// notices a node going `lost` or `offline` and resends after a blip.
+    pub async fn nodes_named(
+        &self,
+        names: &[NodeName],
+        timeout: Duration,
+    ) -> Result<Vec<Presence>, ClientError> {
+        let mut changes = self.presence_events();
+        self.inner
+            .watched
+            .lock()
+            .unwrap()
+            .extend(names.iter().map(|n| n.to_string()));
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let subscribing = async {
+            for name in names {
+                self.subscribe(&self.inner.topics.status(name)).await?;
+            }
+            self.sync(timeout).await
+        };
+        tokio::time::timeout_at(deadline, subscribing)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                node: "broker".into(),
+                seconds: timeout.as_secs_f64(),
+            })??;
+        let all_known = |c: &Client| names.iter().all(|n| c.presence_of(n.as_str()).is_some());
+        let quiet = (started.elapsed() * 3).max(Duration::from_millis(25));
+        while !all_known(self) {
+            let wait_until = (tokio::time::Instant::now() + quiet).min(deadline);
+            match tokio::time::timeout_at(wait_until, changes.recv()).await {
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
+            }
+        }
+        let table = self.inner.presence.lock().unwrap();
+        let mut found: Vec<Presence> = names.iter().filter_map(|n| table.get(n.as_str())).collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found.dedup_by(|a, b| a.name == b.name);
+        Ok(found)
+    }
+
     /// The last presence seen for `node`, if presence is tracked and the node is known.
     pub fn presence_of(&self, node: &str) -> Option<Presence> {
         self.inner.presence.lock().unwrap().get(node)
@@ -683,31 +414,5 @@ impl Client {
                 tracing::warn!("connection did not close within 5 s");
             }
         }
-    }
-}
-
-fn now() -> f64 {
-    unix_seconds(SystemTime::now())
-}
-
-/// Removes a pending request's entry however its wait ends (reply, timeout, cancellation).
-struct PendingGuard<'a> {
-    inner: &'a Inner,
-    id: String,
-}
-
-impl<'a> PendingGuard<'a> {
-    fn new(inner: &'a Inner, id: &str, tx: mpsc::UnboundedSender<Reply>) -> Self {
-        inner.pending.lock().unwrap().insert(id.to_owned(), tx);
-        PendingGuard {
-            inner,
-            id: id.to_owned(),
-        }
-    }
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.inner.pending.lock().unwrap().remove(&self.id);
     }
 }

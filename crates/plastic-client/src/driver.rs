@@ -15,8 +15,7 @@ use rumqttc::{Event, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::client::{ConnectFailure, Inner};
-use crate::Delivery;
+use crate::state::{ConnectFailure, Delivery, Inner};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -151,7 +150,7 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
                 }
             }
         }
-        Some(TopicKind::Status(node)) if inner.tracking_presence.load(Ordering::Relaxed) => {
+        Some(TopicKind::Status(node)) if inner.follows_presence_of(node) => {
             let event = inner
                 .presence
                 .lock()

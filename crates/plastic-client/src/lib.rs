@@ -7,6 +7,12 @@
 //! Two rumqttc facts shape this crate (see `driver.rs`): it does not re-subscribe after a
 //! reconnect, so the driver does; and publishing from the task that polls the event loop can
 //! deadlock when the request channel is full, so the driver never awaits a publish itself.
+//!
+//! Modules: `client.rs` (connection, subscriptions, presence), `request.rs` (requests and the
+//! loop that waits for their replies), `wait.rs` (the pure state machine that decides what
+//! waiting means: replies, lost nodes, restarts, resends, timeouts), `upload.rs` (chunked,
+//! resumable, sha256-checked file uploads), `driver.rs` (the event loop task), `state.rs`
+//! (what the client and the driver share; neither imports the other).
 
 mod broker;
 mod client;
@@ -14,10 +20,20 @@ mod driver;
 mod error;
 mod keys;
 mod presence;
+mod request;
+mod state;
 mod tls;
+mod upload;
+mod wait;
 
 pub use broker::BrokerUrl;
-pub use client::{Client, ClientOptions, Delivery, LOST_GRACE};
+pub use client::{Client, ClientOptions};
 pub use error::ClientError;
 pub use keys::KeyRing;
 pub use presence::PresenceEvent;
+pub use state::Delivery;
+pub use upload::{
+    chunk_size_for, Progress, UploadError, UploadEvent, UploadFile, UploadOptions, Uploaded,
+    DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK,
+};
+pub use wait::LOST_GRACE;

@@ -13,7 +13,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::types::{AuthResult, PublishAclResult, SubscribeAclResult};
 use tokio::sync::mpsc;
 
-use crate::policy::{AuthRefusal, Policy};
+use crate::policy::{AuthRefusal, Listener, Policy};
 
 /// An error reply to publish: (topic, payload).
 pub type Refusal = (String, Vec<u8>);
@@ -32,6 +32,11 @@ impl Handler for PolicyHandler {
                 let username = connect.username().map(|u| u.as_ref());
                 let password = connect.password().map(|p| p.as_ref());
                 let client_id: &str = connect.client_id().as_ref();
+                let listener = if connect.id().lid == crate::broker::BOARD_LISTENER_ID {
+                    Listener::Boards
+                } else {
+                    Listener::Main
+                };
                 // argon2 takes tens of milliseconds of CPU: off the broker's async threads.
                 let policy = self.policy.clone();
                 let (u, p, c) = (
@@ -44,7 +49,7 @@ impl Handler for PolicyHandler {
                 let permit = self.hashing.clone().acquire_owned().await;
                 let decision = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    policy.authenticate(u.as_deref(), p.as_deref(), &c)
+                    policy.authenticate_on(listener, u.as_deref(), p.as_deref(), &c)
                 })
                 .await
                 .unwrap_or(Err(AuthRefusal::NotAuthorized));
@@ -73,17 +78,13 @@ impl Handler for PolicyHandler {
                             client_id,
                             remote = ?connect.id().remote_addr,
                             "refused a connection: {}",
-                            match refusal {
-                                AuthRefusal::BadCredentials => "no such user or wrong password",
-                                AuthRefusal::NotAuthorized => "client id not owned by the user",
-                                AuthRefusal::Will => "last will not allowed",
-                            }
+                            refusal.describe()
                         );
                         match refusal {
                             AuthRefusal::BadCredentials => AuthResult::BadUsernameOrPassword,
-                            AuthRefusal::NotAuthorized | AuthRefusal::Will => {
-                                AuthResult::NotAuthorized
-                            }
+                            AuthRefusal::NotAuthorized
+                            | AuthRefusal::Will
+                            | AuthRefusal::NodesOnly => AuthResult::NotAuthorized,
                         }
                     }
                 };

@@ -28,9 +28,17 @@ max_payload_size = "1MB"
 type = "ram"
 "#;
 
+/// rmqtt's listener ids: the main listener, the hub's own, and the one for boards.
+const MAIN_LISTENER_ID: u16 = 1;
+const INTERNAL_LISTENER_ID: u16 = 2;
+pub(crate) const BOARD_LISTENER_ID: u16 = 3;
+
 /// What the embedded broker serves.
 pub struct BrokerOptions {
     pub listen: SocketAddr,
+    /// A second, plain-TCP listener that admits node users only (boards too small for TLS).
+    /// Needs `policy`.
+    pub board_listen: Option<SocketAddr>,
     /// Serve TLS on `listen` with this certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Authentication and access rules; `None` lets anyone connect and do anything.
@@ -46,11 +54,16 @@ pub struct BrokerHandle {
     pub internal_addr: SocketAddr,
     /// Error replies to requests the policy refused, for the hub's client to publish.
     pub refusals: Option<mpsc::Receiver<Refusal>>,
+    /// The board listener's bound address.
+    pub board_addr: Option<SocketAddr>,
 }
 
 /// Binds and serves MQTT 3.1.1 and 5 in the background (on the current tokio runtime) until
 /// the process ends.
 pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
+    if opts.board_listen.is_some() && opts.policy.is_none() {
+        anyhow::bail!("a board listener admits node users only, so it needs a users file");
+    }
     let scx = ServerContext::new()
         .plugins_config_map_add("rmqtt-retainer", RETAINER_CONFIG)
         .build()
@@ -104,14 +117,24 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
         .context("cannot listen on 127.0.0.1 for the hub's own client")?;
     let internal_addr = internal.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
     let internal = internal.tcp().map_err(|e| anyhow::anyhow!("{e}"))?;
-    MqttServer::new(scx)
-        .listener_by_id(main, 1)
-        .listener_by_id(internal, 2)
-        .build()
-        .start();
+    let mut server = MqttServer::new(scx)
+        .listener_by_id(main, MAIN_LISTENER_ID)
+        .listener_by_id(internal, INTERNAL_LISTENER_ID);
+    let mut board_addr = None;
+    if let Some(board) = opts.board_listen {
+        let listener = builder(board)
+            .bind()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("cannot listen for boards on {board}"))?;
+        board_addr = Some(listener.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?);
+        let listener = listener.tcp().map_err(|e| anyhow::anyhow!("{e}"))?;
+        server = server.listener_by_id(listener, BOARD_LISTENER_ID);
+    }
+    server.build().start();
     Ok(BrokerHandle {
         addr,
         internal_addr,
         refusals,
+        board_addr,
     })
 }

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use plastic_proto::{ErrorInfo, NodeName, Presence, Reply, Topics};
 use serde::Deserialize;
 
-use crate::users::{owns, Capability, Role, User, Users, HUB_USER};
+use crate::users::{owns, Role, User, Users, HUB_USER};
 
 /// A refused publish: why (for the log), and the error reply to send, if the request said
 /// where replies go and that place belongs to the sender.
@@ -37,6 +37,33 @@ pub enum AuthRefusal {
     NotAuthorized,
     /// Right password, but a last will the user may not leave.
     Will,
+    /// Right password, but on the board listener, which admits node users only.
+    NodesOnly,
+}
+
+impl AuthRefusal {
+    /// For the hub's log line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AuthRefusal::BadCredentials => "no such user or wrong password",
+            AuthRefusal::NotAuthorized => "client id not owned by the user",
+            AuthRefusal::Will => "last will not allowed",
+            AuthRefusal::NodesOnly => {
+                "only node users may connect on the board listener (operators, viewers and admins use the TLS listener)"
+            }
+        }
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The main listener (TLS beyond loopback) and the hub's internal one: every role.
+    Main,
+    /// `--board-listen`: plain TCP for boards that cannot afford TLS, so node users only. A
+    /// sniffer there sees node passwords and traffic, but a node user can run nothing on
+    /// other nodes unless given `--allow`, and with node keys nothing unsigned runs at all.
+    Boards,
 }
 
 /// The fields of a message the rules look at; the rest is skipped unread.
@@ -91,6 +118,26 @@ impl Policy {
             dummy_hash: crate::users::hash_password(&crate::users::random_secret())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Checks a CONNECT on a listener: [`Policy::authenticate`], and on the board listener
+    /// only node users pass (checked after the password, so the answer says nothing about
+    /// which names exist).
+    pub fn authenticate_on(
+        &self,
+        listener: Listener,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        client_id: &str,
+    ) -> Result<bool, AuthRefusal> {
+        let superuser = self.authenticate(username, password, client_id)?;
+        let is_node = username
+            .and_then(|u| self.users.get(u))
+            .is_some_and(|u| u.role == Role::Node);
+        if listener == Listener::Boards && !is_node {
+            return Err(AuthRefusal::NodesOnly);
+        }
+        Ok(superuser)
     }
 
     /// Checks a CONNECT. `Ok(true)` means a superuser (admin or the hub itself), whose
@@ -308,7 +355,7 @@ impl Policy {
                 "{username} is a viewer, and viewers send no requests"
             )));
         }
-        let needed = capability(ty, head.command.as_deref())
+        let needed = plastic_proto::command::capability_for(ty, head.command.as_deref())
             .ok_or_else(|| refuse(format!("unknown message type `{ty}`")))?;
         if user.role != Role::Admin && !user.allow.contains(&needed) {
             let allowed: Vec<&str> = user.allow.iter().map(|c| c.as_str()).collect();
@@ -372,25 +419,6 @@ impl Policy {
     }
 }
 
-/// The capability a message type (and, for `command`, the command's name) needs.
-pub fn capability(ty: &str, command: Option<&str>) -> Option<Capability> {
-    Some(match ty {
-        "eval" => Capability::Eval,
-        "exec" => Capability::Exec,
-        "script" => Capability::Deploy,
-        "file" => Capability::File,
-        "function" => Capability::Call,
-        "command" => match command.unwrap_or("") {
-            "read GPIOs" => Capability::GpioRead,
-            "write GPIOs" | "blink led" => Capability::GpioWrite,
-            "stop" => Capability::Deploy,
-            "list files" | "remove file" => Capability::File,
-            _ => Capability::Command,
-        },
-        _ => return None,
-    })
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -436,6 +464,26 @@ mod tests {
 
     fn request(ty: &str, sender: &str) -> Vec<u8> {
         format!(r#"{{"type":"{ty}","to_evaluate":"1","message_id":"m1","sender":"{sender}","need_result":true}}"#).into_bytes()
+    }
+
+    #[test]
+    fn the_board_listener_admits_node_users_only() {
+        let p = policy();
+        let on = |user: &str, pw: &[u8], id: &str| {
+            p.authenticate_on(Listener::Boards, Some(user), Some(pw), id)
+        };
+        assert_eq!(on("esp-1", b"pw", "esp-1"), Ok(false));
+        assert_eq!(on("alice", b"pw", "alice.1"), Err(AuthRefusal::NodesOnly));
+        assert_eq!(on("root", b"pw", "root"), Err(AuthRefusal::NodesOnly));
+        assert_eq!(on("hub", b"hubsecret", "hub"), Err(AuthRefusal::NodesOnly));
+        assert_eq!(
+            on("esp-1", b"nope", "esp-1"),
+            Err(AuthRefusal::BadCredentials)
+        );
+        assert_eq!(
+            p.authenticate_on(Listener::Main, Some("alice"), Some(b"pw"), "alice.1"),
+            Ok(false)
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
 use plastic_proto::name::validate_name;
+pub use plastic_proto::Capability;
 use serde::{Deserialize, Serialize};
 
 /// The hub's own connection (registry, refusal replies) uses this name; no user may take it.
@@ -81,68 +82,6 @@ impl fmt::Display for Role {
             Role::Viewer => "viewer",
             Role::Admin => "admin",
         })
-    }
-}
-
-/// What a request may ask a node to do. `deploy` covers `script` and `stop`; `file` covers
-/// uploads, `list files` and `remove file`; `command` the other built-in commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Capability {
-    #[serde(rename = "eval")]
-    Eval,
-    #[serde(rename = "exec")]
-    Exec,
-    #[serde(rename = "deploy")]
-    Deploy,
-    #[serde(rename = "file")]
-    File,
-    #[serde(rename = "call")]
-    Call,
-    #[serde(rename = "gpio.read")]
-    GpioRead,
-    #[serde(rename = "gpio.write")]
-    GpioWrite,
-    #[serde(rename = "command")]
-    Command,
-}
-
-impl Capability {
-    pub const ALL: [Capability; 8] = [
-        Capability::Eval,
-        Capability::Exec,
-        Capability::Deploy,
-        Capability::File,
-        Capability::Call,
-        Capability::GpioRead,
-        Capability::GpioWrite,
-        Capability::Command,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Eval => "eval",
-            Capability::Exec => "exec",
-            Capability::Deploy => "deploy",
-            Capability::File => "file",
-            Capability::Call => "call",
-            Capability::GpioRead => "gpio.read",
-            Capability::GpioWrite => "gpio.write",
-            Capability::Command => "command",
-        }
-    }
-}
-
-impl FromStr for Capability {
-    type Err = UsersError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Capability::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                UsersError::Invalid(format!(
-                    "unknown capability `{s}` (eval, exec, deploy, file, call, gpio.read, gpio.write, command)"
-                ))
-            })
     }
 }
 

@@ -1,12 +1,16 @@
 //! The built-in commands: apply one [`Command`] to the node and produce its result.
+//!
+//! They reach the node only through [`Facilities`]; replying is the outbox's job.
 
 use std::time::Duration;
 
+use plastic_proto::command::{BlinkLed, BlinkReply, InfoReply, ResetReply, StopReply, PONG};
 use plastic_proto::{Command, ErrorInfo, PROTOCOL_VERSION};
 use serde_json::{json, Value};
 
 use crate::blink::BlinkPlan;
-use crate::node::NodeShared;
+use crate::facilities::Facilities;
+use crate::files::{FileError, FileStore};
 
 /// What the dispatcher does after replying (only `reset` needs this).
 #[derive(Debug, PartialEq)]
@@ -15,15 +19,15 @@ pub enum After {
     Reset,
 }
 
-pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorInfo>, After) {
-    let gpio = &node.gpio;
+pub async fn apply(node: &Facilities<'_>, command: Command) -> (Result<Value, ErrorInfo>, After) {
+    let gpio = node.gpio;
     let result = match command {
-        Command::BlinkLed {
+        Command::BlinkLed(BlinkLed {
             times,
             forever,
             on_seconds,
             off_seconds,
-        } => {
+        }) => {
             let plan = BlinkPlan {
                 times,
                 forever,
@@ -31,9 +35,9 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
                 off: Duration::from_secs_f64(off_seconds),
             };
             node.blinker.start(gpio.clone(), plan);
-            Ok(json!({"blinking": true, "times": times, "forever": forever}))
+            to_value(BlinkReply { blinking: true })
         }
-        Command::ReadGpios { pins } => {
+        Command::ReadGpios(plastic_proto::command::ReadGpios { pins }) => {
             let mut pins = pins.unwrap_or_else(|| gpio.pins());
             pins.sort_unstable();
             pins.dedup();
@@ -43,7 +47,7 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
                 .map(Value::Array)
                 .map_err(|e| ErrorInfo::new("ValueError", e.to_string()))
         }
-        Command::WriteGpios { pins_and_values } => {
+        Command::WriteGpios(plastic_proto::command::WriteGpios { pins_and_values }) => {
             let mut touched: Vec<u32> = pins_and_values.iter().map(|(pin, _)| *pin).collect();
             touched.sort_unstable();
             touched.dedup();
@@ -68,20 +72,22 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
                     )
                 })
         }
-        Command::Ping => Ok(json!("pong")),
-        Command::Info => Ok(json!({
-            "name": node.name.as_str(),
-            "platform": node.platform,
-            "version": env!("CARGO_PKG_VERSION"),
-            "protocol": PROTOCOL_VERSION,
-            "uptime": node.started.elapsed().as_secs_f64(),
-            "free_memory": free_memory(),
-            "scripts": node.engine().running_scripts(),
-            "blinking": node.blinker.is_running(),
-            "groups": node.groups,
-        })),
-        Command::Stop { name } => {
-            let engine = node.engine();
+        Command::Ping(_) => Ok(json!(PONG)),
+        Command::Info(_) => to_value(InfoReply {
+            name: node.about.name.to_string(),
+            platform: node.about.platform.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+            uptime: node.about.started.elapsed().as_secs_f64(),
+            free_memory: meminfo("MemAvailable:"),
+            heap: meminfo("MemTotal:"),
+            mem_peak: peak_resident(),
+            scripts: node.engine.current().running_scripts(),
+            blinking: node.blinker.is_running(),
+            groups: node.about.groups.clone(),
+        }),
+        Command::Stop(plastic_proto::command::Stop { name }) => {
+            let engine = node.engine.current();
             if let Some(n) = &name {
                 if !engine.running_scripts().contains(n) {
                     let missing =
@@ -91,27 +97,52 @@ pub async fn apply(node: &NodeShared, command: Command) -> (Result<Value, ErrorI
             }
             let (stopped, still_running) = engine.stop_scripts(name.as_deref()).await;
             let blink = name.is_none() && node.blinker.stop(gpio.as_ref());
-            Ok(json!({"stopped": stopped, "still_running": still_running, "blink_stopped": blink}))
+            to_value(StopReply {
+                stopped,
+                still_running,
+                blink_stopped: blink,
+            })
         }
-        Command::Reset => return (Ok(json!({"resetting": true})), After::Reset),
-        Command::ListFiles => blocking(node, |files| files.list())
+        Command::Reset(_) => return (to_value(ResetReply { resetting: true }), After::Reset),
+        Command::ListFiles(_) => blocking(node, |files| files.list())
             .await
             .map(|files| Value::Array(files.into_iter().map(|(p, s)| json!([p, s])).collect()))
             .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
-        Command::RemoveFile { filename } => blocking(node, move |files| {
-            files.remove(&filename).map(|()| filename)
-        })
-        .await
-        .map(|filename| json!({"removed": filename.as_str()}))
-        .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
+        Command::RemoveFile(plastic_proto::command::RemoveFile { filename }) => {
+            blocking(node, move |files| {
+                files.remove(&filename).map(|()| filename)
+            })
+            .await
+            .map(|filename| {
+                json!(plastic_proto::command::Removed {
+                    removed: filename.as_str().to_owned()
+                })
+            })
+            .map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))
+        }
     };
     (result, After::Nothing)
 }
 
-/// Bytes of memory available to programs on this machine (Linux `MemAvailable`).
-fn free_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+fn to_value<T: serde::Serialize>(reply: T) -> Result<Value, ErrorInfo> {
+    serde_json::to_value(reply).map_err(|e| ErrorInfo::new("InternalError", e.to_string()))
+}
+
+/// A `/proc/meminfo` figure (`MemAvailable:`, `MemTotal:`) in bytes.
+fn meminfo(key: &str) -> Option<u64> {
+    kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+}
+
+/// The node process's peak resident size (`VmHWM`) in bytes.
+fn peak_resident() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmHWM:",
+    )
+}
+
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -119,11 +150,193 @@ fn free_memory() -> Option<u64> {
 /// Runs file-system work on tokio's blocking pool: the node's runtime has one thread, and a
 /// slow disk must not stall its pings.
 async fn blocking<T: Send + 'static>(
-    node: &NodeShared,
-    work: impl FnOnce(&crate::files::FileStore) -> Result<T, crate::files::FileError> + Send + 'static,
-) -> Result<T, crate::files::FileError> {
+    node: &Facilities<'_>,
+    work: impl FnOnce(&FileStore) -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
     let files = node.files.clone();
     tokio::task::spawn_blocking(move || work(&files))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use plastic_proto::{NodeName, RelPath};
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+    use crate::blink::Blinker;
+    use crate::facilities::{About, EngineSlot};
+    use crate::gpio::{Gpio, SimGpio};
+    use crate::python::{Host, PythonEngine};
+
+    /// A host for an engine these tests never start (the interpreter starts on first use).
+    struct NoHost(SimGpio);
+
+    impl Host for NoHost {
+        fn node_name(&self) -> &str {
+            "pi-1"
+        }
+        fn gpio(&self) -> &dyn Gpio {
+            &self.0
+        }
+        fn unique_id(&self) -> Vec<u8> {
+            vec![0; 6]
+        }
+        fn send(&self, _: &str, _: Map<String, Value>) -> Result<String, String> {
+            Err("no network here".into())
+        }
+        fn request(&self, _: &str, _: Map<String, Value>, _: Duration) -> Result<Value, ErrorInfo> {
+            Err(ErrorInfo::new("ConnectionError", "no network here"))
+        }
+        fn publish_event(&self, _: &str, _: Value) -> Result<(), String> {
+            Err("no network here".into())
+        }
+        fn shares_engine_with(&self, _: &str) -> bool {
+            false
+        }
+        fn log(&self, _: &str, _: &str, _: &str) {}
+        fn reset(&self) {}
+    }
+
+    struct Fixture {
+        about: About,
+        gpio: Arc<dyn Gpio>,
+        blinker: Blinker,
+        files: Arc<FileStore>,
+        engine: EngineSlot,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let files = Arc::new(FileStore::open(dir.path()).unwrap());
+            let host = Arc::new(NoHost(SimGpio::esp8266()));
+            Fixture {
+                about: About::new(
+                    NodeName::parse("pi-1").unwrap(),
+                    "sim".into(),
+                    vec!["lab".into()],
+                ),
+                gpio: Arc::new(SimGpio::esp8266()),
+                blinker: Blinker::default(),
+                engine: EngineSlot::new(PythonEngine::new(host, dir.path().to_path_buf())),
+                files,
+                _dir: dir,
+            }
+        }
+
+        async fn apply(&self, name: &str, kwargs: Value) -> (Result<Value, ErrorInfo>, After) {
+            let Value::Object(kwargs) = kwargs else {
+                panic!("kwargs must be an object")
+            };
+            let command = Command::parse(name, &kwargs).unwrap();
+            let facilities = Facilities {
+                about: &self.about,
+                gpio: &self.gpio,
+                blinker: &self.blinker,
+                files: &self.files,
+                engine: &self.engine,
+            };
+            apply(&facilities, command).await
+        }
+
+        async fn ok(&self, name: &str, kwargs: Value) -> Value {
+            let (result, after) = self.apply(name, kwargs).await;
+            assert_eq!(after, After::Nothing);
+            result.unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn ping_and_gpio_reads_and_writes() {
+        let f = Fixture::new();
+        assert_eq!(f.ok("ping", json!({})).await, json!("pong"));
+        assert_eq!(
+            f.ok("read GPIOs", json!({"pins": [5, 2, 5]})).await,
+            json!([[2, 1], [5, 1]]),
+            "sorted, each pin once"
+        );
+        assert_eq!(
+            f.ok(
+                "write GPIOs",
+                json!({"pins_and_values": [[4, 0], [2, 0], [4, 1]]})
+            )
+            .await,
+            json!([[2, 0], [4, 1]]),
+            "the touched pins' final values, sorted"
+        );
+        // A bad pin anywhere changes nothing.
+        let (result, _) = f
+            .apply("write GPIOs", json!({"pins_and_values": [[5, 0], [99, 0]]}))
+            .await;
+        assert_eq!(result.unwrap_err().kind, "ValueError");
+        assert_eq!(f.gpio.read(5).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn blink_info_stop_and_reset_replies_have_the_documented_fields() {
+        let f = Fixture::new();
+        assert_eq!(
+            f.ok("blink led", json!({"forever": true})).await,
+            json!({"blinking": true})
+        );
+        let info = f.ok("info", json!({})).await;
+        let mut fields: Vec<_> = info.as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "blinking",
+                "free_memory",
+                "groups",
+                "heap",
+                "mem_peak",
+                "name",
+                "platform",
+                "protocol",
+                "scripts",
+                "uptime",
+                "version"
+            ]
+        );
+        assert_eq!(
+            (&info["name"], &info["blinking"], &info["groups"]),
+            (&json!("pi-1"), &json!(true), &json!(["lab"]))
+        );
+        assert_eq!(
+            f.ok("stop", json!({})).await,
+            json!({"stopped": [], "still_running": [], "blink_stopped": true})
+        );
+        let (missing, _) = f.apply("stop", json!({"name": "main"})).await;
+        assert_eq!(missing.unwrap_err().kind, "NotFound");
+        let (reset, after) = f.apply("reset", json!({})).await;
+        assert_eq!(
+            (reset.unwrap(), after),
+            (json!({"resetting": true}), After::Reset)
+        );
+    }
+
+    #[tokio::test]
+    async fn files_are_listed_and_removed() {
+        let f = Fixture::new();
+        let path = RelPath::parse("lib/a.py").unwrap();
+        f.files.write_all(&path, b"x = 1").unwrap();
+        assert_eq!(
+            f.ok("list files", json!({})).await,
+            json!([["lib/a.py", 5]])
+        );
+        assert_eq!(
+            f.ok("remove file", json!({"filename": "lib/a.py"})).await,
+            json!({"removed": "lib/a.py"})
+        );
+        let (gone, _) = f
+            .apply("remove file", json!({"filename": "lib/a.py"}))
+            .await;
+        assert!(gone.is_err());
+    }
 }

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use plastic_proto::command::ChunkReply;
 use plastic_proto::{FileChunk, RelPath};
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -95,15 +95,19 @@ impl FileStore {
     }
 
     /// Applies one chunk. Returns the reply's result: how much of the file has arrived.
-    pub fn write_chunk(&self, chunk: &FileChunk) -> Result<Value, FileError> {
+    pub fn write_chunk(&self, chunk: &FileChunk) -> Result<ChunkReply, FileError> {
         let mut transfers = self.transfers.lock().unwrap();
         if chunk.resume {
             if let Some(t) = transfers.get_mut(&chunk.filename) {
                 if t.total == chunk.total && t.sha256 == chunk.sha256 {
                     t.touched = std::time::Instant::now();
-                    return Ok(
-                        json!({"filename": chunk.filename.as_str(), "received": t.received, "total": t.total, "complete": false}),
-                    );
+                    return Ok(ChunkReply {
+                        filename: chunk.filename.as_str().into(),
+                        received: t.received,
+                        total: t.total,
+                        complete: false,
+                        sha256: None,
+                    });
                 }
             }
             // Nothing to resume: start the transfer, as a first chunk with no bytes would.
@@ -163,9 +167,13 @@ impl FileStore {
         transfer.received += chunk.content.len() as u64;
         let received = transfer.received;
         if !chunk.is_last() {
-            return Ok(
-                json!({"filename": chunk.filename.as_str(), "received": received, "total": chunk.total, "complete": false}),
-            );
+            return Ok(ChunkReply {
+                filename: chunk.filename.as_str().into(),
+                received,
+                total: chunk.total,
+                complete: false,
+                sha256: None,
+            });
         }
         let transfer = transfers.remove(&chunk.filename).expect("present above");
         let actual: String = transfer
@@ -194,9 +202,13 @@ impl FileStore {
         }
         fs::File::open(&transfer.temp)?.sync_all()?;
         fs::rename(&transfer.temp, &target)?;
-        Ok(
-            json!({"filename": chunk.filename.as_str(), "received": received, "total": chunk.total, "complete": true, "sha256": actual}),
-        )
+        Ok(ChunkReply {
+            filename: chunk.filename.as_str().into(),
+            received,
+            total: chunk.total,
+            complete: true,
+            sha256: Some(actual),
+        })
     }
 
     /// Writes a whole small file atomically (deployed scripts).
@@ -254,7 +266,7 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plastic_proto::file::chunk_messages;
+    use plastic_proto::file::chunks;
 
     fn temp_root(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -271,14 +283,12 @@ mod tests {
         let name = RelPath::parse("data/blob.bin").unwrap();
         store.write_all(&name, b"old").unwrap();
         let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
-        let msgs = chunk_messages(&name, &data, 16 * 1024);
+        let msgs = chunks(&name, &data, 16 * 1024);
         // A tampered final chunk: the hash check must keep the old file.
         let mut bad = msgs.clone();
-        bad.last_mut()
-            .unwrap()
-            .insert("sha256".into(), "0".repeat(64).into());
+        bad.last_mut().unwrap().sha256 = Some("0".repeat(64));
         for (i, m) in bad.iter().enumerate() {
-            let r = store.write_chunk(&FileChunk::parse(m).unwrap());
+            let r = store.write_chunk(m);
             if i + 1 == bad.len() {
                 assert!(matches!(r, Err(FileError::HashMismatch { .. })));
             } else {
@@ -291,7 +301,7 @@ mod tests {
         }
         assert_eq!(fs::read(store.path_of(&name)).unwrap(), b"old");
         for m in &msgs {
-            store.write_chunk(&FileChunk::parse(m).unwrap()).unwrap();
+            store.write_chunk(m).unwrap();
         }
         assert_eq!(fs::read(store.path_of(&name)).unwrap(), data);
         assert_eq!(
@@ -304,17 +314,11 @@ mod tests {
     fn out_of_order_chunks_are_refused_with_the_expected_offset() {
         let store = FileStore::open(&temp_root("order")).unwrap();
         let name = RelPath::parse("f.bin").unwrap();
-        let msgs = chunk_messages(&name, &[1u8; 10_000], 4096);
-        let err = store
-            .write_chunk(&FileChunk::parse(&msgs[1]).unwrap())
-            .unwrap_err();
+        let msgs = chunks(&name, &[1u8; 10_000], 4096);
+        let err = store.write_chunk(&msgs[1]).unwrap_err();
         assert!(err.to_string().contains("expects offset 0"), "{err}");
-        store
-            .write_chunk(&FileChunk::parse(&msgs[0]).unwrap())
-            .unwrap();
-        let err = store
-            .write_chunk(&FileChunk::parse(&msgs[2]).unwrap())
-            .unwrap_err();
+        store.write_chunk(&msgs[0]).unwrap();
+        let err = store.write_chunk(&msgs[2]).unwrap_err();
         assert!(err.to_string().contains("expects offset 4096"), "{err}");
     }
 
@@ -324,10 +328,8 @@ mod tests {
         let store = FileStore::open(&root).unwrap();
         for i in 0..MAX_TRANSFERS + 3 {
             let name = RelPath::parse(&format!("f{i}.bin")).unwrap();
-            let first = chunk_messages(&name, &[7u8; 100], 10).remove(0);
-            store
-                .write_chunk(&FileChunk::parse(&first).unwrap())
-                .unwrap();
+            let first = chunks(&name, &[7u8; 100], 10).remove(0);
+            store.write_chunk(&first).unwrap();
         }
         assert_eq!(store.transfers.lock().unwrap().len(), MAX_TRANSFERS);
         assert_eq!(

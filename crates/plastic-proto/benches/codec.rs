@@ -2,13 +2,15 @@
 //! once and parsed once by a client. `cargo bench -p plastic-proto`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use plastic_proto::file::chunk_messages;
-use plastic_proto::{FileChunk, Incoming, NodeName, RelPath, Reply, Request};
+use plastic_proto::command::Eval;
+use plastic_proto::file::chunks;
+use plastic_proto::Operation;
+use plastic_proto::{FileChunk, Incoming, NodeName, RelPath, Reply};
 use serde_json::json;
 
 fn codec(c: &mut Criterion) {
     let me = NodeName::parse("cli-1a2b3c4d").unwrap();
-    let mut eval = Request::eval("2+3");
+    let mut eval = Eval::new("2+3").to_request();
     eval.set_need_result(true);
     eval.stamp(&me, "pi-1", 1_764_057_600.25);
     let eval_bytes = eval.to_bytes();
@@ -17,7 +19,7 @@ fn codec(c: &mut Criterion) {
     });
     c.bench_function("build and stamp eval request", |b| {
         b.iter(|| {
-            let mut r = Request::eval(black_box("2+3"));
+            let mut r = Eval::new(black_box("2+3")).to_request();
             r.set_need_result(true);
             r.stamp(&me, "pi-1", 1.0);
             r.to_bytes()
@@ -46,9 +48,10 @@ fn codec(c: &mut Criterion) {
         b.iter(|| key.verify(black_box(&signed)).unwrap())
     });
     let data = vec![7u8; 16 * 1024];
-    let chunk =
-        serde_json::to_vec(&chunk_messages(&RelPath::parse("f.bin").unwrap(), &data, 16 * 1024)[0])
-            .unwrap();
+    let chunk = serde_json::to_vec(
+        &chunks(&RelPath::parse("f.bin").unwrap(), &data, 16 * 1024)[0].to_fields(),
+    )
+    .unwrap();
     let mut group = c.benchmark_group("file chunk");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.bench_function("parse 16 KiB chunk", |b| {

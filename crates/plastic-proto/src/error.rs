@@ -21,8 +21,11 @@ pub enum ProtoError {
         "unknown message type `{0}` (known: command, eval, exec, script, file, function, result)"
     )]
     UnknownType(String),
-    #[error("unknown command `{0}` (known: {known})", known = crate::command::COMMAND_NAMES.join(", "))]
-    UnknownCommand(String),
+    #[error("unknown command `{name}` (known: {known})", known = known.join(", "))]
+    UnknownCommand {
+        name: String,
+        known: &'static [&'static str],
+    },
     #[error("invalid name `{name}`: {reason}")]
     BadName { name: String, reason: &'static str },
     #[error("invalid path `{path}`: {reason}")]
@@ -38,7 +41,7 @@ impl ProtoError {
             ProtoError::TooLarge { .. } => "PayloadTooLarge",
             ProtoError::BadPath { .. } => "BadPath",
             ProtoError::BadName { .. } => "BadName",
-            ProtoError::UnknownCommand(_) => "UnknownCommand",
+            ProtoError::UnknownCommand { .. } => "UnknownCommand",
             ProtoError::UnknownType(_) => "UnknownType",
             _ => "ProtocolError",
         }

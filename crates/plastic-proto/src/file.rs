@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::message::{get_str, get_u64};
+use crate::fields::{get_str, get_u64};
 use crate::ProtoError;
 
 /// The largest file a node accepts, over all its chunks.
@@ -85,6 +85,8 @@ pub struct FileChunk {
 }
 
 impl FileChunk {
+    pub const TYPE: &'static str = "file";
+
     pub fn parse(body: &Map<String, Value>) -> Result<Self, ProtoError> {
         let filename =
             RelPath::parse(get_str(body, "filename")?.ok_or(ProtoError::Missing("filename"))?)?;
@@ -167,6 +169,58 @@ impl FileChunk {
     pub fn is_last(&self) -> bool {
         self.offset + self.content.len() as u64 == self.total
     }
+
+    /// The wire form: the content base64-encoded (any bytes travel), `resume` only when set.
+    pub fn to_fields(&self) -> Map<String, Value> {
+        let mut m = crate::fields::object([
+            ("type", Self::TYPE.into()),
+            ("filename", self.filename.as_str().into()),
+            ("encoding", "base64".into()),
+            (
+                "content",
+                base64::engine::general_purpose::STANDARD
+                    .encode(&self.content)
+                    .into(),
+            ),
+            ("offset", self.offset.into()),
+            ("total", self.total.into()),
+        ]);
+        if let Some(sha) = &self.sha256 {
+            m.insert("sha256".into(), sha.as_str().into());
+        }
+        if self.resume {
+            m.insert("resume".into(), true.into());
+        }
+        m
+    }
+
+    /// The question that asks a node how much of an upload it already has (`resume`).
+    pub fn resume_question(filename: &RelPath, total: u64, sha: &str) -> FileChunk {
+        FileChunk {
+            filename: filename.clone(),
+            content: Vec::new(),
+            offset: 0,
+            total,
+            sha256: Some(sha.to_owned()),
+            resume: true,
+        }
+    }
+
+    /// The chunk of `data[offset..offset + size]` (clipped to the end), `sha` being the whole
+    /// file's [`sha256_hex`]. Lets a sender shrink its chunks mid-transfer when a node answers
+    /// `PayloadTooLarge`.
+    pub fn at(filename: &RelPath, data: &[u8], sha: &str, offset: usize, size: usize) -> FileChunk {
+        let start = offset.min(data.len());
+        let end = start.saturating_add(size.max(1)).min(data.len());
+        FileChunk {
+            filename: filename.clone(),
+            content: data[start..end].to_vec(),
+            offset: start as u64,
+            total: data.len() as u64,
+            sha256: Some(sha.to_owned()),
+            resume: false,
+        }
+    }
 }
 
 /// Lowercase hex SHA-256, the form `sha256` fields carry.
@@ -177,25 +231,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// The message that asks a node how much of an upload it already has (`resume`).
-pub fn resume_question(filename: &RelPath, total: u64, sha: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("type".into(), "file".into());
-    m.insert("filename".into(), filename.as_str().into());
-    m.insert("content".into(), "".into());
-    m.insert("offset".into(), 0.into());
-    m.insert("total".into(), total.into());
-    m.insert("sha256".into(), sha.into());
-    m.insert("resume".into(), true.into());
-    m
-}
-
-/// Splits a file into upload messages of at most `chunk_size` raw bytes each, base64-encoded.
-pub fn chunk_messages(
-    filename: &RelPath,
-    data: &[u8],
-    chunk_size: usize,
-) -> Vec<Map<String, Value>> {
+/// Splits a file into chunks of at most `chunk_size` raw bytes each.
+pub fn chunks(filename: &RelPath, data: &[u8], chunk_size: usize) -> Vec<FileChunk> {
     let sha = sha256_hex(data);
     let chunk_size = chunk_size.max(1);
     let offsets: Vec<usize> = if data.is_empty() {
@@ -205,36 +242,8 @@ pub fn chunk_messages(
     };
     offsets
         .into_iter()
-        .map(|offset| chunk_at(filename, data, &sha, offset, chunk_size))
+        .map(|offset| FileChunk::at(filename, data, &sha, offset, chunk_size))
         .collect()
-}
-
-/// The upload message for `data[offset..offset + size]` (clipped to the end), `sha` being the
-/// whole file's [`sha256_hex`]. Lets a sender shrink its chunks mid-transfer when a node
-/// answers `PayloadTooLarge`.
-pub fn chunk_at(
-    filename: &RelPath,
-    data: &[u8],
-    sha: &str,
-    offset: usize,
-    size: usize,
-) -> Map<String, Value> {
-    let start = offset.min(data.len());
-    let end = start.saturating_add(size.max(1)).min(data.len());
-    let mut m = Map::new();
-    m.insert("type".into(), "file".into());
-    m.insert("filename".into(), filename.as_str().into());
-    m.insert("encoding".into(), "base64".into());
-    m.insert(
-        "content".into(),
-        base64::engine::general_purpose::STANDARD
-            .encode(&data[start..end])
-            .into(),
-    );
-    m.insert("offset".into(), (start as u64).into());
-    m.insert("total".into(), (data.len() as u64).into());
-    m.insert("sha256".into(), sha.into());
-    m
 }
 
 #[cfg(test)]
@@ -276,17 +285,20 @@ mod tests {
     fn chunks_round_trip_through_parse() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let name = RelPath::parse("blob.bin").unwrap();
-        let msgs = chunk_messages(&name, &data, 4096);
+        let msgs = chunks(&name, &data, 4096);
         assert_eq!(msgs.len(), 3);
         let mut rebuilt = Vec::new();
         for m in &msgs {
-            let c = FileChunk::parse(m).unwrap();
+            let c = FileChunk::parse(&m.to_fields()).unwrap();
+            assert_eq!(&c, m);
             assert_eq!(c.offset as usize, rebuilt.len());
             rebuilt.extend_from_slice(&c.content);
         }
-        assert!(FileChunk::parse(&msgs[2]).unwrap().is_last());
+        assert!(msgs[2].is_last());
         assert_eq!(rebuilt, data);
-        assert_eq!(sha256_hex(&rebuilt), msgs[0]["sha256"]);
+        assert_eq!(Some(sha256_hex(&rebuilt)), msgs[0].sha256);
+        let q = FileChunk::resume_question(&name, 10_000, &sha256_hex(&data));
+        assert_eq!(FileChunk::parse(&q.to_fields()).unwrap(), q);
     }
 
     #[test]

@@ -5,25 +5,30 @@
 //! all share this crate, and `docs/protocol.md` describes the same rules for the MicroPython
 //! agent and third-party clients. Change the document first, then this crate and the agent.
 
+pub mod capability;
 pub mod command;
 pub mod error;
+mod fields;
 pub mod file;
 pub mod id;
 pub mod message;
 pub mod name;
 pub mod presence;
 pub mod reply;
+pub mod request;
 pub mod sign;
 pub mod topic;
 
-pub use command::Command;
+pub use capability::Capability;
+pub use command::{Command, Operation};
 pub use error::ProtoError;
 pub use file::{FileChunk, RelPath};
 pub use id::new_message_id;
-pub use message::{Body, Envelope, Incoming, Request};
+pub use message::{Body, Envelope, Incoming};
 pub use name::NodeName;
 pub use presence::{NodeState, Presence};
-pub use reply::{ErrorInfo, Reply};
+pub use reply::{ErrorInfo, Reply, ReplyError};
+pub use request::Request;
 pub use sign::{NodeKey, SignatureError};
 pub use topic::{TopicKind, Topics};
 

@@ -7,11 +7,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::file::FileChunk;
-use crate::{Command, NodeName, ProtoError, Reply, MAX_PAYLOAD};
-
-/// Default name of a deployed script when the message gives none.
-pub const DEFAULT_SCRIPT_NAME: &str = "main";
+use crate::command::{Eval, Exec, Function, Script};
+use crate::fields::{get_object, get_str};
+use crate::{Capability, Command, FileChunk, NodeName, ProtoError, Reply, ReplyError, MAX_PAYLOAD};
 
 /// The routing fields of any message.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,28 +74,16 @@ impl Envelope {
     }
 }
 
-/// What a message asks for.
+/// What a message asks for: one variant per message type, each a type of
+/// [`crate::command`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     Command(Command),
-    Eval {
-        to_evaluate: String,
-    },
-    Exec {
-        to_exec: String,
-    },
-    /// Deploys and starts a script, replacing a running script of the same name.
-    Script {
-        script: String,
-        name: String,
-    },
+    Eval(Eval),
+    Exec(Exec),
+    Script(Script),
     File(FileChunk),
-    /// Calls a callable in the node's namespace; a dotted name reaches into modules.
-    Function {
-        name: String,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    },
+    Function(Function),
     Result(Reply),
 }
 
@@ -105,13 +91,47 @@ impl Body {
     /// The message type as written on the wire.
     pub fn type_name(&self) -> &'static str {
         match self {
-            Body::Command(_) => "command",
-            Body::Eval { .. } => "eval",
-            Body::Exec { .. } => "exec",
-            Body::Script { .. } => "script",
-            Body::File(_) => "file",
-            Body::Function { .. } => "function",
-            Body::Result(_) => "result",
+            Body::Command(_) => Command::TYPE,
+            Body::Eval(_) => Eval::TYPE,
+            Body::Exec(_) => Exec::TYPE,
+            Body::Script(_) => Script::TYPE,
+            Body::File(_) => FileChunk::TYPE,
+            Body::Function(_) => Function::TYPE,
+            Body::Result(_) => Reply::TYPE,
+        }
+    }
+
+    /// What the sender must be allowed to do; `None` for replies.
+    pub fn capability(&self) -> Option<Capability> {
+        use crate::command::Operation;
+        Some(match self {
+            Body::Command(c) => c.capability(),
+            Body::Eval(e) => e.capability(),
+            Body::Exec(e) => e.capability(),
+            Body::Script(s) => s.capability(),
+            Body::File(f) => f.capability(),
+            Body::Function(f) => f.capability(),
+            Body::Result(_) => return None,
+        })
+    }
+
+    /// Checks a successful reply's `result` against this request's documented reply: every
+    /// field there, with its type, and no other. For the conformance suite and the shared
+    /// vectors (`tests/vectors/replies.json`); clients decode with [`Reply::decode`].
+    pub fn check_result(&self, result: &Value) -> Result<(), ReplyError> {
+        use crate::command::{exact_shape, Operation};
+        fn output<O: Operation>(_: &O, v: &Value) -> Result<(), ReplyError> {
+            exact_shape::<O::Output>(v)
+        }
+        match self {
+            Body::Command(command) => command.check_result(result),
+            Body::Eval(op) => output(op, result),
+            Body::Function(op) => output(op, result),
+            Body::Exec(_) if result.is_null() => Ok(()),
+            Body::Exec(_) => Err(ReplyError::Shape(format!("exec gives null, not {result}"))),
+            Body::Script(op) => output(op, result),
+            Body::File(op) => output(op, result),
+            Body::Result(_) => Err(ReplyError::Shape("a reply has no reply".into())),
         }
     }
 
@@ -128,68 +148,20 @@ impl Body {
             }
         };
         Ok(match ty {
-            "command" => {
+            Command::TYPE => {
                 let name = get_str(m, "command")?.ok_or(ProtoError::Missing("command"))?;
                 let kwargs = get_object(m, "kwargs")?.cloned().unwrap_or_default();
                 Body::Command(Command::parse(name, &kwargs)?)
             }
-            "eval" => Body::Eval {
-                to_evaluate: get_str(m, "to_evaluate")?
-                    .ok_or(ProtoError::Missing("to_evaluate"))?
-                    .to_owned(),
-            },
-            "exec" => Body::Exec {
-                to_exec: get_str(m, "to_exec")?
-                    .ok_or(ProtoError::Missing("to_exec"))?
-                    .to_owned(),
-            },
-            "script" => {
-                let name = get_str(m, "name")?.unwrap_or(DEFAULT_SCRIPT_NAME);
-                crate::name::validate_name(name)?;
-                Body::Script {
-                    script: get_str(m, "script")?
-                        .ok_or(ProtoError::Missing("script"))?
-                        .to_owned(),
-                    name: name.to_owned(),
-                }
-            }
-            "file" => Body::File(FileChunk::parse(m)?),
-            "function" => {
-                let name = get_str(m, "function")?
-                    .or(get_str(m, "name")?)
-                    .ok_or(ProtoError::Missing("function"))?;
-                if name.is_empty() || !name.split('.').all(is_identifier) {
-                    return Err(ProtoError::Invalid {
-                        field: "function",
-                        reason: format!("`{name}` is not a (dotted) Python name"),
-                    });
-                }
-                let args = match m.get("args") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(a)) => a.clone(),
-                    Some(_) => {
-                        return Err(ProtoError::WrongType {
-                            field: "args",
-                            expected: "a list",
-                        })
-                    }
-                };
-                Body::Function {
-                    name: name.to_owned(),
-                    args,
-                    kwargs: get_object(m, "kwargs")?.cloned().unwrap_or_default(),
-                }
-            }
-            "result" => Body::Result(Reply::from_map(m)?),
+            Eval::TYPE => Body::Eval(Eval::parse(m)?),
+            Exec::TYPE => Body::Exec(Exec::parse(m)?),
+            Script::TYPE => Body::Script(Script::parse(m)?),
+            FileChunk::TYPE => Body::File(FileChunk::parse(m)?),
+            Function::TYPE => Body::Function(Function::parse(m)?),
+            Reply::TYPE => Body::Result(Reply::from_map(m)?),
             other => return Err(ProtoError::UnknownType(other.chars().take(80).collect())),
         })
     }
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// A parsed request whose body may still have been refused.
@@ -242,151 +214,6 @@ impl Incoming {
     }
 }
 
-/// A request as a client builds it: a body (any JSON object, seed dicts included) that
-/// [`Request::stamp`] completes with the envelope.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub fields: Map<String, Value>,
-}
-
-impl Request {
-    pub fn new(fields: Map<String, Value>) -> Self {
-        Request { fields }
-    }
-
-    pub fn eval(code: &str) -> Self {
-        Self::typed("eval", [("to_evaluate", code.into())])
-    }
-    pub fn exec(code: &str) -> Self {
-        Self::typed("exec", [("to_exec", code.into())])
-    }
-    pub fn script(source: &str, name: &str) -> Self {
-        Self::typed("script", [("script", source.into()), ("name", name.into())])
-    }
-    pub fn command(name: &str, kwargs: Map<String, Value>) -> Self {
-        Self::typed(
-            "command",
-            [("command", name.into()), ("kwargs", Value::Object(kwargs))],
-        )
-    }
-    pub fn function(name: &str, args: Vec<Value>, kwargs: Map<String, Value>) -> Self {
-        Self::typed(
-            "function",
-            [
-                ("function", name.into()),
-                ("args", args.into()),
-                ("kwargs", kwargs.into()),
-            ],
-        )
-    }
-
-    fn typed<const N: usize>(ty: &str, fields: [(&str, Value); N]) -> Self {
-        let mut m = Map::new();
-        m.insert("type".into(), ty.into());
-        for (k, v) in fields {
-            m.insert(k.into(), v);
-        }
-        Request { fields: m }
-    }
-
-    /// Fills in the envelope fields the body does not set already and returns the message id.
-    pub fn stamp(&mut self, sender: &NodeName, receiver: &str, time_stamp: f64) -> String {
-        let id = match self.fields.get("message_id").and_then(Value::as_str) {
-            Some(id) => id.to_owned(),
-            None => {
-                let id = crate::new_message_id();
-                self.fields.insert("message_id".into(), id.clone().into());
-                id
-            }
-        };
-        self.fields
-            .entry("sender")
-            .or_insert_with(|| sender.as_str().into());
-        self.fields
-            .entry("receiver")
-            .or_insert_with(|| receiver.into());
-        self.fields
-            .entry("reply_to")
-            .or_insert_with(|| sender.as_str().into());
-        self.fields
-            .entry("time_stamp")
-            .or_insert_with(|| time_stamp.into());
-        id
-    }
-
-    pub fn set_need_result(&mut self, need: bool) {
-        self.fields.insert("need_result".into(), need.into());
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.fields).unwrap_or_default()
-    }
-}
-
-pub(crate) fn get_str<'a>(
-    m: &'a Map<String, Value>,
-    k: &'static str,
-) -> Result<Option<&'a str>, ProtoError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ProtoError::WrongType {
-            field: k,
-            expected: "a string",
-        }),
-    }
-}
-
-pub(crate) fn get_object<'a>(
-    m: &'a Map<String, Value>,
-    k: &'static str,
-) -> Result<Option<&'a Map<String, Value>>, ProtoError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
-        Some(_) => Err(ProtoError::WrongType {
-            field: k,
-            expected: "an object",
-        }),
-    }
-}
-
-pub(crate) fn get_f64(m: &Map<String, Value>, k: &'static str) -> Result<Option<f64>, ProtoError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(_) => Err(ProtoError::WrongType {
-            field: k,
-            expected: "a number",
-        }),
-    }
-}
-
-pub(crate) fn get_u64(m: &Map<String, Value>, k: &'static str) -> Result<Option<u64>, ProtoError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-        Some(_) => Err(ProtoError::WrongType {
-            field: k,
-            expected: "a whole number of at least 0",
-        }),
-    }
-}
-
-pub(crate) fn get_bool(
-    m: &Map<String, Value>,
-    k: &'static str,
-) -> Result<Option<bool>, ProtoError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ProtoError::WrongType {
-            field: k,
-            expected: "true or false",
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,26 +227,21 @@ mod tests {
     fn the_seed_dicts_parse_as_written() {
         let eval = parse(json!({"type": "eval", "to_evaluate": "2+3", "need_result": true}));
         assert!(eval.envelope.need_result);
-        assert_eq!(
-            eval.body.unwrap(),
-            Body::Eval {
-                to_evaluate: "2+3".into()
-            }
-        );
+        assert_eq!(eval.body.unwrap(), Body::Eval(Eval::new("2+3")));
         let exec = parse(json!({"type": "exec", "to_exec": "print(\"Testing exec !\")"}));
         assert_eq!(exec.body.unwrap().type_name(), "exec");
         let script = parse(json!({"type": "script", "script": "print(1)"}));
         assert_eq!(
             script.body.unwrap(),
-            Body::Script {
+            Body::Script(Script {
                 script: "print(1)".into(),
                 name: "main".into()
-            }
+            })
         );
         let read = parse(json!({"type": "command", "command": "read GPIOs", "need_result": true}));
         assert_eq!(
             read.body.unwrap(),
-            Body::Command(Command::ReadGpios { pins: None })
+            Body::Command(Command::ReadGpios(crate::command::ReadGpios { pins: None }))
         );
     }
 
@@ -427,7 +249,7 @@ mod tests {
     fn message_type_is_an_alias_of_type() {
         let m =
             parse(json!({"message_type": "function", "function": "blink", "kwargs": {"times": 2}}));
-        let Body::Function { name, kwargs, .. } = m.body.unwrap() else {
+        let Body::Function(Function { name, kwargs, .. }) = m.body.unwrap() else {
             panic!()
         };
         assert_eq!(name, "blink");
@@ -486,17 +308,5 @@ mod tests {
         assert!(m.body.is_err());
         let m = parse(json!({"type": "function", "function": "functions.add", "args": [1, 2]}));
         assert!(m.body.is_ok());
-    }
-
-    #[test]
-    fn stamp_fills_only_missing_envelope_fields() {
-        let me = NodeName::parse("cli-1").unwrap();
-        let mut r = Request::eval("2+3");
-        r.fields.insert("reply_to".into(), "other".into());
-        let id = r.stamp(&me, "pi-1", 1.5);
-        assert_eq!(r.fields["message_id"], id.as_str());
-        assert_eq!(r.fields["sender"], "cli-1");
-        assert_eq!(r.fields["reply_to"], "other");
-        assert_eq!(r.fields["receiver"], "pi-1");
     }
 }

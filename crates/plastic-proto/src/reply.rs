@@ -35,6 +35,15 @@ impl From<&ProtoError> for ErrorInfo {
     }
 }
 
+/// Why a reply has no typed output.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("{}: {}", .0.kind, .0.message)]
+    Failed(ErrorInfo),
+    #[error("the node's reply does not have the documented shape: {0}")]
+    Shape(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     #[serde(rename = "type")]
@@ -61,9 +70,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The `type` of every reply.
+    pub const TYPE: &'static str = "result";
+
     pub fn ok(correlation_id: &str, result: Value) -> Self {
         Reply {
-            kind: "result".into(),
+            kind: Self::TYPE.into(),
             correlation_id: correlation_id.into(),
             ok: true,
             result,
@@ -95,6 +107,23 @@ impl Reply {
             field: "result",
             reason: e.to_string(),
         })
+    }
+
+    /// A successful reply's `result` as the operation's typed output. An error reply, or a
+    /// result of another shape (a node that does not follow docs/protocol.md), is an error
+    /// that says which.
+    pub fn output<O: crate::command::Operation>(&self, _op: &O) -> Result<O::Output, ReplyError> {
+        self.decode()
+    }
+
+    /// [`Reply::output`] by type.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ReplyError> {
+        if !self.ok {
+            return Err(ReplyError::Failed(self.error.clone().unwrap_or_else(
+                || ErrorInfo::new("RemoteError", "error reply without details"),
+            )));
+        }
+        T::deserialize(&self.result).map_err(|e| ReplyError::Shape(e.to_string()))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

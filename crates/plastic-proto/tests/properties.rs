@@ -1,7 +1,9 @@
 //! Properties of the codec over generated inputs: whatever arrives, parsing never panics, and
 //! what a client encodes, a node decodes to the same request.
 
-use plastic_proto::{Body, Incoming, NodeName, RelPath, Reply, Request};
+use plastic_proto::command::Eval;
+use plastic_proto::Operation;
+use plastic_proto::{Body, Incoming, NodeName, RelPath, Reply};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -52,11 +54,11 @@ proptest! {
     fn what_a_client_encodes_a_node_decodes(code in "\\PC{0,200}", sender in "[A-Za-z0-9_.-]{1,20}", ts in 0.0f64..4e9) {
         prop_assume!(sender != "all" && sender != "group");
         let me = NodeName::parse(&sender).unwrap();
-        let mut request = Request::eval(&code);
+        let mut request = Eval::new(code.clone()).to_request();
         request.set_need_result(true);
         let id = request.stamp(&me, "pi-1", ts);
         let incoming = Incoming::parse(&request.to_bytes()).unwrap();
-        prop_assert_eq!(incoming.body.unwrap(), Body::Eval { to_evaluate: code });
+        prop_assert_eq!(incoming.body.unwrap(), Body::Eval(Eval::new(code)));
         prop_assert_eq!(incoming.envelope.reply_target(), Some(me));
         prop_assert_eq!(incoming.envelope.message_id, Some(id));
         prop_assert!(incoming.envelope.need_result);

@@ -90,3 +90,44 @@ fn signatures_agree_with_the_shared_vectors() {
         }
     }
 }
+
+/// `tests/vectors/replies.json`: a request of every kind and a reply `result` of exactly the
+/// documented shape. The agent's suite sends the same requests to the agent and compares its
+/// replies' shapes with these; here each example must be exactly its typed reply.
+#[test]
+fn reply_vectors_have_the_documented_shapes() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/vectors/replies.json"
+    );
+    let cases: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("vectors are JSON");
+    let mut kinds = std::collections::BTreeSet::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let request = Incoming::parse(&serde_json::to_vec(&case["request"]).unwrap()).unwrap();
+        let body = request.body.unwrap_or_else(|e| panic!("{name}: {e}"));
+        body.check_result(&case["result"])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut extra = case["result"].clone();
+        if let Value::Object(m) = &mut extra {
+            m.insert("surplus".into(), true.into());
+            assert!(
+                body.check_result(&extra).is_err(),
+                "{name}: a surplus field passed"
+            );
+        }
+        kinds.insert(match &body {
+            plastic_proto::Body::Command(c) => c.name().to_owned(),
+            other => other.type_name().to_owned(),
+        });
+    }
+    let mut every: Vec<String> = plastic_proto::command::COMMAND_NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    every.extend(["eval", "exec", "script", "file"].map(String::from));
+    for kind in every {
+        assert!(kinds.contains(&kind), "no reply vector for {kind}");
+    }
+}

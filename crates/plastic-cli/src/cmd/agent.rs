@@ -1,6 +1,6 @@
 //! `plastic agent bundle`: the MicroPython agent as a folder ready to copy onto a board.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +9,9 @@ use plastic_proto::name::validate_name;
 use plastic_proto::NodeName;
 use serde_json::Value;
 
-use crate::args::{BundleArgs, Global};
+use clap::{Args, Subcommand};
+
+use crate::global::Global;
 
 include!(concat!(env!("OUT_DIR"), "/agent_files.rs"));
 
@@ -19,14 +21,25 @@ const KEEP_AS_SOURCE: &[&str] = &["boot.py", "main.py", "config.py"];
 
 pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
     let broker = BrokerUrl::parse(&global.broker)?;
+    if !global.broker_given {
+        eprintln!("note: no --broker given; the agent will connect to {broker} (right for the unix port, not for a board)");
+    }
+    write_bundle(global, args, &broker)?;
+    println!(
+        "next: mpremote cp -r {}/. : + reset   (or on the unix port: cd {} && micropython main.py)",
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the agent into `args.out` with config.py filled in for `broker`.
+pub fn write_bundle(global: &Global, args: &BundleArgs, broker: &BrokerUrl) -> Result<()> {
     if let Some(name) = &args.name {
         NodeName::parse(name)?;
     }
     for g in &args.groups {
         validate_name(g).with_context(|| format!("bad group `{g}`"))?;
-    }
-    if !global.broker_given {
-        eprintln!("note: no --broker given; the agent will connect to {broker} (right for the unix port, not for a board)");
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -74,11 +87,14 @@ pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
         ("NODE_NAME", args.name.clone().unwrap_or_default().into()),
         ("GROUPS", args.groups.clone().into()),
         ("TOPIC_PREFIX", global.prefix.clone().into()),
-        ("WDT_TIMEOUT_MS", args.watchdog_ms.into()),
         ("BROKER_TLS", broker.tls.into()),
         ("BROKER_CA", ca_name.into()),
         ("NODE_KEY", node_key.into()),
     ];
+    let mut settings = settings;
+    if let Some(ms) = args.watchdog_ms {
+        settings.push(("WDT_TIMEOUT_MS", ms.into()));
+    }
     let config = fill_config(config, &settings)?;
     let mpy_cross = if args.mpy {
         Some(find_mpy_cross()?)
@@ -110,12 +126,7 @@ pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
         args.out.display(),
         written.join(" ")
     );
-    println!(
-        "next: mpremote cp -r {}/. : + reset   (or on the unix port: cd {} && micropython main.py)",
-        args.out.display(),
-        args.out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Rewrites `NAME = value` lines of the template. JSON literals of strings, numbers and lists
@@ -210,4 +221,40 @@ mod tests {
             assert!(names.contains(&needed), "{names:?}");
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Write a folder ready for `mpremote cp -r DIR/. :` with config.py filled in
+    Bundle(BundleArgs),
+}
+
+/// The board's broker is the global `--broker` (HOST[:PORT] or mqtt://[user:pass@]host[:port]).
+#[derive(Debug, Args, Clone)]
+pub struct BundleArgs {
+    /// Folder to write (created; existing agent files in it are replaced)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Wi-Fi network name (boards only; the unix port has no Wi-Fi)
+    #[arg(long, default_value = "")]
+    pub ssid: String,
+    /// Wi-Fi password
+    #[arg(long, default_value = "")]
+    pub password: String,
+    /// Node name (default: platform + hex of machine.unique_id())
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Group to join (repeatable)
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Arm machine.WDT with this timeout in milliseconds, 0 for off (default: config.py's, on
+    /// for boards)
+    #[arg(long)]
+    pub watchdog_ms: Option<u32>,
+    /// Compile the modules with mpy-cross (saves RAM on the board)
+    #[arg(long)]
+    pub mpy: bool,
+    /// The node's key file (`plastic node-key new`): the board runs only signed requests
+    #[arg(long)]
+    pub node_key: Option<PathBuf>,
 }

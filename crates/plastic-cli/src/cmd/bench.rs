@@ -4,20 +4,24 @@
 //! 10,000-node fan-out needs more file descriptors than one process may open here); this
 //! process is the client. Every figure is measured, printed, and optionally written as JSON.
 
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use plastic_client::{BrokerUrl, Client, ClientOptions};
-use plastic_proto::file::chunk_messages;
-use plastic_proto::{NodeName, RelPath, Request};
+use plastic_client::{BrokerUrl, Client, ClientOptions, UploadFile, UploadOptions};
+use plastic_proto::command::Eval;
+use plastic_proto::Operation;
+use plastic_proto::{NodeName, RelPath};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 
-use crate::args::{BenchArgs, Global};
+use clap::Args;
+
+use crate::global::Global;
 
 struct Counts {
     warmup: usize,
@@ -141,7 +145,7 @@ async fn measure(
                 .request_many(
                     &client.topics().all_inbox(),
                     "all",
-                    Request::eval("2+3"),
+                    Eval::new("2+3").to_request(),
                     &expected,
                     Duration::from_secs(60),
                 )
@@ -180,7 +184,7 @@ async fn latency(client: &Client, node: &NodeName, counts: &Counts) -> Result<Va
     for i in 0..counts.warmup + counts.sequential {
         let started = Instant::now();
         let reply = client
-            .request(node, Request::eval("2+3"), Duration::from_secs(10))
+            .request(node, Eval::new("2+3").to_request(), Duration::from_secs(10))
             .await?;
         let elapsed = started.elapsed();
         if !(reply.ok && reply.result == 5) {
@@ -203,7 +207,11 @@ async fn throughput(client: &Client, nodes: &[NodeName], counts: &Counts) -> Res
             let node = nodes[sent % nodes.len()].clone();
             set.spawn(async move {
                 client
-                    .request(&node, Request::eval("2+3"), Duration::from_secs(30))
+                    .request(
+                        &node,
+                        Eval::new("2+3").to_request(),
+                        Duration::from_secs(30),
+                    )
                     .await
             });
             sent += 1;
@@ -226,26 +234,22 @@ async fn deploy(client: &Client, nodes: &[NodeName]) -> Result<Value> {
     let data: Vec<u8> = (0..100 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    let chunks = chunk_messages(&RelPath::parse("bench.bin")?, &data, 16 * 1024);
+    let file = UploadFile::new(RelPath::parse("bench.bin")?, data.clone())?;
+    let mut options = UploadOptions::new(Duration::from_secs(30));
+    options.chunk_size = Some(16 * 1024);
     let started = Instant::now();
     let mut set = JoinSet::new();
     for node in nodes {
         let node = node.clone();
         let client = client.clone();
-        let chunks = chunks.clone();
+        let (file, options) = (file.clone(), options.clone());
         set.spawn(async move {
-            for chunk in chunks {
-                let reply = client
-                    .request(&node, Request::new(chunk), Duration::from_secs(30))
-                    .await?;
-                if !reply.ok {
-                    anyhow::bail!("{node} refused a chunk: {:?}", reply.error);
-                }
-                if reply.result["complete"] == true && reply.result["sha256"].as_str().is_none() {
-                    anyhow::bail!("{node} did not verify the file");
-                }
-            }
-            Ok(())
+            // Resumes, chunk sizing and the final sha256 check are the client's, as for `cp`.
+            client
+                .upload(&node, &file, &options)
+                .await
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("upload to {node}: {e}"))
         });
     }
     while let Some(joined) = set.join_next().await {
@@ -534,4 +538,17 @@ fn print_report(r: &Value) {
         f(&d["seconds"]),
         f(&d["mb_per_s"])
     );
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Small counts, for a smoke run (CI)
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as JSON to this file
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// Fan-out sizes (simulated nodes reached by one broadcast)
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
+    pub fanout: Vec<usize>,
 }

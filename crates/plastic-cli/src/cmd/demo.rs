@@ -7,11 +7,13 @@ use anyhow::{bail, Context, Result};
 use plastic_client::{BrokerUrl, Client, ClientOptions};
 use plastic_hub::{start_broker, BrokerOptions};
 use plastic_node::Node;
-use plastic_proto::file::chunk_messages;
+use plastic_proto::command::Eval;
+use plastic_proto::file::chunks;
+use plastic_proto::Operation;
 use plastic_proto::{NodeName, NodeState, RelPath, Reply, Request};
 use serde_json::{json, Value};
 
-use crate::args::Global;
+use crate::global::Global;
 
 const SCRIPT_TO_DEPLOY: &str = include_str!("../../../../examples/script_to_deploy.py");
 const FUNCTIONS: &str = include_str!("../../../../examples/functions.py");
@@ -20,6 +22,7 @@ const NODES: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
 pub async fn run(global: &Global) -> Result<ExitCode> {
     let broker = start_broker(BrokerOptions {
         listen: "127.0.0.1:0".parse()?,
+        board_listen: None,
         tls: None,
         policy: None,
     })
@@ -134,12 +137,12 @@ async fn walk_through(client: &Client) -> Result<()> {
     step("stop the script without restarting the node");
     show(client, &node, json!({"type": "command", "command": "stop"})).await?;
     step("upload functions.py, import it, call a function");
-    for chunk in chunk_messages(
+    for chunk in chunks(
         &RelPath::parse("functions.py")?,
         FUNCTIONS.as_bytes(),
         16 * 1024,
     ) {
-        show(client, &node, Value::Object(chunk)).await?;
+        show(client, &node, Value::Object(chunk.to_fields())).await?;
     }
     show(
         client,
@@ -165,7 +168,7 @@ async fn walk_through(client: &Client) -> Result<()> {
         .request_many(
             &client.topics().all_inbox(),
             "all",
-            Request::eval("__import__('plastic').name"),
+            Eval::new("__import__('plastic').name").to_request(),
             &everyone,
             timeout,
         )

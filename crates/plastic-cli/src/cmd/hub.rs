@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use clap::Args;
 use plastic_client::BrokerUrl;
 use plastic_hub::policy::Policy;
 use plastic_hub::users::{Users, HUB_USER};
@@ -13,15 +14,46 @@ use plastic_hub::{describe_change, start_broker, BrokerOptions, Registry};
 use plastic_proto::Topics;
 use rumqttc::QoS;
 
-use crate::args::Global;
+use crate::global::Global;
 use crate::session::{ca_file, users_file};
 
+/// `plastic hub`'s options.
+#[derive(Debug, Args, Clone)]
+#[command(
+    after_help = "Examples:\n  plastic hub                                   # loopback only, no login\n  plastic hub --listen 0.0.0.0:8883 --tls-cert hub.pem --tls-key hub.key   # with users.toml\n  plastic hub --board-listen 0.0.0.0:1883       # boards on the LAN (node users only)\n  plastic hub --external --broker mqtt://10.0.0.5:1883   # registry console for another broker"
+)]
 pub struct HubArgs {
+    /// Address for the embedded broker (port 0 picks a free port and prints it)
+    #[arg(long, default_value = "127.0.0.1:1883")]
     pub listen: SocketAddr,
+    /// Use the broker of --broker / PLASTIC_BROKER instead of embedding one (implied by
+    /// --broker on the command line)
+    #[arg(long)]
     pub external: bool,
+    /// Allow listening beyond loopback without authentication or TLS: anyone who can
+    /// reach the port can then run code on every node (or read passwords)
+    #[arg(long)]
     pub insecure: bool,
+    /// Users file: with it every connection must log in (default: $PLASTIC_HOME/users.toml
+    /// if it exists)
+    #[arg(long, env = "PLASTIC_USERS")]
     pub users: Option<PathBuf>,
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Also listen here, without TLS, for boards (ESP8266s cannot afford TLS): this listener
+    /// admits node users only (`plastic board add`), so operators still need the TLS listener
+    #[arg(long)]
+    pub board_listen: Option<SocketAddr>,
+    /// Serve MQTT over TLS with this certificate chain (PEM); see `plastic certs init`
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl HubArgs {
+    fn tls(&self) -> Option<(PathBuf, PathBuf)> {
+        self.tls_cert.clone().zip(self.tls_key.clone())
+    }
 }
 
 pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
@@ -48,6 +80,12 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             None
         };
         check_exposure(&args, users.is_some())?;
+        if args.board_listen.is_some() && users.is_none() {
+            anyhow::bail!(
+                "--board-listen admits node users only, and there is no users file at {}: add one user per board with `plastic board add NAME --hub HOST`",
+                path.display()
+            );
+        }
         let hub_password = plastic_proto::new_message_id();
         let policy = users.as_ref().map(|(_, users)| {
             Arc::new(Policy::new(
@@ -58,7 +96,8 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
         });
         let handle = start_broker(BrokerOptions {
             listen: args.listen,
-            tls: args.tls.clone(),
+            board_listen: args.board_listen,
+            tls: args.tls(),
             policy,
         })
         .await?;
@@ -66,8 +105,15 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
         println!(
             "plastic hub: MQTT broker listening on {}{}",
             handle.addr,
-            if args.tls.is_some() { " (TLS)" } else { "" }
+            if args.tls_cert.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            }
         );
+        if let Some(board) = handle.board_addr {
+            println!("plastic hub: board listener on {board} (node users only, no TLS)");
+        }
         match &users {
             Some((path, users)) => println!(
                 "plastic hub: authentication on: {} users from {}",
@@ -132,7 +178,7 @@ fn check_exposure(args: &HubArgs, authenticated: bool) -> Result<()> {
     if args.listen.ip().is_loopback() {
         return Ok(());
     }
-    let missing = match (authenticated, args.tls.is_some()) {
+    let missing = match (authenticated, args.tls_cert.is_some()) {
         (true, true) => return Ok(()),
         (false, _) => "without authentication: anyone who can reach it could run code on every node (add users with `plastic user add`)",
         (true, false) => "without TLS: passwords and code would cross the network in clear text (see `plastic certs init`)",

@@ -1,18 +1,38 @@
 //! `plastic node-key new` and `plastic certs init`: the secrets of signed requests and TLS.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use plastic_client::KeyRing;
 use plastic_proto::{NodeKey, NodeName};
 
-use crate::args::{CertsAction, Global, NodeKeyAction};
+use clap::Subcommand;
+
+use crate::global::Global;
 
 pub fn node_key(global: &Global, action: NodeKeyAction) -> Result<ExitCode> {
     let NodeKeyAction::New { node, force } = action;
     let node = NodeName::parse(&node)?;
+    let (path, key) = new_node_key(global, &node, force)?;
+    eprintln!(
+        "saved in {} (requests to {node} are signed with it from now on)",
+        path.display()
+    );
+    eprintln!("give the node this key: `plastic node --name {node} --key-file FILE`, or NODE_KEY in the agent's config.py:");
+    println!("{}", key.to_hex());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes a key for `node` and saves it (mode 0600) in the keys directory, where clients find
+/// it to sign requests to that node.
+pub fn new_node_key(
+    global: &Global,
+    node: &NodeName,
+    force: bool,
+) -> Result<(std::path::PathBuf, NodeKey)> {
     let dir = crate::session::keys_dir(global);
-    let path = KeyRing::path_for(&dir, &node);
+    let path = KeyRing::path_for(&dir, node);
     if path.exists() && !force {
         anyhow::bail!(
             "{} exists; pass --force to replace it (the node must then get the new key)",
@@ -23,13 +43,7 @@ pub fn node_key(global: &Global, action: NodeKeyAction) -> Result<ExitCode> {
     let key = NodeKey::generate();
     plastic_hub::users::write_private(&path, format!("{}\n", key.to_hex()).as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!(
-        "saved in {} (requests to {node} are signed with it from now on)",
-        path.display()
-    );
-    eprintln!("give the node this key: `plastic node --name {node} --key-file FILE`, or NODE_KEY in the agent's config.py:");
-    println!("{}", key.to_hex());
-    Ok(ExitCode::SUCCESS)
+    Ok((path, key))
 }
 
 pub fn certs(action: CertsAction) -> Result<ExitCode> {
@@ -51,4 +65,34 @@ pub fn certs(action: CertsAction) -> Result<ExitCode> {
         files.hub_key.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeKeyAction {
+    /// Make a key for NODE, save it in the keys directory (for signing) and print it once (for
+    /// the node: `plastic node --key-file`, or NODE_KEY in the agent's config.py)
+    New {
+        /// The node the key is for
+        node: String,
+        /// Replace an existing key
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// Make a local CA and a server certificate for the hub, signed by it
+    Init {
+        /// Where to write ca.pem, ca.key, hub.pem and hub.key
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Host names or IP addresses the hub is reached by (repeatable; localhost and
+        /// 127.0.0.1 are always included)
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Overwrite existing files
+        #[arg(long)]
+        force: bool,
+    },
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use anyhow::Result;
 use plastic_proto::unix_seconds;
 
-use crate::args::Global;
+use crate::global::Global;
 use crate::session::Session;
 
 pub async fn run(global: &Global) -> Result<ExitCode> {

@@ -10,7 +10,9 @@ use plastic_node::gpio::SimGpio;
 use plastic_node::{Node, NodeConfig};
 use plastic_proto::{name::validate_name, NodeName, Topics};
 
-use crate::args::{Global, NodeArgs};
+use clap::Args;
+
+use crate::global::Global;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -92,7 +94,7 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot use {} for the node's files", root.display()))?;
     // Python's `open('data.txt')` on a board reads the node's own files; here too. (Not in
     // `plastic sim`, whose nodes share one process and so one working directory.)
-    let files_root = node.shared().files.root().to_path_buf();
+    let files_root = node.files_root().to_path_buf();
     std::env::set_current_dir(&files_root)
         .with_context(|| format!("cannot change to {}", files_root.display()))?;
     eprintln!(
@@ -113,13 +115,13 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run_sim(
-    global: &Global,
-    count: usize,
-    prefix: &str,
-    groups: Vec<String>,
-    root: Option<PathBuf>,
-) -> Result<ExitCode> {
+pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
+    let SimArgs {
+        nodes: count,
+        name_prefix: prefix,
+        groups,
+        root,
+    } = args;
     if count == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
@@ -159,4 +161,44 @@ pub async fn run_sim(
     let _ = stop_tx.send(());
     while tasks.join_next().await.is_some() {}
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    /// The node's name: 1 to 64 of A-Za-z0-9_.- (also its MQTT client id)
+    #[arg(long)]
+    pub name: String,
+    /// Group to join (repeatable)
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Directory for the node's files (default: $PLASTIC_HOME/nodes/NAME, PLASTIC_HOME
+    /// defaulting to ~/.plastic)
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Platform reported in presence
+    #[arg(long, default_value = "sim")]
+    pub platform: String,
+    /// Run only requests signed with the key in this file (see `plastic node-key new`)
+    #[arg(long, env = "PLASTIC_NODE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Seconds a signed request's time stamp may differ from this node's clock
+    #[arg(long, default_value_t = plastic_proto::sign::DEFAULT_MAX_SKEW)]
+    pub max_skew: f64,
+}
+
+/// `plastic sim`'s options.
+#[derive(Debug, Args, Clone)]
+pub struct SimArgs {
+    /// How many nodes to simulate
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Names are PREFIX-1 .. PREFIX-N
+    #[arg(long, default_value = "sim")]
+    pub name_prefix: String,
+    /// Group to put every simulated node in (repeatable)
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Directory for the nodes' files (default: a fresh temporary directory)
+    #[arg(long)]
+    pub root: Option<PathBuf>,
 }

@@ -4,25 +4,37 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use plastic_client::ClientError;
-use plastic_proto::{Reply, Request};
+use plastic_proto::{Operation, Reply, Request};
 use tokio::task::JoinSet;
 
 use crate::output::{Printer, Render};
 use crate::session::Session;
 use crate::target::{resolve, Resolved, TargetSpec};
 
+/// Sends one typed operation to every node of TARGET and prints each node's outcome.
 pub async fn request_each(
     s: &Session,
     target: &str,
-    request: Request,
+    op: &impl Operation,
     render: Render,
 ) -> Result<ExitCode> {
-    request_each_with(s, target, request, render, false).await
+    request_each_with(s, target, op, render, false).await
 }
 
 /// Like [`request_each`]; with `progress`, requests go to each node separately (no broadcast)
 /// and a progress bar counts the replies on a terminal (deploys to many nodes).
 pub async fn request_each_with(
+    s: &Session,
+    target: &str,
+    op: &impl Operation,
+    render: Render,
+    progress: bool,
+) -> Result<ExitCode> {
+    request_raw(s, target, op.to_request(), render, progress).await
+}
+
+/// [`request_each_with`] for a request as written (`plastic send`).
+pub async fn request_raw(
     s: &Session,
     target: &str,
     request: Request,
@@ -72,7 +84,7 @@ pub async fn request_each_with(
         bar.finish_and_clear();
     }
     for (node, outcome) in outcomes {
-        all_ok &= printer.outcome(&node, &outcome, render);
+        all_ok &= printer.outcome(&node, &outcome, &render);
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -120,54 +132,4 @@ pub async fn dispatch(
     };
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(outcomes)
-}
-
-/// `plastic send`: a raw message. It waits for the reply (setting `need_result`) so the user
-/// sees the outcome, unless `--no-wait` is given or the message says `"need_result": false`.
-pub async fn send_raw(
-    s: &Session,
-    target: &str,
-    request: Request,
-    no_wait: bool,
-) -> Result<ExitCode> {
-    let mut request = s.with_ttl(request);
-    let explicit_no_result =
-        request.fields.get("need_result") == Some(&serde_json::Value::Bool(false));
-    if no_wait || explicit_no_result {
-        let spec = TargetSpec::parse(target)?;
-        let resolved = resolve(&s.client, &spec, s.timeout).await?;
-        let printer = Printer {
-            json: s.json,
-            multi: spec.is_multi(),
-        };
-        for (node, why) in &resolved.unreachable {
-            printer.failure(node, "NodeNotOnline", why);
-        }
-        match &resolved.broadcast {
-            Some((topic, receiver)) => {
-                request.stamp(
-                    s.client.name(),
-                    receiver,
-                    plastic_proto::unix_seconds(std::time::SystemTime::now()),
-                );
-                s.client
-                    .publish(topic, request.to_bytes(), rumqttc::QoS::AtLeastOnce, false)
-                    .await?;
-            }
-            None => {
-                for node in &resolved.nodes {
-                    let id = s.client.send(node, request.clone()).await?;
-                    if !s.json {
-                        println!("sent {id} to {node}");
-                    }
-                }
-            }
-        }
-        return Ok(if resolved.unreachable.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
-    }
-    request_each(s, target, request, Render::Value).await
 }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use plastic_hub::users::{hash_password, Capability, NodePattern, Role, User, Users};
 
-use crate::args::UserAction;
 use crate::session::users_file;
+use clap::Subcommand;
 
 pub fn run(action: UserAction) -> Result<ExitCode> {
     match action {
@@ -114,17 +114,7 @@ fn add(
         (plastic_proto::new_message_id(), true)
     };
     let path = users_file(users);
-    let mut all = Users::load_or_default(&path)?;
-    all.add(
-        name,
-        User {
-            role,
-            password: hash_password(&password)?,
-            allow,
-            nodes,
-        },
-    )?;
-    all.save(&path)?;
+    save_user(&path, name, role, &password, allow, nodes, true)?;
     println!("{name} ({role}) saved in {}", path.display());
     if generated {
         // Printed once; only its hash is kept.
@@ -136,4 +126,75 @@ fn add(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user, or replace one of the same name. The password is read from standard input
+    /// (one line) with --password-stdin, else a random one is made and printed once
+    Add {
+        /// The user name: a node's user is the node's name
+        name: String,
+        /// node, operator, viewer or admin
+        #[arg(long)]
+        role: String,
+        /// Capabilities, comma separated: eval, exec, deploy, file, call, gpio.read, gpio.write,
+        /// command
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
+        /// Nodes the user may address: name globs (lab-*) or group:NAME (default: all)
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Read the password from standard input (one line) instead of making one
+        #[arg(long)]
+        password_stdin: bool,
+        /// Users file (default: $PLASTIC_HOME/users.toml)
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+    },
+    /// Remove a user
+    Remove {
+        /// The user to remove
+        name: String,
+        /// Users file (default: $PLASTIC_HOME/users.toml)
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+    },
+    /// List users, roles and capabilities (never passwords)
+    List {
+        /// Users file (default: $PLASTIC_HOME/users.toml)
+        #[arg(long, env = "PLASTIC_USERS")]
+        users: Option<PathBuf>,
+    },
+}
+
+/// Adds (or, with `replace`, replaces) a user in the users file at `path`, keeping only the
+/// password's argon2id hash.
+pub fn save_user(
+    path: &std::path::Path,
+    name: &str,
+    role: Role,
+    password: &str,
+    allow: BTreeSet<Capability>,
+    nodes: Vec<NodePattern>,
+    replace: bool,
+) -> Result<()> {
+    let mut all = Users::load_or_default(path)?;
+    if !replace && all.get(name).is_some() {
+        anyhow::bail!(
+            "{name} is already a user in {}; pass --force to replace it (and its password)",
+            path.display()
+        );
+    }
+    all.add(
+        name,
+        User {
+            role,
+            password: hash_password(password)?,
+            allow,
+            nodes,
+        },
+    )?;
+    all.save(path)?;
+    Ok(())
 }

@@ -4,13 +4,23 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Result;
+use clap::Args;
 use plastic_proto::{unix_seconds, TopicKind};
 use serde_json::{json, Value};
 
-use crate::args::Global;
+use crate::global::Global;
 use crate::session::Session;
 
-pub async fn run(global: &Global, count: Option<usize>) -> Result<ExitCode> {
+/// `plastic watch`'s options.
+#[derive(Debug, Args, Clone)]
+pub struct WatchArgs {
+    /// Exit after this many lines
+    #[arg(long)]
+    pub count: Option<usize>,
+}
+
+pub async fn run(global: &Global, args: WatchArgs) -> Result<ExitCode> {
+    let count = args.count;
     let mut opts = crate::session::client_options(global, "watch")?;
     opts.subscriptions = vec![opts.topics.all_logs(), opts.topics.all_events()];
     opts.presence_buffer = 4096;

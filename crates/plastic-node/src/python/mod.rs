@@ -11,11 +11,17 @@
 //!
 //! Stopping a script is cooperative: RustPython delivers asynchronous signals only to its main
 //! thread, so a stop request sets a flag that the script sees at its next call into `time`,
-//! `machine` or `plastic` (see `prelude.py`). A loop that never calls any of them cannot be
-//! stopped until issue 5's watchdog work lands.
+//! `machine` or `plastic` (see `prelude.py`), and that a native line tracer (`sys.settrace`)
+//! checks on every line, so a loop that calls none of them stops too.
+//!
+//! Modules: [`Host`] (what Python reaches of the node) is used by both the engine thread and
+//! the native `_plastic_node` bridge, which do not use each other the other way round: the
+//! engine installs the bridge.
 
 mod convert;
 mod engine;
+mod host;
 mod native;
 
-pub use engine::{Host, Interpreter, Outcome, PythonEngine};
+pub use engine::{Interpreter, Outcome, PythonEngine};
+pub use host::Host;

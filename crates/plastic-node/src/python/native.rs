@@ -13,7 +13,7 @@ use rustpython_vm::function::ArgIntoFloat;
 use rustpython_vm::{PyObjectRef, PyRef, PyResult, VirtualMachine};
 
 use super::convert::{from_json, to_json_strict};
-use super::engine::Host;
+use super::host::Host;
 
 /// Most output a single request keeps for its reply; past that it is cut with a note.
 pub(crate) const MAX_CAPTURE: usize = 64 * 1024;

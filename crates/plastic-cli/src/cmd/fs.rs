@@ -1,0 +1,54 @@
+//! `plastic fs TARGET ls|rm`: the files under a node's root.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use plastic_proto::command::{FileList, ListFiles, RemoveFile, Removed};
+use plastic_proto::RelPath;
+
+use super::request::request_each;
+use crate::output::Render;
+use crate::session::Session;
+
+#[derive(Debug, Args, Clone)]
+#[command(after_help = "Examples:\n  plastic fs pi-1 ls\n  plastic fs pi-1 rm data/old.csv")]
+pub struct FsArgs {
+    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    pub target: String,
+    #[command(subcommand)]
+    pub action: FsAction,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum FsAction {
+    /// List every file under the node's root with its size in bytes
+    Ls,
+    /// Remove a file
+    Rm {
+        /// The file's path under the node's root
+        path: String,
+    },
+}
+
+pub async fn run(s: &Session, args: FsArgs) -> Result<ExitCode> {
+    match args.action {
+        FsAction::Ls => {
+            let render = Render::typed(|files: FileList| {
+                files
+                    .iter()
+                    .map(|(path, size)| format!("{size:>10}  {path}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            request_each(s, &args.target, &ListFiles, render).await
+        }
+        FsAction::Rm { path } => {
+            let remove = RemoveFile {
+                filename: RelPath::parse(&path)?,
+            };
+            let render = Render::typed(|r: Removed| format!("removed {}", r.removed));
+            request_each(s, &args.target, &remove, render).await
+        }
+    }
+}

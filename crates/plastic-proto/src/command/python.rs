@@ -1,0 +1,154 @@
+//! Python on the node: `eval` (a value back), `exec` (statements, `null` back) and `function`
+//! (calls a callable of the node's namespace).
+
+use serde_json::{Map, Value};
+
+use super::Operation;
+use crate::fields::{get_object, get_str, object};
+use crate::{Capability, ProtoError, Request};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eval {
+    pub to_evaluate: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exec {
+    pub to_exec: String,
+}
+
+/// Calls a callable in the node's namespace; a dotted name reaches into modules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    pub name: String,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+}
+
+impl Eval {
+    pub const TYPE: &'static str = "eval";
+
+    pub fn new(code: impl Into<String>) -> Self {
+        Eval {
+            to_evaluate: code.into(),
+        }
+    }
+
+    pub(crate) fn parse(m: &Map<String, Value>) -> Result<Self, ProtoError> {
+        Ok(Eval::new(
+            get_str(m, "to_evaluate")?.ok_or(ProtoError::Missing("to_evaluate"))?,
+        ))
+    }
+}
+
+impl Operation for Eval {
+    type Output = Value;
+    fn capability(&self) -> Capability {
+        Capability::Eval
+    }
+    fn to_request(&self) -> Request {
+        Request::new(object([
+            ("type", Self::TYPE.into()),
+            ("to_evaluate", self.to_evaluate.as_str().into()),
+        ]))
+    }
+}
+
+impl Exec {
+    pub const TYPE: &'static str = "exec";
+
+    pub fn new(code: impl Into<String>) -> Self {
+        Exec {
+            to_exec: code.into(),
+        }
+    }
+
+    pub(crate) fn parse(m: &Map<String, Value>) -> Result<Self, ProtoError> {
+        Ok(Exec::new(
+            get_str(m, "to_exec")?.ok_or(ProtoError::Missing("to_exec"))?,
+        ))
+    }
+}
+
+impl Operation for Exec {
+    /// Always `null`; what the code printed comes in the reply's `stdout`.
+    type Output = Value;
+    fn capability(&self) -> Capability {
+        Capability::Exec
+    }
+    fn to_request(&self) -> Request {
+        Request::new(object([
+            ("type", Self::TYPE.into()),
+            ("to_exec", self.to_exec.as_str().into()),
+        ]))
+    }
+}
+
+impl Function {
+    pub const TYPE: &'static str = "function";
+
+    /// `ARGS` as the CLI takes it: a JSON object is kwargs, an array is args, anything else
+    /// the one argument.
+    pub fn with_json_args(name: &str, args: Option<Value>) -> Self {
+        let (args, kwargs) = match args {
+            None => (vec![], Map::new()),
+            Some(Value::Object(kw)) => (vec![], kw),
+            Some(Value::Array(a)) => (a, Map::new()),
+            Some(other) => (vec![other], Map::new()),
+        };
+        Function {
+            name: name.to_owned(),
+            args,
+            kwargs,
+        }
+    }
+
+    pub(crate) fn parse(m: &Map<String, Value>) -> Result<Self, ProtoError> {
+        // `name` is accepted too: the seed's later versions used it.
+        let name = get_str(m, "function")?
+            .or(get_str(m, "name")?)
+            .ok_or(ProtoError::Missing("function"))?;
+        if name.is_empty() || !name.split('.').all(is_identifier) {
+            return Err(ProtoError::Invalid {
+                field: "function",
+                reason: format!("`{name}` is not a (dotted) Python name"),
+            });
+        }
+        let args = match m.get("args") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(ProtoError::WrongType {
+                    field: "args",
+                    expected: "a list",
+                })
+            }
+        };
+        Ok(Function {
+            name: name.to_owned(),
+            args,
+            kwargs: get_object(m, "kwargs")?.cloned().unwrap_or_default(),
+        })
+    }
+}
+
+impl Operation for Function {
+    type Output = Value;
+    fn capability(&self) -> Capability {
+        Capability::Call
+    }
+    fn to_request(&self) -> Request {
+        Request::new(object([
+            ("type", Self::TYPE.into()),
+            ("function", self.name.as_str().into()),
+            ("args", self.args.clone().into()),
+            ("kwargs", self.kwargs.clone().into()),
+        ]))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
