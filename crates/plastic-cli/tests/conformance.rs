@@ -15,6 +15,8 @@ enum Kind {
     Rust,
     AgentSource,
     AgentMpy,
+    /// The agent frozen into the interpreter, as board firmware should ship it.
+    AgentFrozen,
 }
 
 fn micropython() -> PathBuf {
@@ -26,12 +28,20 @@ fn micropython() -> PathBuf {
     venv
 }
 
-/// Heap for the agent. The unix port is 64-bit: its objects are about twice the size of an
-/// ESP8266's, so these heaps correspond to roughly half as much on a board (docs/agent.md).
+/// The interpreter with the agent frozen in (`shared/micropython32/build`), if there is one.
+/// Without it (no shared/ folder), the frozen runs are skipped with a note.
+fn micropython_frozen() -> Option<PathBuf> {
+    std::env::var_os("MICROPYTHON_FROZEN").map(PathBuf::from)
+}
+
+/// Heap for the agent. `scripts/test` sets board-sized heaps for the 32-bit interpreter
+/// (ESP8266 object sizes); the defaults are for the 64-bit pip interpreter, whose objects are
+/// about twice a board's (docs/agent.md).
 fn heap(kind: Kind) -> String {
     let (var, default) = match kind {
-        Kind::AgentMpy => ("PLASTIC_HEAP_MPY", "84k"),
-        _ => ("PLASTIC_HEAP_PY", "120k"),
+        Kind::AgentMpy => ("PLASTIC_HEAP_MPY", "176k"),
+        Kind::AgentFrozen => ("PLASTIC_HEAP_FROZEN", "80k"),
+        _ => ("PLASTIC_HEAP_PY", "224k"),
     };
     std::env::var(var).unwrap_or_else(|_| default.into())
 }
@@ -89,7 +99,20 @@ fn start_keyed(
         "bundle failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut cmd = Command::new(micropython());
+    let exe = if kind == Kind::AgentFrozen {
+        // The frozen modules are in the interpreter; a copy beside main.py would win over them.
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !["boot.py", "main.py", "config.py"].contains(&name.as_str()) {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        micropython_frozen().expect("checked by the caller")
+    } else {
+        micropython()
+    };
+    let mut cmd = Command::new(exe);
     cmd.args(["-X", &format!("heapsize={}", heap(kind)), "main.py"])
         .current_dir(&dir);
     let agent = Proc::spawn(cmd, &format!("agent {name}"));
@@ -500,6 +523,17 @@ macro_rules! conformance {
         mod rust_node { $( #[test] fn $name() { super::$name(super::Kind::Rust) } )* }
         mod agent_source { $( #[test] fn $name() { super::$name(super::Kind::AgentSource) } )* }
         mod agent_mpy { $( #[test] fn $name() { super::$name(super::Kind::AgentMpy) } )* }
+        mod agent_frozen {
+            $( #[test] fn $name() {
+                if super::micropython_frozen().is_none() {
+                    // CI always has it: there, its absence is a failure, not a skip.
+                    assert!(std::env::var_os("CI").is_none(), "CI runs need MICROPYTHON_FROZEN");
+                    eprintln!("skipped: no MICROPYTHON_FROZEN (scripts/test builds it from ../shared/micropython32)");
+                    return;
+                }
+                super::$name(super::Kind::AgentFrozen)
+            } )*
+        }
     };
 }
 

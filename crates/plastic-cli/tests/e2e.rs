@@ -81,7 +81,7 @@ fn seed_messages_as_written(kind: BrokerKind) {
         send(
             r#"{"type": "command", "command": "blink led", "kwargs": {"times": 10, "forever": false, "on_seconds": 0.05, "off_seconds": 0.05}}"#
         ),
-        "{\"blinking\":true,\"forever\":false,\"times\":10}\n"
+        "{\"blinking\":true}\n"
     );
     let read = send(common::SEED_READ_GPIOS);
     assert!(read.starts_with("[[0,1],[1,1],[2,"), "{read}");
