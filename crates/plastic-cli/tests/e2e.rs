@@ -669,6 +669,8 @@ fn demo_runs_the_seed_end_to_end() {
         "| Testing exec !",
         "\"started\":true",
         "\"stopped\":[\"main\"]",
+        "$ plastic eval demo-1 '2+3'",
+        "seed: client.request(\"demo-1\", {\"need_result\":true,\"to_evaluate\":\"2+3\",\"type\":\"eval\"})",
         "| demo-2 answered 5",
         "demo complete",
     ] {

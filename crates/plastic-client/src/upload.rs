@@ -356,8 +356,8 @@ impl Plan {
 /// What a resume question's answer says the node has.
 fn received(outcome: &Result<Reply, ClientError>) -> Option<u64> {
     match outcome {
-        Ok(r) if r.ok => r.result.get("received").and_then(|v| v.as_u64()),
-        _ => None,
+        Ok(r) => r.decode::<ChunkReply>().ok().map(|c| c.received),
+        Err(_) => None,
     }
 }
 

@@ -21,3 +21,28 @@ pub fn run(args: CompletionsArgs, mut command: clap::Command) -> Result<ExitCode
     clap_complete::generate(args.shell, &mut command, "plastic", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn scripts_for_bash_zsh_and_fish_know_every_subcommand() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut crate::args::Cli::command(), "plastic", &mut out);
+            let script = String::from_utf8(out).unwrap();
+            for sub in [
+                "eval",
+                "board",
+                "completions",
+                "fs",
+                "--broker",
+                "--board-listen",
+            ] {
+                assert!(script.contains(sub), "{shell}: no `{sub}` in the script");
+            }
+        }
+    }
+}

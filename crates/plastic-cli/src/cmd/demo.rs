@@ -25,9 +25,14 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
         board_listen: None,
         tls: None,
         policy: None,
+        limits: Default::default(),
     })
     .await?;
     println!("hub: embedded MQTT broker on {}", broker.addr);
+    println!(
+        "each step shows the `plastic` command that does it (with PLASTIC_BROKER=mqtt://{}) and the seed's message",
+        broker.addr
+    );
     let url = BrokerUrl::local(broker.addr.port());
     let root = std::env::temp_dir().join(format!("plastic-demo-{}", std::process::id()));
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -93,6 +98,7 @@ async fn walk_through(client: &Client) -> Result<()> {
     show(
         client,
         &node,
+        "plastic blink demo-1 --times 10 --on 0.05 --off 0.05",
         json!({"type": "command", "command": "blink led",
         "kwargs": {"times": 10, "forever": false, "on_seconds": 0.05, "off_seconds": 0.05}}),
     )
@@ -101,6 +107,7 @@ async fn walk_through(client: &Client) -> Result<()> {
     show(
         client,
         &node,
+        "plastic gpio demo-1 read",
         json!({"type": "command", "command": "read GPIOs", "need_result": true}),
     )
     .await?;
@@ -108,6 +115,7 @@ async fn walk_through(client: &Client) -> Result<()> {
     show(
         client,
         &node,
+        "plastic gpio demo-1 write 2=0 2=1 2=0",
         json!({"type": "command", "command": "write GPIOs",
         "kwargs": {"pins_and_values": [[2, 0], [2, 1], [2, 0]]}}),
     )
@@ -116,6 +124,7 @@ async fn walk_through(client: &Client) -> Result<()> {
     show(
         client,
         &node,
+        "plastic eval demo-1 '2+3'",
         json!({"type": "eval", "to_evaluate": "2+3", "need_result": true}),
     )
     .await?;
@@ -123,6 +132,7 @@ async fn walk_through(client: &Client) -> Result<()> {
     show(
         client,
         &node,
+        "plastic exec demo-1 'print(\"Testing exec !\")'",
         json!({"type": "exec", "to_exec": "print(\"Testing exec !\")"}),
     )
     .await?;
@@ -130,36 +140,58 @@ async fn walk_through(client: &Client) -> Result<()> {
     show(
         client,
         &node,
+        "plastic run demo-1 examples/script_to_deploy.py --name main",
         json!({"type": "script", "script": SCRIPT_TO_DEPLOY}),
     )
     .await?;
-    show(client, &node, json!({"type": "command", "command": "info"})).await?;
+    show(
+        client,
+        &node,
+        "plastic info demo-1",
+        json!({"type": "command", "command": "info"}),
+    )
+    .await?;
     step("stop the script without restarting the node");
-    show(client, &node, json!({"type": "command", "command": "stop"})).await?;
+    show(
+        client,
+        &node,
+        "plastic stop demo-1",
+        json!({"type": "command", "command": "stop"}),
+    )
+    .await?;
     step("upload functions.py, import it, call a function");
     for chunk in chunks(
         &RelPath::parse("functions.py")?,
         FUNCTIONS.as_bytes(),
         16 * 1024,
     ) {
-        show(client, &node, Value::Object(chunk.to_fields())).await?;
+        show(
+            client,
+            &node,
+            "plastic cp examples/functions.py demo-1:functions.py",
+            Value::Object(chunk.to_fields()),
+        )
+        .await?;
     }
     show(
         client,
         &node,
+        "plastic exec demo-1 'import functions'",
         json!({"type": "exec", "to_exec": "import functions"}),
     )
     .await?;
     show(
         client,
         &node,
+        "plastic call demo-1 functions.add '{\"a\":2,\"b\":3}'",
         json!({"type": "function", "function": "functions.add", "kwargs": {"a": 2, "b": 3}}),
     )
     .await?;
     step("node to node: demo-1 asks demo-2 directly, from Python");
-    show(client, &node, json!({"type": "exec", "to_exec":
+    show(client, &node, "plastic exec demo-1 \"import plastic; print(plastic.request('demo-2', {...}))\"", json!({"type": "exec", "to_exec":
         "import plastic\nanswer = plastic.request('demo-2', {'type': 'eval', 'to_evaluate': '2+3', 'need_result': True})\nprint('demo-2 answered', answer)"})).await?;
     step("broadcast to every node");
+    println!("$ plastic eval all \"__import__('plastic').name\"");
     let everyone: Vec<NodeName> = NODES
         .iter()
         .map(|n| NodeName::parse(n))
@@ -187,8 +219,9 @@ fn step(title: &str) {
     println!("\n== {title}");
 }
 
-/// Sends a seed message as `client.request(remote_node, message)` does and prints the reply.
-async fn show(client: &Client, node: &NodeName, message: Value) -> Result<Reply> {
+/// Sends a seed message as `client.request(remote_node, message)` does and prints the reply,
+/// under the `plastic` command line that does the same.
+async fn show(client: &Client, node: &NodeName, command: &str, message: Value) -> Result<Reply> {
     let mut shown = message.clone();
     if let Some(script) = shown.get_mut("script") {
         *script = json!(format!(
@@ -199,7 +232,8 @@ async fn show(client: &Client, node: &NodeName, message: Value) -> Result<Reply>
     if let Some(content) = shown.get_mut("content") {
         *content = json!("<base64>");
     }
-    println!("client.request({:?}, {shown})", node.as_str());
+    println!("$ {command}");
+    println!("  seed: client.request({:?}, {shown})", node.as_str());
     let Value::Object(fields) = message else {
         bail!("demo messages are objects")
     };
