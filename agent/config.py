@@ -22,7 +22,7 @@ MAX_PAYLOAD = 0             # 0 = the protocol's 262144; larger payloads are ref
 RX_BUFFER = None            # bytes reserved once for incoming payloads (the announced max_payload); None = heap / 8
 AUTOSTART = []              # script names (saved by earlier `script` messages) started at boot
 LEAN = True                 # drop rarely used modules (commands, files, scripts) after each use
-DEDUP = 16                  # message_ids remembered against duplicate delivery (the protocol says 4096)
+DEDUP = None                # message_ids remembered against duplicate delivery (the protocol says 4096); None = 16, 8 under 64 KB of heap
 DEDUP_REPLY_MAX = 320       # replies up to this many bytes are kept to be resent byte for byte
 NODE_KEY = ''               # 64 hex digits: run only requests signed with this key; '' = signing off
 MAX_SKEW = 120              # seconds a signed request's time_stamp may be from this node's clock

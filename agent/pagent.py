@@ -38,6 +38,21 @@ def err(e):
     return {'kind': type(e).__name__, 'message': str(e), 'traceback': tb(e)}
 
 
+def _field(b, k):
+    """The plain string value of "k" in a JSON fragment, or None (for too-large payloads)."""
+    i = b.find(b'"' + k + b'"')
+    if i < 0:
+        return None
+    i = b.find(b'"', i + len(k) + 2)
+    j = b.find(b'"', i + 1)
+    if i < 0 or j < 0 or j - i > 65 or b.find(b':', i - 8 if i > 8 else 0, i) < 0:
+        return None
+    try:
+        return b[i + 1:j].decode()
+    except Exception:
+        return None
+
+
 def _span(b):
     """[i, j): where the text of a long top-level "content" string lies in payload b, when it
     has no escapes (then its bytes are the string's UTF-8); else None."""
@@ -58,7 +73,14 @@ def _cfg(c, k, d):
 
 
 class _Time:  # the `time` that scripts import: their sleeps keep the node reachable (Agent.nap)
-    pass
+    def __getattr__(self, k):  # every other name is the real time's (none copied)
+        return getattr(time, k)
+
+    def sleep(self, s):
+        agent.nap(int(s * 1000))
+
+    def sleep_ms(self, ms):
+        agent.nap(ms)
 
 
 class Agent:
@@ -117,12 +139,28 @@ class Agent:
              'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now(),
              'boot': self.boot}
         m = self.mq.rx
-        m = self.use('pcold').room(self) if m is None else len(m)
+        m = self.use('pconn').room(self) if m is None else len(m)
         if m < P.MAX_PAYLOAD:
             p['max_payload'] = m  # senders size file chunks to fit
         return json.dumps(p)
 
     # ---- incoming ----------------------------------------------------------------------------
+    def too_big(self, ends, n, mem):
+        """Answers a payload too big to handle, if its first/last bytes name a sender."""
+        if mem:
+            msg = 'no memory to parse a %d-byte payload (%d bytes free)' % (n, gc.mem_free())
+        else:
+            msg = 'payload of %d bytes refused unread (limit %d bytes; the largest free block is smaller)' % (
+                n, self.mq.maxlen)
+        if type(ends) is memoryview:  # (the small ends kept in pmqtt's own buffer)
+            ends = bytes(ends)
+        rt = _field(ends, b'reply_to') or _field(ends, b'sender')
+        if P.name_ok(rt):
+            self.reply(rt, _field(ends, b'message_id') or '', False, None,
+                       {'kind': 'PayloadTooLarge', 'message': msg, 'traceback': ''})
+        else:
+            self.log_err('PayloadTooLarge', msg)
+
     def on_msg(self, topic, data, n, ends=None):
         if topic == self.t_status:  # our own presence (docs/protocol.md, "Presence")
             self.use('pcold').status(self, data)
@@ -131,7 +169,7 @@ class Agent:
             self.log_err('Retained', 'requests must not be retained; it was not run')
             return
         if data is None:
-            self.use('pcold').too_big(self, ends, n, False)
+            self.too_big(ends, n, False)
             return
         d = None
         try:
@@ -156,7 +194,7 @@ class Agent:
             d = None
             data = data[:160] + data[n - 512 if n > 672 else 160:n]
             gc.collect()
-            self.use('pcold').too_big(self, data, n, True)
+            self.too_big(data, n, True)
             return
         except Exception as e:
             self.log_err('ProtocolError', 'malformed JSON: %s' % e)
@@ -200,8 +238,8 @@ class Agent:
         if mid:  # at-least-once delivery: a duplicate does not run again
             r = self.recent.get(mid, self)
             if r is not self:
-                if r and r is not True:
-                    self.pub(r[0], r[1], 1)  # the very same reply
+                if r and r is not True and rt:
+                    self.pub(self.pre + '/' + rt + '/in', r, 1)  # the very same reply
                 return
             self.recent[mid] = None  # running
             self.order.append(mid)
@@ -302,7 +340,16 @@ class Agent:
         gc.collect()
         try:
             s = json.dumps(r)
-        except MemoryError:
+        except MemoryError:  # no block for its text: written in pieces, else a smaller error reply
+            gc.collect()
+            if rt:
+                try:
+                    self.use('pcold').stream(self, self.pre + '/' + rt + '/in', r)
+                    if keep and mid in self.recent:
+                        self.recent[mid] = True
+                    return
+                except MemoryError:
+                    gc.collect()
             r.pop('result', None)
             r.pop('stdout', None)
             gc.collect()
@@ -313,7 +360,7 @@ class Agent:
         if rt:
             t = self.pre + '/' + rt + '/in'
             if keep and mid in self.recent:  # kept for duplicates when small
-                self.recent[mid] = (t, s) if len(s) <= self.keep else True
+                self.recent[mid] = s if len(s) <= self.keep else True  # (its topic is made again)
             self.pub(t, s, 1)
         else:
             self.log(s, 'reply', 'info' if ok else 'error')
@@ -368,9 +415,6 @@ class Agent:
         else:
             t.cancel()
 
-    def sleep(self, s):  # time.sleep as scripts see it
-        self.nap(int(s * 1000))
-
     def nap(self, ms):
         """time.sleep_ms as scripts see it: while a script sleeps, the node serves (pscript.nap)."""
         if self.napper is None or self.inside:
@@ -418,7 +462,7 @@ class Agent:
                 delay = lo
             try:
                 await pnet.up(cfg)
-                self.use('pcold').connect(self)
+                self.use('pconn').connect(self)
             except Exception as e:
                 _print('[plastic] connect to %s:%s failed: %r' % (self.mq.host, self.mq.port, e))
                 self.mq.close()

@@ -3,7 +3,8 @@ import gc, time, asyncio
 import phw
 from pproto import PErr, PE, get, need
 
-NAMES = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset', 'list files', 'remove file')
+NAMES = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset', 'list files', 'remove file',
+         'interrupt')
 
 
 def _pin(v, k):
@@ -42,7 +43,7 @@ def run(a, c, kw):
             if not 0 <= v <= 3600:
                 raise PErr(PE, 'invalid `on_seconds`/`off_seconds`: %s is outside 0 to 3600 seconds' % v)
         a.stop_blink()
-        a.blinker = asyncio.create_task(_blink(a, n, forever, int(on * 1000), int(off * 1000)))
+        a.blinker = asyncio.create_task(phw.blink(a, n, forever, int(on * 1000), int(off * 1000)))
         return {'blinking': True}
     if c == 'read GPIOs':
         pins = get(kw, 'pins', list, None, 'a list of pin numbers')
@@ -78,6 +79,9 @@ def run(a, c, kw):
         for n in names:
             a.stop_script(n)
         return {'stopped': names, 'still_running': [], 'blink_stopped': b}
+    if c == 'interrupt':  # a request that blocks keeps the agent from reading this: none runs now
+        get(kw, 'id', str)
+        return {'interrupted': []}
     if c == 'reset':
         a.reset()
         return {'resetting': True}
@@ -87,18 +91,3 @@ def run(a, c, kw):
     import os
     os.remove(a.root + '/' + fn)
     return {'removed': fn}
-
-
-async def _blink(a, n, forever, on, off):
-    led = a.led
-    try:
-        while forever or n > 0:
-            led.set(1)
-            await asyncio.sleep_ms(on)
-            led.set(0)
-            await asyncio.sleep_ms(off)
-            n -= 1
-    finally:
-        led.set(0)
-        if a.blinker is asyncio.current_task():
-            a.blinker = None

@@ -1,15 +1,13 @@
-# Rarely used code, loaded for each use and dropped again (LEAN; docs/agent.md, "Memory"):
-# starting the agent, connecting, its own presence coming back, payloads too large to take,
-# `function` requests. Nothing here may outlive the call (a kept function would keep it all).
-import gc, sys, os, time, socket, select, struct, builtins
+# Rarely used code, loaded for each use and dropped again (LEAN; docs/agent.md, "Memory on a
+# board"): starting the agent, its own presence coming back, `function` requests, replies written
+# in pieces. (Connecting: pconn. Payloads too large to take are answered by pagent itself: no
+# module to load when memory is short.) Nothing here may outlive the call: a function kept
+# (a callback, a task) would keep the whole module loaded.
+import gc, sys, os, time, builtins, io, json
 from binascii import hexlify
 import pproto as P
-from pproto import PErr
 import phw, pagent
 from pagent import _cfg, _print
-from micropython import const
-
-_TMO = const(10000)  # ms for TCP, then for TLS and CONNACK (as pmqtt)
 
 
 def init(a, cfg):
@@ -45,9 +43,12 @@ def init(a, cfg):
         sys.path.append(root)
     a.root = root.rstrip('/')
     a.xfer = {}
-    a.recent = {}  # message_id -> None (running), True (done) or (topic, reply) to resend
+    a.recent = {}  # message_id -> None (running), True (done) or the reply to resend
     a.order = []
-    a.dedup = _cfg(cfg, 'DEDUP', 16)
+    d = _cfg(cfg, 'DEDUP', None)
+    if d is None:  # each remembered id costs ~0.4 KB with its kept reply: 8 on a small heap
+        d = 16 if gc.mem_free() + gc.mem_alloc() >= 65536 else 8
+    a.dedup = d
     a.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 320)
     a.sig = None
     key = _cfg(cfg, 'NODE_KEY', '')
@@ -67,166 +68,20 @@ def init(a, cfg):
     m.on_msg = a.on_msg
     m.maxlen = _cfg(cfg, 'MAX_PAYLOAD', 0) or P.MAX_PAYLOAD
     pagent.agent = a
-    t = pagent._Time()
-    for k in dir(time):
-        setattr(t, k, getattr(time, k))
-    t.sleep = a.sleep
-    t.sleep_ms = a.nap
-    sys.modules['time'] = t
+    sys.modules['time'] = pagent._Time()
     try:
         phw.machine.reset_hook = a.reset
     except Exception:
         pass
 
 
-def room(a):
-    """The largest payload we can take now: one block for its bytes (the largest we can
-    allocate, found by trying) and a third of the free heap for what parsing it makes."""
-    gc.collect()
-    lo, hi = 0, min(a.mq.maxlen, gc.mem_free() // 3)
-    while hi - lo > 64:
-        m = (lo + hi) // 2
-        try:
-            bytearray(m)
-            lo = m
-        except MemoryError:
-            hi = m
-        gc.collect()
-    return lo
-
-
-def connect(a):
-    """The connection's first steps: the receive buffer (once), CONNECT with the will,
-    subscriptions, `online`, then our own status topic."""
-    cfg, m = a.cfg, a.mq
-    if m.rx is None:  # reserved once, while the heap is still in one piece
-        r = _cfg(cfg, 'RX_BUFFER', None)
-        if r is None:  # a sixteenth of the heap, at least 2 KB (a 1.2 KB file chunk and its envelope)
-            gc.collect()
-            r = max(min(gc.mem_free() + gc.mem_alloc(), 131072) // 16, 2048)
-        if r:
-            m.rx = m.junk = bytearray(min(r, room(a)))  # (320 bytes of junk less)
-            m.hi = len(m.rx)  # blanked before its first use
-    gc.collect()
-    mq_connect(m, a.t_status, a.presence('lost'))
-    ts = [a.pre + '/' + a.name + '/in', a.pre + '/all/in']
-    for g in a.groups:
-        ts.append(a.pre + '/group/' + g + '/in')
-    subscribe(m, ts, 1)
-    ts = None
-    m.publish(a.t_status, a.presence('online'), 1, True)
-    # our own presence, after our online: what the broker shows from now on is news
-    # (QoS 0: nothing is queued for us while away, and our last offline is not kept)
-    subscribe(m, (a.t_status,), 0)
-
-
-def _str(s):
-    if isinstance(s, str):
-        s = s.encode()
-    return struct.pack('!H', len(s)) + s
-
-
-def subscribe(m, topics, qos):
-    p = bytearray(struct.pack('!H', m._next_pid()))
-    for t in topics:
-        p += _str(t)
-        p.append(qos)
-    m._send(0x82, p)
-
-
-def mq_connect(m, will_topic, will_msg):
-    m.close()
-    ai = socket.getaddrinfo(m.host, m.port, 0, socket.SOCK_STREAM)[0]
-    s = socket.socket(ai[0], socket.SOCK_STREAM)
-    m.sock = s
-    try:  # Nagle costs ~40-200 ms per QoS 1 round trip
-        s.setsockopt(getattr(socket, 'IPPROTO_TCP', 6), getattr(socket, 'TCP_NODELAY', 1), 1)
-    except Exception:
-        pass
-    # TCP within _TMO, then TLS and CONNACK within _TMO; waits feed the watchdog
-    s.setblocking(False)
-    m.po = select.poll()
-    m.po.register(s, select.POLLIN)
-    m.dl = time.ticks_add(time.ticks_ms(), _TMO)
-    try:
-        s.connect(ai[-1])
-    except OSError as e:
-        if e.args[0] not in (115, 119):  # EINPROGRESS (unix, lwIP)
-            raise
-        m._wait(select.POLLOUT)
-    m.dl = time.ticks_add(time.ticks_ms(), _TMO)
-    if m.tls:
-        import ptls
-        s = m.sock = ptls.wrap(s, m.host, m.ca)
-        s.setblocking(False)
-        m.po = select.poll()
-        m.po.register(s, select.POLLIN)
-    flags = 0x02 if m.clean else 0
-    p = bytearray(b'\x00\x04MQTT\x04\x00\x00\x00')
-    p[8], p[9] = m.ka >> 8, m.ka & 0xFF
-    p += _str(m.cid)
-    if will_topic:
-        flags |= 0x04 | 0x08 | 0x20  # will, QoS 1, retained
-        p += _str(will_topic) + _str(will_msg)
-    if m.user:
-        flags |= 0x80
-        p += _str(m.user)
-        if m.pw:
-            flags |= 0x40
-            p += _str(m.pw)
-    p[7] = flags
-    m._send(0x10, p)
-    p = None
-    if m._byte() != 0x20 or m._rlen() != 2:
-        raise OSError(71)
-    m._u16()
-    if m.b2[1]:
-        raise OSError(111, 'CONNACK %d' % m.b2[1])
-    m.dl = None
-    import asyncio
-    m.rd = asyncio.StreamReader(s)
-    m.last_rx = time.ticks_ms()
-
-
-def field(b, k):
-    """The plain string value of "k" in a JSON fragment, or None (for too-large payloads)."""
-    i = b.find(b'"' + k + b'"')
-    if i < 0:
-        return None
-    i = b.find(b'"', i + len(k) + 2)
-    j = b.find(b'"', i + 1)
-    if i < 0 or j < 0 or j - i > 65 or b.find(b':', i - 8 if i > 8 else 0, i) < 0:
-        return None
-    try:
-        return b[i + 1:j].decode()
-    except Exception:
-        return None
-
-
 def status(a, data):
     """Our own presence came back (docs/protocol.md, "Presence"): a state other than online,
     while we are connected, is a will the broker published late; say online again."""
-    s = data and field(data, b'state')
+    s = data and pagent._field(data, b'state')
     if s and s != 'online':
         _print('[plastic] presence says %s: online again' % s)
         a.pub(a.t_status, a.presence('online'), 1, True)
-
-
-def too_big(a, ends, n, mem):
-    """Answers a payload too big to handle, if its first/last bytes name a sender."""
-    if mem:
-        msg = 'no memory to parse a %d-byte payload (%d bytes free)' % (n, gc.mem_free())
-    else:
-        msg = 'payload of %d bytes refused unread (limit %d bytes; the largest free block is smaller)' % (
-            n, a.mq.maxlen)
-    e = PErr('PayloadTooLarge', msg)
-    if type(ends) is memoryview:  # (the small ends kept in pmqtt's own buffer)
-        ends = bytes(ends)
-    rt = field(ends, b'reply_to') or field(ends, b'sender')
-    if P.name_ok(rt):
-        a.reply(rt, field(ends, b'message_id') or '', False, None, pagent.err(e))
-    else:
-        a.log_err(e.kind, msg)
 
 
 def function(a, d):
@@ -261,3 +116,50 @@ def function(a, d):
                 delattr(mod, 'print')
             except Exception:
                 pass
+
+
+class _W(io.IOBase):  # json.dump's stream: counts (w None), or writes through a 128-byte buffer
+    def __init__(self, w):
+        self.w = w
+        self.n = self.k = 0
+        self.b = bytearray(128) if w else None
+
+    def write(self, s):  # s: a bytearray lent for this call (json.dump writes most characters singly)
+        n = len(s)
+        self.n += n
+        w = self.w
+        if w:
+            k = self.k
+            if k + n > 128:
+                self.flush()
+                k = 0
+            if n == 1:
+                self.b[k] = s[0]
+                self.k = k + 1
+            elif n > 128:
+                w(s)
+            else:
+                memoryview(self.b)[k:k + n] = s
+                self.k = k + n
+        return n
+
+    def flush(self):
+        if self.k:
+            self.w(memoryview(self.b)[:self.k])
+            self.k = 0
+
+
+def stream(a, t, r):
+    """Publishes reply r when its text finds no block that large: json.dump counts its bytes,
+    then writes it to the connection in pieces. Ends the connection if it fails half way."""
+    c = _W(None)
+    json.dump(r, c)
+    w = _W(a.mq._w)
+    try:
+        a.mq.head(t, c.n, 1)
+        json.dump(r, w)
+        w.flush()
+    except BaseException:  # the broker has a part of a packet: this connection is done
+        a.mq.close()
+        a.lost()
+        raise OSError(104)

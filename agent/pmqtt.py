@@ -1,8 +1,10 @@
 # Small non-blocking MQTT 3.1.1 client for the plastic agent (QoS 0/1, keepalive, will, TLS).
-# Reads: the first byte of a packet is awaited through asyncio; the rest of the packet is read
-# synchronously with select.poll timeouts (packets arrive whole once they start). Writes are
-# synchronous with poll, so any task (or a blocking script) can publish at any time.
-import select, time, asyncio, struct
+# Reads: the first byte of a packet is awaited through asyncio's poller (no Stream object); the
+# rest of the packet is read synchronously with select.poll timeouts (packets arrive whole once
+# they start). Writes are synchronous with poll, so any task (or a blocking script) can publish
+# at any time.
+import select, time, struct
+from asyncio import core
 from micropython import const
 
 _TMO = const(10000)  # ms allowed for any single read/write step
@@ -13,7 +15,7 @@ class MQTT:
     def __init__(self, cid, host, port, user, pw, keepalive, clean):
         self.cid, self.host, self.port = cid, host, port
         self.user, self.pw, self.ka, self.clean = user, pw, keepalive, clean
-        self.sock = self.rd = self.po = self.dl = None
+        self.sock = self.po = self.dl = None
         self.tls = False  # TLS to the broker; ca: PEM CA file to verify it with ('' = no check)
         self.ca = ''
         self.pid = 0
@@ -128,7 +130,7 @@ class MQTT:
 
     # ---- connection (CONNECT and SUBSCRIBE: pcold.mq_connect, pcold.subscribe) ---------------
     def close(self):
-        s, self.sock, self.rd, self.dl = self.sock, None, None, None
+        s, self.sock, self.dl = self.sock, None, None
         if s:
             try:
                 s.close()
@@ -150,30 +152,40 @@ class MQTT:
 
     # ---- operations ------------------------------------------------------------------------
     def publish(self, topic, msg, qos=0, retain=False):
+        if isinstance(msg, str):
+            msg = memoryview(msg)  # its UTF-8 bytes, not copied
+        self.head(topic, len(msg), qos, retain)
+        self._w(msg)
+
+    def head(self, topic, n, qos=0, retain=False):
+        """Starts a PUBLISH of n payload bytes; the caller writes them (_w)."""
         if self.sock is None:
             raise OSError(107)  # ENOTCONN
-        if isinstance(msg, str):
-            msg = msg.encode()
-        t = topic.encode()
-        n = 2 + len(t) + len(msg) + (2 if qos else 0)
-        h, i = self._hdr(0x30 | qos << 1 | (1 if retain else 0), n)
+        t = memoryview(topic)
+        h, i = self._hdr(0x30 | qos << 1 | (1 if retain else 0), 2 + len(t) + n + (2 if qos else 0))
         self._w(memoryview(h)[:i])
         self._w(struct.pack('!H', len(t)))
         self._w(t)
         if qos:
             self._w(struct.pack('!H', self._next_pid()))
-        self._w(msg)
 
     def ping(self):
         self._w(b'\xc0\x00')
 
     # ---- reading ---------------------------------------------------------------------------
-    async def read(self):
+    def read(self):  # async: awaited (a generator, like asyncio's own streams; no Stream object)
         """Waits for the next packet and handles it (publishes go to on_msg)."""
-        b = await self.rd.read(1)
-        if not b:
-            raise OSError(104)
-        self._packet(b[0])
+        yield core._io_queue.queue_read(self.sock)
+        try:
+            r = self.sock.readinto(self.b2, 1)
+        except OSError as e:
+            if e.args[0] != 11:
+                raise
+            return
+        if r == 0:
+            raise OSError(104)  # peer closed
+        if r:
+            self._packet(self.b2[0])
 
     def pump(self, ms):
         """Synchronously handles at most one packet arriving within ms (for blocking callers)."""

@@ -5,6 +5,9 @@
 #   2. `plastic bench` on Mosquitto (Debian, loopback) -> bench/results/plastic-mosquitto.json
 #   3. IPython Parallel doing the same `2+3` work      -> bench/results/ipyparallel.json
 #   4. bench/report.py                                 -> docs/performance.md, docs/performance.svg
+#   5. the Python client (python/, bench/python_client.py) beside the Rust client and IPython
+#      Parallel                                        -> bench/results/python-client.json, and
+#                                                         a section appended to docs/performance.md
 # Installs what it needs first (mosquitto, a venv .venv-bench from bench/requirements.txt, the
 # release build). Usage: bench/compare.sh [--quick]   (--quick: small counts, a smoke run)
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
@@ -124,3 +127,11 @@ run .venv-bench/bin/python bench/ipyparallel_bench.py "${quick[@]}" --json-out b
 # --- 4. report -----------------------------------------------------------------------------
 say "report"
 python3 bench/report.py "${quick[@]}"
+
+# --- 5. the Python client --------------------------------------------------------------------
+say "Python client: pip install ./python into .venv-bench"
+.venv-bench/bin/python -m pip install -q --disable-pip-version-check ./python
+say "Python client"
+run .venv-bench/bin/python bench/python_client.py "${quick[@]}" --plastic "$plastic" \
+  --rust-json bench/results/plastic-embedded.json --ipp-json bench/results/ipyparallel.json \
+  --json-out bench/results/python-client.json --markdown docs/performance.md

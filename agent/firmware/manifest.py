@@ -4,6 +4,6 @@
 #   make BOARD=ESP8266_GENERIC FROZEN_MANIFEST=/path/to/plastic/agent/firmware/manifest.py
 # then copy only boot.py, main.py and config.py to the board.
 include("$(PORT_DIR)/boards/manifest.py")
-for m in ("pagent", "pcold", "pcmd", "pfiles", "phw", "plastic", "pmachine", "pmqtt", "pnet", "pproto", "pscript",
+for m in ("pagent", "pcold", "pconn", "pcmd", "pfiles", "phw", "plastic", "pmachine", "pmqtt", "pnet", "pproto", "pscript",
           "psign", "ptls"):
     module(m + ".py", base_path="..")

@@ -106,6 +106,8 @@ pub enum Command {
     Info(cmd::system::TargetArgs),
     /// Restart the node program (scripts stop, Python starts afresh; files stay)
     Reset(cmd::system::TargetArgs),
+    /// Raise KeyboardInterrupt in the eval/exec/call running on nodes (what Ctrl-C sends)
+    Interrupt(cmd::system::InterruptArgs),
     /// Prepare a board to join the hub: its node user, key and agent bundle
     Board {
         #[command(subcommand)]
@@ -177,6 +179,7 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
         Command::Ping(args) => cmd::system::ping(s, args).await,
         Command::Info(args) => cmd::system::info(s, args).await,
         Command::Reset(args) => cmd::system::reset(s, args).await,
+        Command::Interrupt(args) => cmd::system::interrupt(s, args).await,
         other => unreachable!("{other:?} is routed by `run`"),
     }
 }

@@ -6,7 +6,9 @@ use clap::Args;
 
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// Broker to use: mqtt[s]://[user:pass@]host[:port]
+    /// Broker to use: mqtt[s]://[user@]host[:port]. The password comes from --password-file,
+    /// PLASTIC_PASSWORD or $PLASTIC_HOME/credentials (one in the URL works, with a warning:
+    /// other local users can read command lines)
     #[arg(
         long,
         global = true,
@@ -35,6 +37,9 @@ pub struct Global {
     /// $PLASTIC_HOME/keys)
     #[arg(long, global = true, env = "PLASTIC_KEYS")]
     pub keys: Option<PathBuf>,
+    /// Read the broker password from this file (its first line), for the user in --broker
+    #[arg(long, global = true, env = "PLASTIC_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
     /// Whether --broker was given on the command line.
     #[arg(skip)]
     pub broker_given: bool,

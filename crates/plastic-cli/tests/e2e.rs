@@ -65,6 +65,9 @@ fn user_workflow(kind: BrokerKind) {
         f.ok(&["send", "pi-1", r#"{"type": "command", "command": "reset"}"#]),
         "{\"resetting\":true}\n"
     );
+    // The process restarts itself and comes back online (a new boot id; see hardening.rs).
+    f.node_proc("pi-1").wait_contains("restarting");
+    f.node_proc("pi-1").wait_contains(": online");
     let out = f.cli(&["eval", "pi-1", "counter"]);
     assert!(out.code == 1 && out.stderr.contains("NameError"), "{out:?}");
     assert_eq!(f.ok(&["gpio", "pi-1", "read", "4"]), "[[4,1]]\n");

@@ -13,6 +13,10 @@ use crate::{BrokerUrl, ClientError, PresenceEvent};
 
 /// Room for queued requests to rumqttc; publishers wait when it is full.
 const REQUEST_CHANNEL_CAPACITY: usize = 4096;
+/// Requests to one node in flight at once by default: below Mosquitto's default session queue
+/// (`max_queued_messages 1000`), rmqtt's (10,000 in the hub), the node's `Busy` threshold
+/// (1,024) and its duplicate memory (4,096 ids), so a client alone never overflows any of them.
+pub const DEFAULT_WINDOW: usize = 256;
 /// Bigger than any valid message (256 KiB) so that an oversized one reaches the node and is
 /// refused with a reply, instead of making rumqttc drop the connection.
 const MAX_PACKET: usize = 2 * 1024 * 1024;
@@ -38,6 +42,12 @@ pub struct ClientOptions {
     pub ca_file: Option<std::path::PathBuf>,
     /// Keys of nodes that run only signed requests; requests to them are signed.
     pub keys: Arc<crate::KeyRing>,
+    /// At most this many requests to one node wait for their replies at once; more wait in
+    /// the client, in call order, and are published as replies come back (0: no limit).
+    /// Brokers drop QoS 1 messages queued past a per-session limit without telling anyone
+    /// (Mosquitto after 1,000 by default, rmqtt the oldest after its `max_mqueue_len`), so
+    /// pipelining without a window loses requests and replies: see docs/reliability.md.
+    pub window: usize,
 }
 
 impl ClientOptions {
@@ -53,6 +63,7 @@ impl ClientOptions {
             presence_buffer: 16,
             ca_file: None,
             keys: Arc::default(),
+            window: DEFAULT_WINDOW,
         }
     }
 
@@ -144,6 +155,8 @@ impl Client {
             closing: false.into(),
             driver: Mutex::new(None),
             broker: opts.broker,
+            window: opts.window,
+            windows: Mutex::default(),
         });
         let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
         if let Some(e) = tls_error {

@@ -6,6 +6,12 @@ pub enum ClientError {
     BadUrl { url: String, reason: String },
     #[error("no reply from {node} within {seconds:.1} s")]
     Timeout { node: String, seconds: f64 },
+    #[error("not sent to {node}: {window} earlier requests to it were still waiting for replies after {seconds:.1} s; this one never left the client")]
+    NotSent {
+        node: String,
+        window: usize,
+        seconds: f64,
+    },
     #[error("node {node} went {state} before answering; the request may or may not have run")]
     NodeLost { node: String, state: String },
     #[error("the connection to the broker is closed")]

@@ -27,7 +27,7 @@ mod upload;
 mod wait;
 
 pub use broker::BrokerUrl;
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, DEFAULT_WINDOW};
 pub use error::ClientError;
 pub use keys::KeyRing;
 pub use presence::PresenceEvent;

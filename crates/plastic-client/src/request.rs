@@ -45,12 +45,20 @@ impl Client {
 
     /// Sends a request with `need_result` set and waits for its one reply. An error reply from
     /// the node is `Ok(reply)` with `reply.ok == false`; `Err` means no reply came.
+    ///
+    /// At most [`ClientOptions::window`](crate::ClientOptions::window) requests to one node
+    /// are in flight; a request beyond waits here for room first. `timeout` covers both
+    /// waits; one that ran out before the request could be sent is `Err(NotSent)`: it
+    /// certainly did not run.
     pub async fn request(
         &self,
         target: &NodeName,
         mut request: Request,
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
+        let started = Instant::now();
+        let _permit = self.window_permit(target, timeout).await?;
+        let timeout = timeout.saturating_sub(started.elapsed());
         request.set_need_result(true);
         let boot = self.presence_of(target.as_str()).and_then(|p| p.boot);
         let (id, topic, payload) = self.prepare(target, request)?;
@@ -62,6 +70,27 @@ impl Client {
             .pop()
             .map(|(_, outcome)| outcome)
             .unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Room in `target`'s window, waited for at most `timeout` (`None`: no window).
+    async fn window_permit(
+        &self,
+        target: &NodeName,
+        timeout: Duration,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ClientError> {
+        if self.inner.window == 0 {
+            return Ok(None);
+        }
+        let window = self.inner.window_of(target.as_str());
+        match tokio::time::timeout(timeout, window.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::NotSent {
+                node: target.to_string(),
+                window: self.inner.window,
+                seconds: timeout.as_secs_f64(),
+            }),
+        }
     }
 
     /// Publishes one request to a broadcast `topic` (or any topic) and collects replies until

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use plastic_proto::{NodeName, Reply, TopicKind, Topics};
 use rumqttc::AsyncClient;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::presence::PresenceTable;
@@ -65,9 +65,24 @@ pub(crate) struct Inner {
     pub(crate) closing: AtomicBool,
     pub(crate) driver: Mutex<Option<JoinHandle<()>>>,
     pub(crate) broker: BrokerUrl,
+    /// Requests to one node waiting for their replies at once (0: no limit); see
+    /// [`ClientOptions::window`](crate::ClientOptions::window).
+    pub(crate) window: usize,
+    /// Each node's window: permits for requests in flight.
+    pub(crate) windows: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Inner {
+    /// The window of requests in flight to `node`, created on first use.
+    pub(crate) fn window_of(&self, node: &str) -> Arc<Semaphore> {
+        self.windows
+            .lock()
+            .unwrap()
+            .entry(node.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.window)))
+            .clone()
+    }
+
     /// True when a presence message for `node` belongs in the table (rather than being handed
     /// to the owner as a delivery, as a node's own status is).
     pub(crate) fn follows_presence_of(&self, node: &str) -> bool {

@@ -15,7 +15,10 @@
 //!   expected (late joiners) are collected too, once each.
 //! - `lost`: the node gets [`LOST_GRACE`] to come back `online` (a blip; its persistent session
 //!   still holds the request). After that, `NodeLost { state: "lost" }`.
-//! - `offline`: a clean shutdown; the node finished what it had. `NodeLost` at once.
+//! - `offline`: a clean shutdown; the node finished what it had and replied before it said so.
+//!   But its reply and its presence travel on different topics, which a broker may deliver out
+//!   of order (rmqtt does, now and then: a `reset`'s reply came after the `offline`), so the
+//!   wait gives it [`OFFLINE_GRACE`] before `NodeLost { state: "offline" }`.
 //! - `online` with a different `boot` than when the request went out: the node restarted and
 //!   forgot what it ran. `NodeLost { state: "lost (it restarted)" }`: a copy could run twice.
 //! - `online` again otherwise, or this client reconnected: a copy is due (a restarted broker
@@ -45,6 +48,8 @@ use crate::ClientError;
 
 /// How long a request waits for a `lost` node to come back before ending with `NodeLost`.
 pub const LOST_GRACE: Duration = Duration::from_secs(3);
+/// How long a request still waits for the reply of a node that said `offline` (see above).
+pub const OFFLINE_GRACE: Duration = Duration::from_millis(500);
 /// After a reconnection, copies go out at these growing intervals until answered.
 pub(crate) const RESEND_FIRST_GAP: Duration = Duration::from_millis(500);
 pub(crate) const RESEND_MAX_GAP: Duration = Duration::from_secs(4);
@@ -78,8 +83,10 @@ struct Expected {
     /// The node's `boot` when the request went out; `None`: it announced none (or no presence
     /// was known), so it never gets copies and is never taken for restarted.
     boot: Option<String>,
-    /// When its grace period after going `lost` ends.
+    /// When its grace period after going `lost` or `offline` ends.
     lost_until: Option<Instant>,
+    /// It said `offline` (not `lost`): what the outcome says when the grace ends.
+    offline: bool,
     settled: bool,
 }
 
@@ -115,6 +122,7 @@ impl Wait {
                 let e = Expected {
                     boot,
                     lost_until: None,
+                    offline: false,
                     settled: false,
                 };
                 (name, e)
@@ -198,6 +206,7 @@ impl Wait {
         match presence.state {
             NodeState::Online => {
                 e.lost_until = None;
+                e.offline = false;
                 let restarted = e.boot.is_some()
                     && presence.boot.is_some()
                     && e.boot.as_deref() != presence.boot.as_deref();
@@ -212,7 +221,11 @@ impl Wait {
             NodeState::Lost => {
                 e.lost_until.get_or_insert(now + LOST_GRACE);
             }
-            NodeState::Offline => self.settle_lost(node, "offline"),
+            NodeState::Offline => {
+                let until = now + OFFLINE_GRACE;
+                e.offline = true;
+                e.lost_until = Some(e.lost_until.map_or(until, |t| t.min(until)));
+            }
         }
     }
 
@@ -279,14 +292,14 @@ impl Wait {
             }
             return;
         }
-        let gone: Vec<String> = self
+        let gone: Vec<(String, bool)> = self
             .expected
             .iter()
             .filter(|(_, e)| !e.settled && e.lost_until.is_some_and(|t| t <= now))
-            .map(|(n, _)| n.clone())
+            .map(|(n, e)| (n.clone(), e.offline))
             .collect();
-        for node in gone {
-            self.settle_lost(node, "lost");
+        for (node, offline) in gone {
+            self.settle_lost(node, if offline { "offline" } else { "lost" });
         }
         if self.next_resend.is_some_and(|t| t <= now) && self.config.resend {
             self.resend_due = true;
@@ -509,10 +522,16 @@ mod tests {
         );
         let rows: &[Row] = &[
             (
-                "offline ends at once",
+                "offline ends after its short grace",
+                &[(Offline, Some("b1"), 1)],
+                2,
+                "lost: offline",
+            ),
+            (
+                "offline, still in its short grace",
                 &[(Offline, Some("b1"), 1)],
                 1,
-                "lost: offline",
+                "waiting",
             ),
             (
                 "lost, grace runs out",
@@ -708,6 +727,11 @@ mod tests {
         w.handle_reply(reply(Some("b"), 2), t0);
         w.handle_presence(&presence("c", NodeState::Online, Some("c2")), t0);
         w.handle_presence(&presence("d", NodeState::Offline, None), t0);
+        assert!(
+            !w.is_done(),
+            "offline gets a short grace for a reply delivered late"
+        );
+        w.handle_timeout(t0 + OFFLINE_GRACE);
         assert!(w.is_done());
         assert_eq!(
             summary(w),
@@ -771,6 +795,16 @@ mod tests {
         let (node, outcome) = w.into_outcomes().remove(0);
         assert_eq!(node, "pi-1");
         assert_eq!(outcome.unwrap().error.unwrap().kind, "Expired");
+    }
+
+    #[test]
+    fn a_reply_delivered_after_the_nodes_offline_still_counts() {
+        let t0 = Instant::now();
+        let mut w = one(Some("b1"), t0);
+        w.handle_presence(&presence("pi-1", NodeState::Offline, Some("b1")), t0);
+        assert_eq!(w.poll_timeout(), Some(t0 + OFFLINE_GRACE));
+        w.handle_reply(reply(Some("pi-1"), 7), t0 + OFFLINE_GRACE / 2);
+        assert_eq!(summary(w), pairs(&[("pi-1", "reply 7")]));
     }
 
     #[test]

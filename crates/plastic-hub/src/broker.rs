@@ -3,10 +3,15 @@
 //! Two rmqtt facts matter here: retained messages need the retainer plugin registered (without
 //! it rmqtt drops them with only a warning, and presence would vanish), and its listener has
 //! TCP_NODELAY off by default (a QoS 1 round trip then takes ~88 ms instead of ~0.1 ms).
+//!
+//! The public listeners are served by the gate (`gate.rs`): rmqtt listens on 127.0.0.1 with
+//! PROXY protocol on, the gate accepts on the public address, caps connections and closes
+//! those that do not log in within the CONNECT timeout. Every number is in [`HubLimits`].
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +22,8 @@ use rmqtt::server::MqttServer;
 use tokio::sync::mpsc;
 
 use crate::auth::Refusal;
+use crate::gate::Gate;
+use crate::limits::HubLimits;
 use crate::policy::Policy;
 
 /// Retained presence must outlive any message expiry: `0s` means never expire.
@@ -43,6 +50,8 @@ pub struct BrokerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Authentication and access rules; `None` lets anyone connect and do anything.
     pub policy: Option<Arc<Policy>>,
+    /// Timeouts, caps and budgets.
+    pub limits: HubLimits,
 }
 
 /// A running embedded broker.
@@ -72,10 +81,9 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("registering the retainer plugin")?;
-    let refusals = match &opts.policy {
-        Some(policy) => Some(crate::auth::install(&scx, policy.clone()).await),
-        None => None,
-    };
+    let limits = opts.limits.clone();
+    let gate = Gate::new(limits.clone());
+    let refusals = crate::auth::install(&scx, opts.policy.clone(), &limits, gate.clone()).await;
     let anonymous = opts.policy.is_none();
     let builder = |addr: SocketAddr| {
         Builder::new()
@@ -87,8 +95,27 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
             .max_packet_size(1024 * 1024)
             // Requests are small and many: a deeper in-flight window raises pipelined throughput.
             .max_inflight(NonZeroU16::new(128).expect("non-zero"))
-            .max_mqueue_len(10_000)
-            .session_expiry_interval(Duration::from_secs(2 * 60 * 60))
+            .max_mqueue_len(limits.queued_messages_per_session)
+            .session_expiry_interval(limits.session_expiry)
+            // Messages queued for an offline session (MQTT 3.1.1 messages carry no expiry of
+            // their own): rmqtt's default is 5 minutes, shorter than the session.
+            .message_expiry_interval(limits.queue_expiry)
+            // The CONNECT packet's own wait (the gate's timeout covers the rest).
+            .handshake_timeout(limits.connect_timeout)
+            // Admins skip the subscribe hook (superusers): rmqtt's own cap holds them. One
+            // above ours, so that everyone else meets ours first, with its log line.
+            .max_subscriptions(limits.subscriptions_per_session + 1)
+    };
+    // A public listener: rmqtt on 127.0.0.1, behind the gate on `addr`.
+    let gated = |addr: SocketAddr| -> anyhow::Result<(Builder, tokio::net::TcpListener)> {
+        let public = std::net::TcpListener::bind(addr)
+            .map_err(anyhow::Error::from)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(tokio::net::TcpListener::from_std(l)?)
+            })?;
+        let inner = builder(SocketAddr::from(([127, 0, 0, 1], 0))).proxy_protocol(true);
+        Ok((inner, public))
     };
     let (cert, key) = match &opts.tls {
         Some((cert, key)) => (
@@ -97,13 +124,16 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
         ),
         None => (None, None),
     };
-    let main = builder(opts.listen)
+    let (main, public) =
+        gated(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = public.local_addr()?;
+    let main = main
         .tls_cert(cert)
         .tls_key(key)
         .bind()
         .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    let addr = main.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("cannot listen on 127.0.0.1 behind the gate")?;
+    let main_backend = main.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
     let main = if opts.tls.is_some() {
         main.tls()
             .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -111,6 +141,7 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
     } else {
         main.tcp().map_err(|e| anyhow::anyhow!("{e}"))?
     };
+    tokio::spawn(crate::gate::serve(gate.clone(), public, main_backend));
     let internal = builder(SocketAddr::from(([127, 0, 0, 1], 0)))
         .bind()
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -122,14 +153,19 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
         .listener_by_id(internal, INTERNAL_LISTENER_ID);
     let mut board_addr = None;
     if let Some(board) = opts.board_listen {
-        let listener = builder(board)
+        let (inner, public) =
+            gated(board).with_context(|| format!("cannot listen for boards on {board}"))?;
+        board_addr = Some(public.local_addr()?);
+        let listener = inner
             .bind()
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("cannot listen for boards on {board}"))?;
-        board_addr = Some(listener.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?);
+            .context("cannot listen on 127.0.0.1 behind the board gate")?;
+        let backend = listener.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = listener.tcp().map_err(|e| anyhow::anyhow!("{e}"))?;
         server = server.listener_by_id(listener, BOARD_LISTENER_ID);
+        tokio::spawn(crate::gate::serve(gate.clone(), public, backend));
     }
+    tokio::spawn(trim_loop());
     server.build().start();
     Ok(BrokerHandle {
         addr,
@@ -137,4 +173,29 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
         refusals,
         board_addr,
     })
+}
+
+static TRIM: AtomicBool = AtomicBool::new(false);
+
+/// Asks for the allocator to return freed memory to the system soon (after sessions ended).
+pub(crate) fn trim_soon() {
+    TRIM.store(true, Ordering::Relaxed);
+}
+
+/// glibc's malloc keeps freed memory in its arenas; after a session with a big queue ended,
+/// `malloc_trim` hands it back, so the hub's RSS falls again. At most once every 2 s.
+async fn trim_loop() {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if TRIM.swap(false, Ordering::Relaxed) {
+            let _ = tokio::task::spawn_blocking(|| {
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim only releases free memory; it takes the arenas' locks.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            })
+            .await;
+        }
+    }
 }

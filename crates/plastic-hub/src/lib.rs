@@ -8,10 +8,14 @@
 mod auth;
 mod broker;
 pub mod certs;
+mod gate;
+mod hasher;
+pub mod limits;
 pub mod policy;
 mod registry;
 pub mod users;
 
 pub use auth::Refusal;
 pub use broker::{start_broker, BrokerHandle, BrokerOptions};
-pub use registry::{describe_change, Registry};
+pub use limits::HubLimits;
+pub use registry::{describe, describe_change, Registry};

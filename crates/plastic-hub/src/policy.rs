@@ -12,7 +12,7 @@
 //!   and to a node the user may address. A refused request is answered by the hub (`Forbidden`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use plastic_proto::{ErrorInfo, NodeName, Presence, Reply, Topics};
@@ -101,9 +101,26 @@ pub struct Policy {
     /// argon2 costs tens of milliseconds by design; without this a fleet reconnecting after a
     /// hub restart would queue for seconds of hashing.
     verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// (user, password) pairs already found wrong, as HMACs: a flood repeating one wrong
+    /// secret costs one argon2 run, then nothing.
+    rejected: Mutex<HashSet<[u8; 32]>>,
     cache_key: [u8; 32],
-    /// Verified against for unknown users, so they cost what known ones do.
+    /// Verified against for unknown users, so they cost what known ones do: a PHC string with
+    /// the default parameters, a random salt and a random output (no password matches it).
     dummy_hash: String,
+}
+
+/// How many wrong (user, password) pairs are remembered before the set starts over.
+const REJECTED_PAIRS_KEPT: usize = 4096;
+
+/// What a CONNECT needs after [`Policy::login_start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// Decided without hashing.
+    Done(Result<bool, AuthRefusal>),
+    /// Verify the password against this argon2 PHC string, then call
+    /// [`Policy::login_finish`].
+    Verify(String),
 }
 
 impl Policy {
@@ -114,15 +131,15 @@ impl Policy {
             hub_password,
             groups: Mutex::default(),
             verified: Mutex::default(),
+            rejected: Mutex::default(),
             cache_key: rand::random(),
-            dummy_hash: crate::users::hash_password(&crate::users::random_secret())
-                .unwrap_or_default(),
+            dummy_hash: crate::users::dummy_hash(),
         }
     }
 
-    /// Checks a CONNECT on a listener: [`Policy::authenticate`], and on the board listener
-    /// only node users pass (checked after the password, so the answer says nothing about
-    /// which names exist).
+    /// Checks a CONNECT on a listener, hashing when it must: [`Policy::login_start`], then
+    /// argon2, then [`Policy::login_finish`]. On the board listener only node users pass
+    /// (checked after the password, so the answer says nothing about which names exist).
     pub fn authenticate_on(
         &self,
         listener: Listener,
@@ -130,40 +147,67 @@ impl Policy {
         password: Option<&[u8]>,
         client_id: &str,
     ) -> Result<bool, AuthRefusal> {
-        let superuser = self.authenticate(username, password, client_id)?;
-        let is_node = username
-            .and_then(|u| self.users.get(u))
-            .is_some_and(|u| u.role == Role::Node);
-        if listener == Listener::Boards && !is_node {
-            return Err(AuthRefusal::NodesOnly);
+        match self.login_start(listener, username, password, client_id) {
+            Login::Done(decision) => decision,
+            Login::Verify(phc) => {
+                let pw = password
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .unwrap_or("");
+                let matched = crate::users::verify_password(pw, &phc);
+                self.login_finish(listener, username, password, client_id, matched)
+            }
         }
-        Ok(superuser)
     }
 
-    /// Checks a CONNECT. `Ok(true)` means a superuser (admin or the hub itself), whose
-    /// subscriptions and publishes are not checked further.
+    /// Checks a CONNECT on the main listener. `Ok(true)` means a superuser (admin or the hub
+    /// itself), whose subscriptions and publishes are not checked further.
     pub fn authenticate(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,
         client_id: &str,
     ) -> Result<bool, AuthRefusal> {
+        self.authenticate_on(Listener::Main, username, password, client_id)
+    }
+
+    /// Everything about a CONNECT that needs no password hashing: missing credentials, the
+    /// hub's own login, a password already verified for this user, and a (user, password)
+    /// pair already found wrong are decided here. Otherwise the caller verifies the password
+    /// against the returned hash (the dummy one for unknown users, so both cost the same) and
+    /// calls [`Policy::login_finish`].
+    pub fn login_start(
+        &self,
+        listener: Listener,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        client_id: &str,
+    ) -> Login {
         let (Some(username), Some(password)) = (username, password) else {
-            return Err(AuthRefusal::BadCredentials);
+            return Login::Done(Err(AuthRefusal::BadCredentials));
         };
-        let password = std::str::from_utf8(password).map_err(|_| AuthRefusal::BadCredentials)?;
+        let Ok(password) = std::str::from_utf8(password) else {
+            return Login::Done(Err(AuthRefusal::BadCredentials));
+        };
         if username == HUB_USER {
             let same = constant_time_eq(password.as_bytes(), self.hub_password.as_bytes());
-            return if same && owns(HUB_USER, client_id) {
-                Ok(true)
-            } else {
+            return Login::Done(if !(same && owns(HUB_USER, client_id)) {
                 Err(AuthRefusal::BadCredentials)
-            };
+            } else if listener == Listener::Boards {
+                Err(AuthRefusal::NodesOnly)
+            } else {
+                Ok(true)
+            });
+        }
+        if self
+            .rejected
+            .lock()
+            .unwrap()
+            .contains(&self.pair_tag(username, password))
+        {
+            return Login::Done(Err(AuthRefusal::BadCredentials));
         }
         let Some(user) = self.users.get(username) else {
-            // Same work as for a real user: the time taken must not tell which names exist.
-            crate::users::verify_password(password, &self.dummy_hash);
-            return Err(AuthRefusal::BadCredentials);
+            return Login::Verify(self.dummy_hash.clone());
         };
         let tag = self.tag(password);
         let known = self
@@ -172,21 +216,62 @@ impl Policy {
             .unwrap()
             .get(username)
             .is_some_and(|t| constant_time_eq(t, &tag));
-        if !known {
-            if !crate::users::verify_password(password, &user.password) {
+        if known {
+            Login::Done(self.admit(listener, username, user, client_id))
+        } else {
+            Login::Verify(user.password.clone())
+        }
+    }
+
+    /// Ends a [`Login::Verify`]: `matched` is whether the password matched the hash.
+    pub fn login_finish(
+        &self,
+        listener: Listener,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        client_id: &str,
+        matched: bool,
+    ) -> Result<bool, AuthRefusal> {
+        let (Some(username), Some(Ok(password))) = (username, password.map(std::str::from_utf8))
+        else {
+            return Err(AuthRefusal::BadCredentials);
+        };
+        let user = match self.users.get(username) {
+            Some(user) if matched => user,
+            _ => {
+                let mut rejected = self.rejected.lock().unwrap();
+                // Bounded: an attacker trying many passwords must not grow the hub.
+                if rejected.len() >= REJECTED_PAIRS_KEPT {
+                    rejected.clear();
+                }
+                rejected.insert(self.pair_tag(username, password));
                 return Err(AuthRefusal::BadCredentials);
             }
-            self.verified
-                .lock()
-                .unwrap()
-                .insert(username.to_owned(), tag);
-        }
+        };
+        self.verified
+            .lock()
+            .unwrap()
+            .insert(username.to_owned(), self.tag(password));
+        self.admit(listener, username, user, client_id)
+    }
+
+    /// The checks after a right password: the client id, and the board listener.
+    fn admit(
+        &self,
+        listener: Listener,
+        username: &str,
+        user: &User,
+        client_id: &str,
+    ) -> Result<bool, AuthRefusal> {
         let id_ok = match user.role {
             Role::Node => client_id == username,
             _ => owns(username, client_id),
         };
         if !id_ok {
             return Err(AuthRefusal::NotAuthorized);
+        }
+        if listener == Listener::Boards && user.role != Role::Node {
+            return Err(AuthRefusal::NodesOnly);
         }
         Ok(user.role == Role::Admin)
     }
@@ -232,6 +317,23 @@ impl Policy {
         mac.finalize().into_bytes().into()
     }
 
+    /// Names a (user, password) pair without keeping the password: user names cannot hold a
+    /// NUL, so the encoding is unambiguous.
+    fn pair_tag(&self, username: &str, password: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.cache_key)
+            .expect("HMAC takes any key length");
+        mac.update(username.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The user's record, for the hub's limits.
+    pub fn user_record(&self, username: &str) -> Option<&User> {
+        self.users.get(username)
+    }
+
     fn user(&self, username: &str) -> Result<&User, String> {
         self.users
             .get(username)
@@ -269,7 +371,9 @@ impl Policy {
         };
         let reads_others = matches!(user.role, Role::Operator | Role::Viewer);
         let ok = match levels.as_slice() {
-            ["all", "in"] | ["group", _, "in"] => is_node && !filter.contains(['+', '#']),
+            ["all", "in"] => is_node,
+            // A node joins only the groups its user lists (`user add --groups`).
+            ["group", g, "in"] => is_node && !g.contains(['+', '#']) && user.groups.contains(*g),
             [x, "in"] => own(x),
             [x, "status"] => *x == "+" || !x.contains('#'),
             [x, "log"] | [x, "events", ..] => {
@@ -307,10 +411,17 @@ impl Policy {
             [x, "in"] if NodeName::parse(x).is_ok() => Dest::Inbox(x),
             [x, "status"] if is_node && *x == username => {
                 if let Some(p) = Presence::parse(payload) {
+                    // Only the groups the node may join count for `group:` patterns: a node
+                    // cannot claim a group to come within an operator's reach.
+                    let groups = p
+                        .groups
+                        .into_iter()
+                        .filter(|g| user.groups.contains(g))
+                        .collect();
                     self.groups
                         .lock()
                         .unwrap()
-                        .insert(username.to_owned(), p.groups);
+                        .insert(username.to_owned(), groups);
                 }
                 return Ok(());
             }
@@ -369,8 +480,12 @@ impl Policy {
                 needed.as_str(), needed.as_str()
             )));
         }
-        if user.role != Role::Admin && !user.nodes.is_empty() {
+        if user.role != Role::Admin && !user.reaches_everyone() {
             let limits = || {
+                if user.nodes.is_empty() {
+                    return "no node (a node user reaches only the nodes in its `--nodes`)"
+                        .to_owned();
+                }
                 user.nodes
                     .iter()
                     .map(|p| String::from(p.clone()))
@@ -439,6 +554,11 @@ mod tests {
                 .iter()
                 .map(|n| NodePattern::try_from(n.to_string()).unwrap())
                 .collect(),
+            groups: if role == Role::Node {
+                ["lab".to_owned()].into()
+            } else {
+                Default::default()
+            },
         };
         users
             .add(
@@ -458,6 +578,13 @@ mod tests {
         users.add("esp-1", mk(Role::Node, &[], &[])).unwrap();
         users
             .add("lab-1", mk(Role::Node, &["eval"], &["lab-*"]))
+            .unwrap();
+        // An old-style node user: `allow` without `nodes`.
+        users
+            .add("relay-1", mk(Role::Node, &["eval"], &[]))
+            .unwrap();
+        users
+            .add("hop-1", mk(Role::Node, &["eval"], &["*"]))
             .unwrap();
         Policy::new(Topics::default(), users, "hubsecret".into())
     }
@@ -522,6 +649,82 @@ mod tests {
             p.authenticate(Some("hub"), Some(b"pw"), "hub"),
             Err(AuthRefusal::BadCredentials)
         );
+    }
+
+    #[test]
+    fn node_users_reach_no_node_by_default_and_join_only_their_groups() {
+        let p = policy();
+        // `--allow eval` without `--nodes`: nobody (it used to mean every node).
+        let d = p
+            .check_publish("relay-1", "plastic/prod-1/in", &request("eval", "relay-1"))
+            .unwrap_err();
+        assert!(d.reason.contains("no node"), "{}", d.reason);
+        assert!(p
+            .check_publish("relay-1", "plastic/all/in", &request("eval", "relay-1"))
+            .is_err());
+        assert!(p
+            .check_publish(
+                "relay-1",
+                "plastic/group/lab/in",
+                &request("eval", "relay-1")
+            )
+            .is_err());
+        // `--nodes '*'` is every node, explicitly.
+        assert!(p
+            .check_publish("hop-1", "plastic/prod-1/in", &request("eval", "hop-1"))
+            .is_ok());
+        // Operators without --nodes still reach every node.
+        assert!(p
+            .check_publish("ops", "plastic/prod-1/in", &request("eval", "ops.a"))
+            .is_ok());
+        // Groups: only those of the node's user.
+        assert!(p.check_subscribe("esp-1", "plastic/group/lab/in").is_ok());
+        let err = p
+            .check_subscribe("esp-1", "plastic/group/prod/in")
+            .unwrap_err();
+        assert!(err.contains("may not subscribe"), "{err}");
+        assert!(p.check_subscribe("esp-1", "plastic/group/+/in").is_err());
+        // A presence claiming another group does not bring the node within `group:prod`.
+        let presence = br#"{"name":"esp-1","state":"online","platform":"sim","version":"0","protocol":1,"address":"","groups":["lab","prod"],"since":1}"#;
+        p.check_publish("esp-1", "plastic/esp-1/status", presence)
+            .unwrap();
+        assert_eq!(
+            p.groups.lock().unwrap().get("esp-1").unwrap(),
+            &vec!["lab".to_owned()]
+        );
+    }
+
+    #[test]
+    fn repeated_logins_are_decided_without_hashing() {
+        let p = policy();
+        let start = |pw: &[u8]| p.login_start(Listener::Main, Some("alice"), Some(pw), "alice.1");
+        assert!(matches!(start(b"pw"), Login::Verify(_)));
+        assert_eq!(
+            p.login_finish(Listener::Main, Some("alice"), Some(b"pw"), "alice.1", true),
+            Ok(false)
+        );
+        assert_eq!(start(b"pw"), Login::Done(Ok(false)));
+        assert!(matches!(start(b"wrong"), Login::Verify(_)));
+        assert_eq!(
+            p.login_finish(
+                Listener::Main,
+                Some("alice"),
+                Some(b"wrong"),
+                "alice.1",
+                false
+            ),
+            Err(AuthRefusal::BadCredentials)
+        );
+        assert_eq!(
+            start(b"wrong"),
+            Login::Done(Err(AuthRefusal::BadCredentials))
+        );
+        // Unknown users verify against the dummy hash, and their repeats are cheap too.
+        let unknown = || p.login_start(Listener::Main, Some("mallory"), Some(b"x"), "mallory");
+        assert!(matches!(unknown(), Login::Verify(h) if h == p.dummy_hash));
+        p.login_finish(Listener::Main, Some("mallory"), Some(b"x"), "mallory", true)
+            .unwrap_err();
+        assert_eq!(unknown(), Login::Done(Err(AuthRefusal::BadCredentials)));
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl Registry {
 
 /// One line for the hub's console.
 pub fn describe_change(event: &PresenceEvent) -> String {
-    let p = &event.current;
+    describe(&event.current)
+}
+
+/// One node's presence as the hub console prints it, whether listed at start or changed since.
+pub fn describe(p: &Presence) -> String {
     let verb = match p.state {
         NodeState::Online => "online",
         NodeState::Offline => "offline",

@@ -9,6 +9,13 @@
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! allow = ["eval", "exec", "gpio.read"]
 //! nodes = ["lab-*", "group:lab"]
+//!
+//! [users.lab-1]
+//! role = "node"
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
+//! groups = ["lab"]          # the groups it may join (subscribe to)
+//! nodes = ["lab-*"]         # whom it may reach with `allow`; none when absent
+//! allow = ["eval"]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,9 +157,22 @@ pub struct User {
     /// Capabilities for requests (operators; nodes messaging other nodes). Admins have all.
     #[serde(default)]
     pub allow: BTreeSet<Capability>,
-    /// Nodes the user may address; empty means every node.
+    /// Nodes the user may address. Empty means every node for operators, and *no node* for
+    /// node users (a node's rights pass to whoever can exec on it, so they are opt-in).
     #[serde(default)]
     pub nodes: Vec<NodePattern>,
+    /// Node users only: the groups the node may join (subscribe to `group/<g>/in`) and announce
+    /// in its presence. Empty (and absent, in users files from before): none.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub groups: BTreeSet<String>,
+}
+
+impl User {
+    /// May this user's requests go to every node (within `allow`)? Operators without `nodes`
+    /// may; node users never without an explicit `nodes` list (`*` for all).
+    pub fn reaches_everyone(&self) -> bool {
+        self.nodes.is_empty() && self.role != Role::Node
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -184,6 +204,12 @@ impl Users {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
+            for g in &user.groups {
+                validate_name(g).map_err(|e| UsersError::Parse {
+                    path: path.display().to_string(),
+                    reason: format!("user {name}: group `{g}`: {e}"),
+                })?;
+            }
             PasswordHash::new(&user.password).map_err(|e| UsersError::Parse {
                 path: path.display().to_string(),
                 reason: format!("user {name}: the password is not an argon2 hash ({e})"),
@@ -276,6 +302,26 @@ pub fn hash_password(password: &str) -> Result<String, UsersError> {
         .map_err(|e| UsersError::Invalid(format!("hashing the password: {e}")))
 }
 
+/// A PHC string with the parameters [`hash_password`] uses, a random salt and a random output:
+/// verifying any password against it costs what a real check costs, and never matches. Made
+/// without hashing, so a hub starts without spending argon2's time and memory.
+pub fn dummy_hash() -> String {
+    use argon2::password_hash::{Output, Salt};
+    let salt = SaltString::generate(&mut OsRng);
+    let out: [u8; 32] = rand::random();
+    let params = argon2::Params::default();
+    let hash = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: (&params).try_into().expect("default parameters encode"),
+        salt: Some(Salt::from(&salt)),
+        hash: Some(Output::new(&out).expect("32 bytes is a valid output")),
+    };
+    hash.to_string()
+}
+
+/// Verifies with the argon2 crate's own allocation (tests, tools). The hub verifies through
+/// `hasher.rs` instead, with memory it maps and unmaps itself.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
         .map(|h| {
@@ -311,6 +357,7 @@ mod tests {
             password: hash_password("pw").unwrap(),
             allow: BTreeSet::new(),
             nodes: vec![],
+            groups: BTreeSet::new(),
         }
     }
 
@@ -353,6 +400,29 @@ mod tests {
         .unwrap();
         let err = Users::load(&path).unwrap_err().to_string();
         assert!(err.contains("not an argon2 hash"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn users_files_from_before_groups_still_load() {
+        let dir = std::env::temp_dir().join(format!("plastic-users-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("users.toml");
+        let hash = hash_password("pw").unwrap();
+        std::fs::write(
+            &path,
+            format!("[users.esp-1]\nrole = \"node\"\npassword = \"{hash}\"\nallow = [\"eval\"]\n"),
+        )
+        .unwrap();
+        let users = Users::load(&path).unwrap();
+        let u = users.get("esp-1").unwrap();
+        assert!(u.groups.is_empty() && u.nodes.is_empty() && !u.reaches_everyone());
+        std::fs::write(
+            &path,
+            format!("[users.esp-1]\nrole = \"node\"\npassword = \"{hash}\"\ngroups = [\"a/b\"]\n"),
+        )
+        .unwrap();
+        assert!(Users::load(&path).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use plastic_proto::command::{BlinkLed, BlinkReply, InfoReply, ResetReply, StopReply, PONG};
+use plastic_proto::command::{
+    BlinkLed, BlinkReply, InfoReply, InterruptReply, ResetReply, StopReply, PONG,
+};
 use plastic_proto::{Command, ErrorInfo, PROTOCOL_VERSION};
 use serde_json::{json, Value};
 
@@ -104,6 +106,10 @@ pub async fn apply(node: &Facilities<'_>, command: Command) -> (Result<Value, Er
             })
         }
         Command::Reset(_) => return (to_value(ResetReply { resetting: true }), After::Reset),
+        Command::Interrupt(plastic_proto::command::Interrupt { id }) => {
+            let interrupted = node.engine.current().interrupt(id.as_deref()).await;
+            to_value(InterruptReply { interrupted })
+        }
         Command::ListFiles(_) => blocking(node, |files| files.list())
             .await
             .map(|files| Value::Array(files.into_iter().map(|(p, s)| json!([p, s])).collect()))

@@ -8,27 +8,39 @@ use serde_json::{json, Value};
 
 use crate::commands::{self, After};
 use crate::facilities::Facilities;
-use crate::python::Outcome;
+use crate::python::{Outcome, PyRequest};
 
-/// Runs a request. `deadline` (Unix seconds) goes with Python work, which may wait its turn.
-pub async fn run(node: &Facilities<'_>, body: Body, deadline: Option<f64>) -> (Outcome, After) {
+/// Runs a request. `id` (its message id, what `interrupt` names) and `deadline` (Unix seconds)
+/// go with Python work, which may wait its turn.
+pub async fn run(
+    node: &Facilities<'_>,
+    body: Body,
+    id: Option<String>,
+    deadline: Option<f64>,
+) -> (Outcome, After) {
     let quiet = |result: Result<Value, ErrorInfo>| Outcome {
         result: result.map(|v| (v, false)),
         stdout: String::new(),
     };
     match body {
         Body::Eval(Eval { to_evaluate }) => (
-            node.engine.current().eval(to_evaluate, deadline).await,
+            node.engine
+                .current()
+                .request(PyRequest::Eval(to_evaluate), id, deadline)
+                .await,
             After::Nothing,
         ),
         Body::Exec(Exec { to_exec }) => (
-            node.engine.current().exec(to_exec, deadline).await,
+            node.engine
+                .current()
+                .request(PyRequest::Exec(to_exec), id, deadline)
+                .await,
             After::Nothing,
         ),
         Body::Function(Function { name, args, kwargs }) => (
             node.engine
                 .current()
-                .call(name, args, kwargs, deadline)
+                .request(PyRequest::Call { name, args, kwargs }, id, deadline)
                 .await,
             After::Nothing,
         ),

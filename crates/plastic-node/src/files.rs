@@ -1,18 +1,28 @@
 //! The node's files: everything lives under one root directory.
 //!
 //! Paths arrive already validated as [`RelPath`] (no `..`, no absolute paths, no hidden
-//! components), so joining them to the root cannot escape it. Uploads are written to a hidden
-//! temporary file and renamed over the target only after the whole file's SHA-256 matched, so
-//! a failed or abandoned transfer leaves the old file as it was.
+//! components), but a validated path can still lead out of the root through a symbolic link
+//! planted inside it (`data -> /etc`). So no operation here resolves a path as a whole: each
+//! walks from a descriptor of the root, one component at a time, opening every directory with
+//! `O_NOFOLLOW`, and acts on the last component relative to its parent's descriptor (`renameat`,
+//! `unlinkat`, which do not follow a final link either). A link is refused where it is met, at
+//! open, so nothing can be swapped in between a check and its use. Links are never followed,
+//! even ones that stay inside the root; `list` skips them.
+//!
+//! Uploads are written to a hidden temporary file and renamed over the target only after the
+//! whole file's SHA-256 matched, so a failed or abandoned transfer leaves the old file as it was.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use plastic_proto::command::ChunkReply;
 use plastic_proto::{FileChunk, RelPath};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -39,6 +49,12 @@ pub enum FileError {
     NotFound(String),
     #[error("`{0}` is a directory")]
     IsDirectory(String),
+    #[error(
+        "`{path}`: `{link}` is a symbolic link; the node's file operations do not follow links"
+    )]
+    Link { path: String, link: String },
+    #[error("`{path}`: `{what}` is not a directory")]
+    NotADirectory { path: String, what: String },
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,8 +66,15 @@ impl FileError {
             FileError::HashMismatch { .. } => "HashMismatch",
             FileError::NotFound(_) => "FileNotFoundError",
             FileError::IsDirectory(_) => "IsADirectoryError",
-            FileError::Io(_) => "OSError",
+            FileError::NotADirectory { .. } => "NotADirectoryError",
+            FileError::Link { .. } | FileError::Io(_) => "OSError",
         }
+    }
+}
+
+impl From<Errno> for FileError {
+    fn from(e: Errno) -> Self {
+        FileError::Io(e.into())
     }
 }
 
@@ -61,7 +84,9 @@ struct Transfer {
     /// The whole file's hash as the sender announced it: a resume must be of the same file.
     sha256: Option<String>,
     hasher: Sha256,
-    temp: PathBuf,
+    /// The temporary file's name in [`PARTIAL_DIR`], and the file, open since the first chunk.
+    temp: String,
+    file: fs::File,
     touched: std::time::Instant,
 }
 
@@ -71,7 +96,31 @@ const MAX_TRANSFERS: usize = 8;
 
 pub struct FileStore {
     root: PathBuf,
+    /// The root, opened once: every operation starts from here, not from a path.
+    dir: OwnedFd,
     transfers: Mutex<HashMap<RelPath, Transfer>>,
+}
+
+/// Opens the directory `name` in `parent` without following a link.
+fn open_subdir(parent: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// What sits at `name` in `dir`, the link itself if it is one (`None`: nothing).
+fn entry_type(dir: BorrowedFd<'_>, name: &str) -> Result<Option<(FileType, u64)>, Errno> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some((
+            FileType::from_raw_mode(st.st_mode),
+            st.st_size as u64,
+        ))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl FileStore {
@@ -79,9 +128,16 @@ impl FileStore {
         fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
         // Partial uploads from before a restart cannot be resumed from memory; start clean.
+        // (`remove_dir_all` removes a link in its place, not what it points to.)
         let _ = fs::remove_dir_all(root.join(PARTIAL_DIR));
+        let dir = rustix::fs::open(
+            &root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(FileStore {
             root,
+            dir,
             transfers: Mutex::default(),
         })
     }
@@ -90,8 +146,99 @@ impl FileStore {
         &self.root
     }
 
+    /// Where `path` would be if no link were involved: for messages and for Python's own use,
+    /// never for the store's own file operations.
     pub fn path_of(&self, path: &RelPath) -> PathBuf {
         self.root.join(path.as_str())
+    }
+
+    /// The directory holding `path`'s last component, opened component by component from the
+    /// root without following links (creating missing directories when `create`), and that
+    /// last component's name.
+    fn parent_of<'p>(
+        &self,
+        path: &'p RelPath,
+        create: bool,
+    ) -> Result<(OwnedFd, &'p str), FileError> {
+        let text = path.as_str();
+        let (dirs, name) = match text.rsplit_once('/') {
+            Some((dirs, name)) => (Some(dirs), name),
+            None => (None, text),
+        };
+        let mut current = rustix::io::dup(&self.dir)?;
+        let Some(dirs) = dirs else {
+            return Ok((current, name));
+        };
+        let mut walked = 0;
+        for component in dirs.split('/') {
+            walked += component.len() + 1;
+            let so_far = &text[..walked - 1];
+            let opened = match open_subdir(current.as_fd(), component) {
+                Err(Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&current, component, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    open_subdir(current.as_fd(), component)
+                }
+                other => other,
+            };
+            current = match opened {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => return Err(FileError::NotFound(text.into())),
+                // O_NOFOLLOW on a link: ELOOP. O_DIRECTORY on a file: ENOTDIR.
+                Err(Errno::LOOP) => {
+                    return Err(FileError::Link {
+                        path: text.into(),
+                        link: so_far.into(),
+                    })
+                }
+                Err(Errno::NOTDIR) => {
+                    return Err(match entry_type(current.as_fd(), component)? {
+                        Some((FileType::Symlink, _)) => FileError::Link {
+                            path: text.into(),
+                            link: so_far.into(),
+                        },
+                        _ => FileError::NotADirectory {
+                            path: text.into(),
+                            what: so_far.into(),
+                        },
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok((current, name))
+    }
+
+    /// The directory of partial uploads, created if missing; a link there is refused.
+    fn partial_dir(&self) -> Result<OwnedFd, FileError> {
+        let open = || open_subdir(self.dir.as_fd(), PARTIAL_DIR);
+        let opened = match open() {
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(&self.dir, PARTIAL_DIR, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                open()
+            }
+            other => other,
+        };
+        opened.map_err(|e| match e {
+            Errno::LOOP | Errno::NOTDIR => FileError::Link {
+                path: PARTIAL_DIR.into(),
+                link: PARTIAL_DIR.into(),
+            },
+            e => e.into(),
+        })
+    }
+
+    /// Deletes an abandoned transfer's temporary file.
+    fn discard(&self, transfer: Transfer) {
+        drop(transfer.file);
+        if let Ok(dir) = self.partial_dir() {
+            let _ = rustix::fs::unlinkat(&dir, transfer.temp.as_str(), AtFlags::empty());
+        }
     }
 
     /// Applies one chunk. Returns the reply's result: how much of the file has arrived.
@@ -115,7 +262,7 @@ impl FileStore {
         if chunk.offset == 0 {
             // A new transfer of this file replaces any unfinished one.
             if let Some(old) = transfers.remove(&chunk.filename) {
-                let _ = fs::remove_file(old.temp);
+                self.discard(old);
             }
             if transfers.len() >= MAX_TRANSFERS {
                 let idlest = transfers
@@ -123,15 +270,23 @@ impl FileStore {
                     .min_by_key(|(_, t)| t.touched)
                     .map(|(p, _)| p.clone());
                 if let Some(old) = idlest.and_then(|p| transfers.remove(&p)) {
-                    let _ = fs::remove_file(old.temp);
+                    self.discard(old);
                 }
             }
-            let dir = self.root.join(PARTIAL_DIR);
-            fs::create_dir_all(&dir)?;
+            let dir = self.partial_dir()?;
             // Named by a hash of the path: `a/b` and `a__b` must not share a temporary file.
-            let temp = dir
-                .join(&plastic_proto::file::sha256_hex(chunk.filename.as_str().as_bytes())[..32]);
-            fs::File::create(&temp)?;
+            let temp = plastic_proto::file::sha256_hex(chunk.filename.as_str().as_bytes())[..32]
+                .to_owned();
+            let fd = rustix::fs::openat(
+                &dir,
+                temp.as_str(),
+                OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::TRUNC
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?;
             transfers.insert(
                 chunk.filename.clone(),
                 Transfer {
@@ -140,6 +295,7 @@ impl FileStore {
                     sha256: chunk.sha256.clone(),
                     hasher: Sha256::new(),
                     temp,
+                    file: fs::File::from(fd),
                     touched: std::time::Instant::now(),
                 },
             );
@@ -158,10 +314,7 @@ impl FileStore {
                 expected: transfer.received,
             });
         }
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&transfer.temp)?
-            .write_all(&chunk.content)?;
+        transfer.file.write_all(&chunk.content)?;
         transfer.hasher.update(&chunk.content);
         transfer.touched = std::time::Instant::now();
         transfer.received += chunk.content.len() as u64;
@@ -178,13 +331,14 @@ impl FileStore {
         let transfer = transfers.remove(&chunk.filename).expect("present above");
         let actual: String = transfer
             .hasher
+            .clone()
             .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         if let Some(expected) = &chunk.sha256 {
             if *expected != actual {
-                let _ = fs::remove_file(&transfer.temp);
+                self.discard(transfer);
                 return Err(FileError::HashMismatch {
                     path: chunk.filename.as_str().into(),
                     expected: expected.clone(),
@@ -192,16 +346,12 @@ impl FileStore {
                 });
             }
         }
-        let target = self.path_of(&chunk.filename);
-        if target.is_dir() {
-            let _ = fs::remove_file(&transfer.temp);
-            return Err(FileError::IsDirectory(chunk.filename.as_str().into()));
+        // Still under the lock: a new transfer of this file would reuse its temporary name.
+        let placed = self.place(&chunk.filename, &transfer);
+        if placed.is_err() {
+            self.discard(transfer);
         }
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::File::open(&transfer.temp)?.sync_all()?;
-        fs::rename(&transfer.temp, &target)?;
+        placed?;
         Ok(ChunkReply {
             filename: chunk.filename.as_str().into(),
             received,
@@ -209,6 +359,19 @@ impl FileStore {
             complete: true,
             sha256: Some(actual),
         })
+    }
+
+    /// Renames a finished transfer's temporary file over its target.
+    fn place(&self, path: &RelPath, transfer: &Transfer) -> Result<(), FileError> {
+        let (parent, name) = self.parent_of(path, true)?;
+        if let Some((FileType::Directory, _)) = entry_type(parent.as_fd(), name)? {
+            return Err(FileError::IsDirectory(path.as_str().into()));
+        }
+        transfer.file.sync_all()?;
+        let partial = self.partial_dir()?;
+        // A link at the target itself is replaced, not followed: rename acts on the name.
+        rustix::fs::renameat(&partial, transfer.temp.as_str(), &parent, name)?;
+        Ok(())
     }
 
     /// Writes a whole small file atomically (deployed scripts).
@@ -224,28 +387,33 @@ impl FileStore {
         self.write_chunk(&chunk).map(|_| ())
     }
 
-    /// Every regular file under the root with its size, sorted by path.
+    /// Every regular file under the root with its size, sorted by path. Symbolic links are not
+    /// listed and not followed (a linked directory's contents are not the node's files), nor
+    /// are hidden entries and `__pycache__`.
     pub fn list(&self) -> Result<Vec<(String, u64)>, FileError> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir)? {
+        let mut stack = vec![(rustix::io::dup(&self.dir)?, String::new())];
+        while let Some((fd, prefix)) = stack.pop() {
+            let mut dir = rustix::fs::Dir::read_from(&fd)?;
+            let dir_fd = fd;
+            while let Some(entry) = dir.read() {
                 let entry = entry?;
-                let name = entry.file_name();
-                if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
+                let Ok(name) = entry.file_name().to_str() else {
+                    continue;
+                };
+                if name.starts_with('.') || name == "__pycache__" {
                     continue;
                 }
-                let meta = entry.metadata()?;
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                } else if meta.is_file() {
-                    let rel = entry
-                        .path()
-                        .strip_prefix(&self.root)
-                        .map(|p| p.to_string_lossy().into_owned());
-                    if let Ok(rel) = rel {
-                        out.push((rel, meta.len()));
-                    }
+                let rel = format!("{prefix}{name}");
+                match entry_type(dir_fd.as_fd(), name)? {
+                    Some((FileType::Directory, _)) => match open_subdir(dir_fd.as_fd(), name) {
+                        Ok(sub) => stack.push((sub, format!("{rel}/"))),
+                        // Replaced by a link or removed since it was read: not ours to list.
+                        Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => {}
+                        Err(e) => return Err(e.into()),
+                    },
+                    Some((FileType::RegularFile, size)) => out.push((rel, size)),
+                    _ => {}
                 }
             }
         }
@@ -254,11 +422,12 @@ impl FileStore {
     }
 
     pub fn remove(&self, path: &RelPath) -> Result<(), FileError> {
-        let target = self.path_of(path);
-        match fs::symlink_metadata(&target) {
-            Err(_) => Err(FileError::NotFound(path.as_str().into())),
-            Ok(m) if m.is_dir() => Err(FileError::IsDirectory(path.as_str().into())),
-            Ok(_) => Ok(fs::remove_file(target)?),
+        let (parent, name) = self.parent_of(path, false)?;
+        match entry_type(parent.as_fd(), name)? {
+            None => Err(FileError::NotFound(path.as_str().into())),
+            Some((FileType::Directory, _)) => Err(FileError::IsDirectory(path.as_str().into())),
+            // A link is removed itself; what it points to is not touched.
+            Some(_) => Ok(rustix::fs::unlinkat(&parent, name, AtFlags::empty())?),
         }
     }
 }
@@ -346,5 +515,113 @@ mod tests {
         store.write_all(&name, b"1").unwrap();
         store.remove(&name).unwrap();
         assert!(store.list().unwrap().is_empty());
+    }
+
+    /// A directory outside the root, with one file in it whose content must survive.
+    fn outside(tag: &str) -> (PathBuf, PathBuf) {
+        let dir = temp_root(&format!("{tag}-outside"));
+        let file = dir.join("precious.txt");
+        fs::write(&file, b"keep me").unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn uploads_never_follow_a_link_out_of_the_root() {
+        let root = temp_root("link-up");
+        let (out_dir, out_file) = outside("link-up");
+        let store = FileStore::open(&root).unwrap();
+        std::os::unix::fs::symlink(&out_file, root.join("evil.txt")).unwrap();
+        std::os::unix::fs::symlink(&out_dir, root.join("linked")).unwrap();
+
+        // Through a linked directory: refused where the link is met.
+        let err = store
+            .write_all(&RelPath::parse("linked/precious.txt").unwrap(), b"pwned")
+            .unwrap_err();
+        assert!(
+            matches!(&err, FileError::Link { link, .. } if link == "linked"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), "OSError");
+        let err = store
+            .write_all(&RelPath::parse("linked/new/deeper.txt").unwrap(), b"x")
+            .unwrap_err();
+        assert!(matches!(err, FileError::Link { .. }), "{err}");
+        assert!(!out_dir.join("new").exists());
+        // Onto a link: the link is replaced by a file in the root; its target is untouched.
+        store
+            .write_all(&RelPath::parse("evil.txt").unwrap(), b"mine")
+            .unwrap();
+        assert_eq!(fs::read(&out_file).unwrap(), b"keep me");
+        let meta = fs::symlink_metadata(root.join("evil.txt")).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(fs::read(root.join("evil.txt")).unwrap(), b"mine");
+        // The temporary directory itself planted as a link.
+        fs::remove_dir_all(root.join(PARTIAL_DIR)).unwrap();
+        std::os::unix::fs::symlink(&out_dir, root.join(PARTIAL_DIR)).unwrap();
+        let err = store
+            .write_all(&RelPath::parse("x.txt").unwrap(), b"x")
+            .unwrap_err();
+        assert!(matches!(err, FileError::Link { .. }), "{err}");
+        assert_eq!(
+            fs::read_dir(&out_dir).unwrap().count(),
+            1,
+            "nothing was created outside"
+        );
+        assert_eq!(fs::read(&out_file).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn remove_and_list_never_follow_a_link_out_of_the_root() {
+        let root = temp_root("link-rm");
+        let (out_dir, out_file) = outside("link-rm");
+        let store = FileStore::open(&root).unwrap();
+        std::os::unix::fs::symlink(&out_dir, root.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&out_file, root.join("evil.txt")).unwrap();
+        store
+            .write_all(&RelPath::parse("real/a.txt").unwrap(), b"abc")
+            .unwrap();
+        // Links are neither listed nor walked into.
+        assert_eq!(store.list().unwrap(), vec![("real/a.txt".to_string(), 3)]);
+        let err = store
+            .remove(&RelPath::parse("linked/precious.txt").unwrap())
+            .unwrap_err();
+        assert!(matches!(err, FileError::Link { .. }), "{err}");
+        assert_eq!(fs::read(&out_file).unwrap(), b"keep me");
+        // Removing the link removes the link, not its target.
+        store.remove(&RelPath::parse("evil.txt").unwrap()).unwrap();
+        assert!(fs::symlink_metadata(root.join("evil.txt")).is_err());
+        assert_eq!(fs::read(&out_file).unwrap(), b"keep me");
+        // A file where a directory is expected.
+        let err = store
+            .remove(&RelPath::parse("real/a.txt/b").unwrap())
+            .unwrap_err();
+        assert!(matches!(err, FileError::NotADirectory { .. }), "{err}");
+        let err = store
+            .remove(&RelPath::parse("nowhere/b").unwrap())
+            .unwrap_err();
+        assert!(matches!(err, FileError::NotFound(_)), "{err}");
+    }
+
+    #[test]
+    fn a_directory_is_not_replaced_by_an_upload() {
+        let store = FileStore::open(&temp_root("dir")).unwrap();
+        store
+            .write_all(&RelPath::parse("d/f.txt").unwrap(), b"1")
+            .unwrap();
+        let err = store
+            .write_all(&RelPath::parse("d").unwrap(), b"2")
+            .unwrap_err();
+        assert!(matches!(err, FileError::IsDirectory(_)), "{err}");
+        assert!(matches!(
+            store.remove(&RelPath::parse("d").unwrap()),
+            Err(FileError::IsDirectory(_))
+        ));
+        // The failed upload left no temporary file behind.
+        assert_eq!(
+            fs::read_dir(store.root().join(PARTIAL_DIR))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod blink;
 pub mod bridge;
 pub mod commands;
+pub mod confine;
 pub mod dispatch;
 pub mod facilities;
 pub mod files;
@@ -28,4 +29,4 @@ pub mod recent;
 pub mod request;
 pub mod state;
 
-pub use node::{Node, NodeConfig};
+pub use node::{Ended, Node, NodeConfig};

@@ -47,6 +47,20 @@ pub struct NodeConfig {
 
 /// How long shutdown waits for requests in progress to reply.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a restart waits for scripts and requests to end: what is still running then is
+/// ended by the restart itself (a `plastic node` executes itself afresh).
+const RESTART_GRACE: Duration = Duration::from_secs(1);
+
+/// Why [`Node::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Ended {
+    /// The shutdown future resolved: the node said `offline` and is done.
+    Shutdown,
+    /// `reset` (or Python's `machine.reset()`): the node said `offline`; its caller starts the
+    /// node program again, with a new boot id and presence (docs/protocol.md, `reset`).
+    Reset,
+}
 
 /// A running node.
 pub struct Node {
@@ -150,23 +164,20 @@ impl Node {
         self.herald.announcements()
     }
 
-    /// Serves requests until `shutdown` resolves, then says `offline` and disconnects.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Serves requests until `shutdown` resolves or a reset is asked for, then says `offline`
+    /// and disconnects.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Ended {
         let shared = self.shared.clone();
         let announcer = self.herald.spawn_announcer();
         tokio::pin!(shutdown);
         let mut handlers = tokio::task::JoinSet::new();
-        loop {
+        let ended = loop {
             tokio::select! {
-                _ = &mut shutdown => break,
-                Some(()) = self.resets.recv() => {
-                    // Stopping stuck scripts can take seconds: not on the message loop.
-                    let shared = shared.clone();
-                    handlers.spawn(async move { shared.reset().await });
-                }
+                _ = &mut shutdown => break Ended::Shutdown,
+                Some(()) = self.resets.recv() => break Ended::Reset,
                 Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
                 delivery = self.deliveries.recv() => {
-                    let Some(delivery) = delivery else { break };
+                    let Some(delivery) = delivery else { break Ended::Shutdown };
                     match delivery.kind {
                         Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) => {
                             while handlers.try_join_next().is_some() {}
@@ -192,11 +203,20 @@ impl Node {
                     }
                 }
             }
-        }
+        };
         announcer.abort();
-        shared.engine().stop_scripts(None).await;
+        let grace = match ended {
+            Ended::Shutdown => SHUTDOWN_GRACE,
+            Ended::Reset => {
+                tracing::info!("{}: resetting", shared.name());
+                shared.log("node", "info", "reset");
+                shared.before_restart().await;
+                RESTART_GRACE
+            }
+        };
+        let _ = tokio::time::timeout(grace, shared.engine().stop_scripts(None)).await;
         // Let requests in progress finish and reply before saying goodbye, within reason.
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let drained = tokio::time::timeout(grace, async {
             while handlers.join_next().await.is_some() {}
         })
         .await;
@@ -207,5 +227,31 @@ impl Node {
             );
         }
         self.client.shutdown(Some(self.herald.offline())).await;
+        ended
     }
+}
+
+/// Replaces this process with a fresh run of the same program and arguments, started from
+/// `cwd` (a `plastic node` changes into its files' directory, but relative arguments meant
+/// the directory it was started in): what `reset` means for a node that is a process of its
+/// own. Every thread goes with the old image, stuck Python included. Returns only on failure.
+#[cfg(unix)]
+pub fn restart_process(cwd: &std::path::Path) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    // /proc/self/exe still works when the binary was replaced on disk meanwhile.
+    let exe = if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return e,
+        }
+    };
+    std::process::Command::new(exe)
+        .arg0(arg0)
+        .args(args)
+        .current_dir(cwd)
+        .exec()
 }

@@ -39,13 +39,15 @@ pub async fn handle(node: &Shared, arrival: Arrival<'_>) {
     let admission = admit(&input, &mut node.recent().lock().unwrap());
     match admission {
         Admission::Run(admitted) => {
+            let id = admitted.envelope.message_id.clone();
             let (outcome, after) =
-                dispatch::run(&node.facilities(), admitted.body, admitted.deadline).await;
+                dispatch::run(&node.facilities(), admitted.body, id, admitted.deadline).await;
             node.outbox()
                 .answer(&admitted.envelope, outcome, true)
                 .await;
             if after == After::Reset {
-                node.reset().await;
+                // Replied: now the message loop ends and the node program starts again.
+                node.request_reset();
             }
         }
         Admission::AnswerFromMemory(Some(sent)) => node.outbox().resend(sent).await,

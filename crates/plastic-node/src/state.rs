@@ -36,9 +36,6 @@ pub struct Shared {
     pub files: Arc<FileStore>,
     blinker: Blinker,
     engine: EngineSlot,
-    /// A Python interpreter shared with other nodes of this process (`plastic sim`), or
-    /// `None` for one of the node's own; a reset makes the new engine on the same kind.
-    interpreter: Option<Arc<Interpreter>>,
     host: Arc<dyn Host>,
     /// Request ids seen lately, with their replies (duplicate deliveries run once), and the
     /// replay floor for signed requests.
@@ -81,7 +78,6 @@ impl Shared {
             files,
             blinker: Blinker::default(),
             engine: EngineSlot::new(engine),
-            interpreter,
             host,
             recent,
             signing,
@@ -125,19 +121,21 @@ impl Shared {
         self.log.line(source, level, text);
     }
 
-    /// A soft reset: scripts and blink stop, the Python namespace starts afresh, pins go back
-    /// to their power-on state. Files stay.
-    pub async fn reset(&self) {
-        let old = self.engine.current();
-        old.stop_scripts(None).await;
+    /// Asks the message loop to end for a restart of the node program (after `reset` replied,
+    /// or from Python's `machine.reset()`): see [`crate::node::Ended::Reset`].
+    pub fn request_reset(&self) {
+        self.host.reset();
+    }
+
+    /// Before a restart: Python requests in progress are interrupted (they answer
+    /// `KeyboardInterrupt` rather than hold the restart up), the blink stops and pins go back
+    /// to their power-on state.
+    pub async fn before_restart(&self) {
+        self.engine.current().interrupt(None).await;
         self.blinker.stop(self.gpio.as_ref());
         for pin in self.gpio.pins() {
             let _ = self.gpio.write(pin, 1);
         }
-        let root = self.files.root().to_path_buf();
-        self.engine
-            .replace(new_engine(&self.interpreter, &self.host, root));
-        self.log("node", "info", "reset");
     }
 }
 

@@ -552,3 +552,159 @@ async fn a_busy_loop_without_sleeps_still_stops() {
         "200,000 loop turns: {traced} ms in a script (stop tracer on), {untraced} ms in exec"
     );
 }
+
+/// `interrupt` raises KeyboardInterrupt in a request stuck in a loop that calls nothing, and in
+/// one asleep in `time.sleep`; a queued request ends without running; the engine answers the
+/// next request. The figures it prints are the latency and a request's cost with the hook idle
+/// (docs/performance.md).
+#[tokio::test]
+async fn interrupt_ends_a_busy_or_sleeping_request_and_the_engine_answers_again() {
+    use plastic_node::python::PyRequest;
+    let (_, py, _dir) = engine();
+    let py = Arc::new(py);
+    // Warm up (the interpreter starts on first use) and time a trivial eval with no interrupt.
+    value(&py.eval("2+3".into(), None).await);
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        value(&py.eval("2+3".into(), None).await);
+    }
+    let per_eval = started.elapsed() / 200;
+
+    for (code, id) in [
+        ("while True: pass", "busy"),
+        ("import time\ntime.sleep(60)", "asleep"),
+    ] {
+        let runner = py.clone();
+        let task = tokio::spawn(async move {
+            runner
+                .request(PyRequest::Exec(code.into()), Some(id.into()), None)
+                .await
+        });
+        // Its turn has come once the engine stops answering quickly: wait for a queued probe
+        // to sit behind it instead of sleeping.
+        let waiter = py.clone();
+        let queued = tokio::spawn(async move {
+            waiter
+                .request(PyRequest::Eval("1".into()), Some("queued".into()), None)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let asked = std::time::Instant::now();
+        let got = py.interrupt(Some(id)).await;
+        let outcome = task.await.unwrap();
+        let latency = asked.elapsed();
+        assert_eq!(got, vec![id.to_owned()]);
+        let err = outcome.result.unwrap_err();
+        assert_eq!(err.kind, "KeyboardInterrupt", "{err:?}");
+        assert!(
+            latency < Duration::from_secs(1),
+            "interrupt took {latency:?}"
+        );
+        eprintln!("interrupt of `{code}` answered in {latency:?}");
+        // The queued request was not named: it runs.
+        assert_eq!(value(&queued.await.unwrap()), &json!(1));
+    }
+    // A queued request named by id ends without running; nothing else is touched.
+    let runner = py.clone();
+    let busy = tokio::spawn(async move {
+        runner
+            .request(
+                PyRequest::Exec("while True: pass".into()),
+                Some("a".into()),
+                None,
+            )
+            .await
+    });
+    let runner = py.clone();
+    let queued = tokio::spawn(async move {
+        runner
+            .request(PyRequest::Exec("ran = True".into()), Some("b".into()), None)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(py.interrupt(Some("b")).await, vec!["b".to_owned()]);
+    // Everything still queued or running is reached, the already interrupted one too.
+    assert_eq!(
+        py.interrupt(None).await,
+        vec!["a".to_owned(), "b".to_owned()]
+    );
+    assert_eq!(
+        busy.await.unwrap().result.unwrap_err().kind,
+        "KeyboardInterrupt"
+    );
+    assert_eq!(
+        queued.await.unwrap().result.unwrap_err().kind,
+        "KeyboardInterrupt"
+    );
+    assert_eq!(
+        value(&py.eval("'ran' in globals()".into(), None).await),
+        &json!(false)
+    );
+    assert_eq!(py.interrupt(None).await, Vec::<String>::new());
+    // Still a working engine, and just as fast.
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        value(&py.eval("2+3".into(), None).await);
+    }
+    let after = started.elapsed() / 200;
+    eprintln!("eval 2+3: {per_eval:?} per request before any interrupt, {after:?} after");
+}
+
+/// Source nested too deeply to compile is refused with RecursionError, whichever way it comes
+/// (a request, Python's eval/compile, an import, json); the engine keeps working.
+#[tokio::test]
+async fn deep_nesting_is_a_recursion_error_never_an_abort() {
+    let (_, py, dir) = engine();
+    let deep = "[".repeat(50_000) + &"]".repeat(50_000);
+    for outcome in [
+        py.eval(deep.clone(), None).await,
+        py.eval("eval('[' * 50000 + ']' * 50000)".into(), None)
+            .await,
+        py.exec(
+            "compile('(' * 100000 + '1' + ')' * 100000, 'x', 'eval')".into(),
+            None,
+        )
+        .await,
+        py.exec(
+            "import json\njson.loads('[' * 100000 + ']' * 100000)".into(),
+            None,
+        )
+        .await,
+        py.exec(
+            "x = []\nfor i in range(100000): x = [x]\nimport json\njson.dumps(x)".into(),
+            None,
+        )
+        .await,
+        py.eval(format!("1{}", " + 1".repeat(60_000)), None).await,
+    ] {
+        let err = outcome.result.unwrap_err();
+        assert_eq!(err.kind, "RecursionError", "{err:?}");
+    }
+    std::fs::write(dir.path().join("deepmod.py"), format!("x = {deep}\n")).unwrap();
+    let err = py
+        .exec("import deepmod".into(), None)
+        .await
+        .result
+        .unwrap_err();
+    assert_eq!(err.kind, "RecursionError", "{err:?}");
+    // A result too deep for JSON comes back as its repr (or a note), not a crash.
+    let deep_value = py
+        .eval(
+            "[(x := []), [(x := [x]) for i in range(100000)], 0][-1] or x".into(),
+            None,
+        )
+        .await;
+    assert!(deep_value.result.unwrap().1, "a repr fallback");
+    // Moderate nesting still compiles, and eval still sees the caller's namespace.
+    let fine = "(".repeat(500) + "1" + &")".repeat(500);
+    assert_eq!(value(&py.eval(fine, None).await), &json!(1));
+    py.exec(
+        "y = 5\ndef f():\n    z = 2\n    return eval('y + z')".into(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        value(&py.eval("f() + eval('y')".into(), None).await),
+        &json!(12)
+    );
+}

@@ -56,7 +56,7 @@ impl Counts {
 pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     let counts = Counts::new(args.quick);
     let (mut hub, broker) = if global.broker_given {
-        (None, BrokerUrl::parse(&global.broker)?)
+        (None, crate::session::broker_url(global)?)
     } else {
         let (child, port) = spawn_hub().await?;
         (Some(child), BrokerUrl::local(port))

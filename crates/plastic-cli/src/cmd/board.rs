@@ -2,7 +2,6 @@
 //! optionally its node key, and the agent bundle with the hub's address and the credentials
 //! filled in.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +32,7 @@ pub struct BoardAddArgs {
     /// HOST[:PORT], port 1883 if omitted
     #[arg(long)]
     pub hub: String,
-    /// Group to join (repeatable)
+    /// Group to join (repeatable); also the groups its node user may join on the hub
     #[arg(long = "group")]
     pub groups: Vec<String>,
     /// Also make a node key: the board then runs only requests signed with it
@@ -69,13 +68,18 @@ pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
     }
     let users = users_file(args.users.clone());
     let password = plastic_proto::new_message_id();
+    // The board's user may join the groups the board is configured with, and reaches no
+    // other node.
+    let groups = super::user::node_groups(Role::Node, &args.groups)?;
     super::user::save_user(
         &users,
         name.as_str(),
         Role::Node,
         &password,
-        BTreeSet::new(),
-        Vec::new(),
+        super::user::Reach {
+            groups,
+            ..Default::default()
+        },
         args.force,
     )?;
     println!(

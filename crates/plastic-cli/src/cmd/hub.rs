@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use plastic_client::BrokerUrl;
 use plastic_hub::policy::Policy;
-use plastic_hub::users::{Users, HUB_USER};
-use plastic_hub::{describe_change, start_broker, BrokerOptions, Registry};
+use plastic_hub::users::{Role, Users, HUB_USER};
+use plastic_hub::{describe_change, start_broker, BrokerOptions, HubLimits, Registry};
 use plastic_proto::Topics;
 use rumqttc::QoS;
 
@@ -48,18 +49,82 @@ pub struct HubArgs {
     /// The certificate's private key (PEM)
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How long a message waits in an offline session's queue (a request for a node that is
+    /// away) before the broker drops it: 30s, 10m, 2h
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub queue_expiry: Duration,
+    /// How long a disconnected node's (persistent) session, with its queue, is kept
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub session_expiry: Duration,
+    /// Close connections that have not logged in after this long
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Sessions per user, connected or parked (persistent ones count until they expire)
+    #[arg(long, default_value_t = HubLimits::default().sessions_per_user)]
+    pub sessions_per_user: usize,
+    /// Subscriptions per session
+    #[arg(long, default_value_t = HubLimits::default().subscriptions_per_session)]
+    pub subscriptions_per_session: usize,
+    /// MiB queued for one offline session before the hub ends it (its queue discarded)
+    #[arg(long, default_value_t = mib(HubLimits::default().queued_bytes_per_session))]
+    pub queued_mib_per_session: u64,
+    /// MiB queued for offline sessions in the whole hub before it ends the session that
+    /// crossed the line
+    #[arg(long, default_value_t = mib(HubLimits::default().queued_bytes_total))]
+    pub queued_mib_total: u64,
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+/// `90`, `90s`, `500ms`, `10m`, `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (30s, 10m, 2h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}`: the unit is ms, s, m, h or d")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("`{s}` must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl HubArgs {
     fn tls(&self) -> Option<(PathBuf, PathBuf)> {
         self.tls_cert.clone().zip(self.tls_key.clone())
     }
+
+    fn limits(&self) -> HubLimits {
+        HubLimits {
+            queue_expiry: self.queue_expiry,
+            session_expiry: self.session_expiry,
+            connect_timeout: self.connect_timeout,
+            sessions_per_user: self.sessions_per_user,
+            subscriptions_per_session: self.subscriptions_per_session,
+            queued_bytes_per_session: self.queued_mib_per_session * 1024 * 1024,
+            queued_bytes_total: self.queued_mib_total * 1024 * 1024,
+            ..HubLimits::default()
+        }
+    }
 }
 
 pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     let topics = Topics::new(&global.prefix)?;
     let (broker, refusals) = if args.external {
-        let url = BrokerUrl::parse(&global.broker)?;
+        let url = crate::session::broker_url(global)?;
         println!(
             "plastic hub: using the external broker at {url} (it enforces its own authentication)"
         );
@@ -99,6 +164,7 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             board_listen: args.board_listen,
             tls: args.tls(),
             policy,
+            limits: args.limits(),
         })
         .await?;
         // Tests and scripts read the bound port from this line.
@@ -115,11 +181,14 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             println!("plastic hub: board listener on {board} (node users only, no TLS)");
         }
         match &users {
-            Some((path, users)) => println!(
-                "plastic hub: authentication on: {} users from {}",
-                users.users.len(),
-                path.display()
-            ),
+            Some((path, users)) => {
+                println!(
+                    "plastic hub: authentication on: {} users from {}",
+                    users.users.len(),
+                    path.display()
+                );
+                warn_old_node_users(users);
+            }
             None => println!(
                 "plastic hub: authentication off (no users file at {}); loopback only",
                 path.display()
@@ -147,13 +216,7 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     }
     let mut events = registry.events();
     for node in registry.nodes().await? {
-        println!(
-            "node {} {} [{} {}]",
-            node.name,
-            node.state.as_str(),
-            node.platform,
-            node.version
-        );
+        println!("{}", crate::output::shown(&plastic_hub::describe(&node)));
     }
     let shutdown = super::node::shutdown_signal();
     tokio::pin!(shutdown);
@@ -161,7 +224,9 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
         tokio::select! {
             _ = &mut shutdown => break,
             event = events.recv() => match event {
-                Ok(event) => println!("{}", describe_change(&event)),
+                Ok(event) => {
+                    println!("{}", crate::output::shown(&describe_change(&event)))
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} presence changes not shown)"),
                 Err(_) => break,
             },
@@ -170,6 +235,21 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     registry.shutdown().await;
     println!("plastic hub: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Node users reach no node without `nodes`, and join no group without `groups` (users files
+/// from before those rules meant "every node" and "any group"): say so once at start.
+fn warn_old_node_users(users: &Users) {
+    for (name, u) in &users.users {
+        if u.role != Role::Node {
+            continue;
+        }
+        if !u.allow.is_empty() && u.nodes.is_empty() {
+            println!(
+                "plastic hub: note: node user {name} has --allow but no --nodes, so it reaches no node (give it --nodes PATTERN, '*' for all)"
+            );
+        }
+    }
 }
 
 /// Safe defaults: beyond loopback, the hub needs users (else anyone could run code on every

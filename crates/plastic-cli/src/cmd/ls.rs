@@ -7,6 +7,7 @@ use anyhow::Result;
 use plastic_proto::unix_seconds;
 
 use crate::global::Global;
+use crate::output::shown;
 use crate::session::Session;
 
 pub async fn run(global: &Global) -> Result<ExitCode> {
@@ -23,6 +24,7 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
     let rows: Vec<[String; 6]> = nodes
         .iter()
         .map(|n| {
+            // Every field but the age is the node's own text: shown escaped.
             [
                 n.name.clone(),
                 n.state.as_str().to_owned(),
@@ -35,6 +37,7 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
                 },
                 ago(now - n.since),
             ]
+            .map(|cell| shown(&cell).into_owned())
         })
         .collect();
     print_table(

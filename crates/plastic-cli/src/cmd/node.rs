@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use plastic_client::BrokerUrl;
 use plastic_node::gpio::SimGpio;
 use plastic_node::{Node, NodeConfig};
 use plastic_proto::{name::validate_name, NodeName, Topics};
@@ -13,6 +12,8 @@ use plastic_proto::{name::validate_name, NodeName, Topics};
 use clap::Args;
 
 use crate::global::Global;
+
+mod credentials;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -46,7 +47,8 @@ pub fn node_config(
         validate_name(g).with_context(|| format!("bad group `{g}`"))?;
     }
     Ok(NodeConfig {
-        broker: BrokerUrl::parse(&global.broker)?,
+        // The password from --password-file, PLASTIC_PASSWORD, the credentials file or the URL.
+        broker: crate::session::broker_url(global)?,
         name: NodeName::parse(name)?,
         topics: Topics::new(&global.prefix)?,
         platform: platform.to_owned(),
@@ -65,6 +67,8 @@ fn default_root(name: &str) -> PathBuf {
 }
 
 pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
+    // Started again by `credentials::hide` below: the password waits in a pipe.
+    let handed_over = credentials::handed_over()?;
     let root = args
         .root
         .clone()
@@ -76,6 +80,15 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
         root.clone(),
         &args.platform,
     )?;
+    // A password only this process knows (it was handed over): a restart must hand it on.
+    let hand_on = handed_over.clone();
+    match (handed_over, &config.broker.password) {
+        (Some(password), _) => config.broker.password = Some(password),
+        // While this is the only thread, before anything starts: the password must not stay
+        // where Python on this node could read it (the environment, the command line).
+        (None, Some(password)) => credentials::hide(password)?,
+        (None, None) => {}
+    }
     if let Some(path) = &args.key_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the node key {}", path.display()))?;
@@ -90,28 +103,94 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     config.max_skew = args.max_skew;
     let signed = config.key.is_some();
     let broker = config.broker.clone();
+    // Refuse before connecting: a confined node that could not be confined must not run.
+    if args.confine {
+        if let Err(why) = plastic_node::confine::check(plastic_node::confine::probe()) {
+            anyhow::bail!("{why}");
+        }
+    }
+    // A confined node restarts in this process after a `reset` (see below).
+    let restart_config = config.clone();
+    // Starting reads the TLS roots and opens the root; no thread or Python starts yet.
     let node = Node::start(config)
         .with_context(|| format!("cannot use {} for the node's files", root.display()))?;
     // Python's `open('data.txt')` on a board reads the node's own files; here too. (Not in
     // `plastic sim`, whose nodes share one process and so one working directory.)
     let files_root = node.files_root().to_path_buf();
+    // Where relative arguments point, for the restart after a `reset`.
+    let started_in = std::env::current_dir()?;
     std::env::set_current_dir(&files_root)
         .with_context(|| format!("cannot change to {}", files_root.display()))?;
+    let confined = if args.confine {
+        let mut plan = plastic_node::confine::Plan::for_node(&files_root, broker.port);
+        if broker.tls {
+            // Read again when the node restarts after a `reset`; certificates are public.
+            plan.allow_tls_roots(restart_config.ca_file.as_deref());
+        }
+        let credentials = crate::session::credentials_file();
+        for (what, path) in [
+            ("--key-file", args.key_file.as_ref()),
+            ("--password-file", global.password_file.as_ref()),
+            ("the credentials file", Some(&credentials)),
+        ] {
+            let Some(path) = path.and_then(|p| p.canonicalize().ok()) else {
+                continue;
+            };
+            if let Some((_, allowed)) = plan.exposes(&path) {
+                anyhow::bail!(
+                    "{what} {} is under {}, which Python on a confined node can read; keep \
+                     credentials outside the node's root",
+                    path.display(),
+                    allowed.display()
+                );
+            }
+        }
+        let confined = plastic_node::confine::apply(&plan).map_err(anyhow::Error::msg)?;
+        Some(confined)
+    } else {
+        None
+    };
     eprintln!(
         "plastic node {}: connecting to {broker}, files in {}{}",
         args.name,
         root.display(),
         if signed { ", signed requests only" } else { "" }
     );
-    let name = args.name.clone();
-    let mut announcements = node.announcements();
-    tokio::spawn(async move {
-        while announcements.changed().await.is_ok() {
-            eprintln!("plastic node {name}: online");
+    if let Some(confined) = &confined {
+        eprintln!("plastic node {}: {confined}", args.name);
+    }
+    let mut node = node;
+    loop {
+        let name = args.name.clone();
+        let mut announcements = node.announcements();
+        tokio::spawn(async move {
+            while announcements.changed().await.is_ok() {
+                eprintln!("plastic node {name}: online");
+            }
+        });
+        let ended = node.run(shutdown_signal()).await;
+        eprintln!("plastic node {}: offline", args.name);
+        if ended != plastic_node::Ended::Reset {
+            break;
         }
-    });
-    node.run(shutdown_signal()).await;
-    eprintln!("plastic node {}: offline", args.name);
+        if confined.is_some() {
+            // Confined, no program may start, this one included (and its key and password
+            // files are out of reach): start the node afresh in this process instead, from
+            // the configuration in memory. A Python thread stuck in native code stays.
+            eprintln!("plastic node {}: restarting in this process", args.name);
+            node = Node::start(restart_config.clone())
+                .with_context(|| format!("cannot restart the node in {}", root.display()))?;
+            continue;
+        }
+        // `reset` restarts the node program: this process becomes a fresh one (new boot id,
+        // new presence; every thread, stuck Python too, is gone).
+        eprintln!("plastic node {}: restarting", args.name);
+        let e = match &hand_on {
+            Some(password) => credentials::restart_handing_over(&started_in, password),
+            None => plastic_node::node::restart_process(&started_in).into(),
+        };
+        anyhow::bail!("cannot restart the node program: {e}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,12 +217,33 @@ pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
         let name = format!("{prefix}-{i}");
         let mut config = node_config(global, &name, groups.clone(), base.join(&name), "sim")?;
         config.interpreter = Some(interpreter.clone());
-        let node = Node::start(config)?;
+        let node = Node::start(config.clone())?;
         all_announced.push(node.announcements());
         let mut stop = stop_tx.subscribe();
-        tasks.spawn(node.run(async move {
-            let _ = stop.recv().await;
-        }));
+        // A `reset` restarts the node in-process: a new `Node` (new boot id and presence, a
+        // fresh namespace on the shared interpreter).
+        tasks.spawn(async move {
+            let mut node = node;
+            loop {
+                let stopped = stop.recv();
+                if node
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    != plastic_node::Ended::Reset
+                {
+                    break;
+                }
+                match Node::start(config.clone()) {
+                    Ok(fresh) => node = fresh,
+                    Err(e) => {
+                        eprintln!("plastic sim: {} cannot restart: {e}", config.name);
+                        break;
+                    }
+                }
+            }
+        });
     }
     eprintln!(
         "plastic sim: starting {count} nodes {prefix}-1..{prefix}-{count} on {}",
@@ -184,6 +284,12 @@ pub struct NodeArgs {
     /// Seconds a signed request's time stamp may differ from this node's clock
     #[arg(long, default_value_t = plastic_proto::sign::DEFAULT_MAX_SKEW)]
     pub max_skew: f64,
+    /// Confine the node with Linux Landlock: files under its root only (plus what it needs to
+    /// reach the broker, read-only), no programs, TCP to the broker's port only. Refuses to
+    /// start where the kernel cannot. A password from the environment or the broker URL is
+    /// removed from both, confined or not (docs/security.md)
+    #[arg(long)]
+    pub confine: bool,
 }
 
 /// `plastic sim`'s options.

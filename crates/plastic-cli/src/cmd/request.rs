@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use plastic_client::ClientError;
-use plastic_proto::{Operation, Reply, Request};
+use plastic_proto::command::Interrupt;
+use plastic_proto::{NodeName, Operation, Reply, Request};
 use tokio::task::JoinSet;
 
 use crate::output::{Printer, Render};
@@ -79,7 +80,39 @@ pub async fn request_raw(
     } else {
         None
     };
-    let outcomes = dispatch(s, &resolved, request, bar.as_ref()).await?;
+    // Ids are chosen here, not when the requests are sent, so that Ctrl-C can name them: one
+    // for a broadcast (one publish), one per node otherwise (the client tells replies apart
+    // by id, and a message id is unique).
+    let given = request
+        .fields
+        .get("message_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let ids: Vec<(NodeName, String)> = match (&resolved.broadcast, given) {
+        (Some(_), given) => {
+            let id = given.unwrap_or_else(plastic_proto::new_message_id);
+            resolved
+                .nodes
+                .iter()
+                .map(|n| (n.clone(), id.clone()))
+                .collect()
+        }
+        (None, Some(id)) if resolved.nodes.len() == 1 => vec![(resolved.nodes[0].clone(), id)],
+        (None, _) => resolved
+            .nodes
+            .iter()
+            .map(|n| (n.clone(), plastic_proto::new_message_id()))
+            .collect(),
+    };
+    let outcomes = tokio::select! {
+        outcomes = dispatch(s, &resolved, request, &ids, bar.as_ref()) => outcomes?,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(bar) = bar {
+                bar.abandon();
+            }
+            return interrupt_and_leave(s, &ids).await;
+        }
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -93,26 +126,49 @@ pub async fn request_raw(
     })
 }
 
-/// Sends `request` to every resolved node (one broadcast publish, or one request each) and
-/// returns the outcomes sorted by node name.
+/// Ctrl-C while waiting: asks every targeted node to interrupt this request (KeyboardInterrupt
+/// in its eval/exec/function; a queued copy never runs), then leaves with 130, as a shell
+/// does for SIGINT. Nodes that cannot interrupt (the agent) answer nothing useful; we do not
+/// wait for answers.
+async fn interrupt_and_leave(s: &Session, ids: &[(NodeName, String)]) -> Result<ExitCode> {
+    for (node, id) in ids {
+        let interrupt = Interrupt {
+            id: Some(id.clone()),
+        }
+        .to_request();
+        if let Err(e) = s.client.send(node, interrupt).await {
+            eprintln!("{node}: could not send the interrupt: {e}");
+        }
+    }
+    eprintln!("interrupted");
+    Ok(ExitCode::from(130))
+}
+
+/// Sends `request` to every resolved node (one broadcast publish, or one request each) with
+/// the message ids in `ids`, and returns the outcomes sorted by node name.
 pub async fn dispatch(
     s: &Session,
     resolved: &Resolved,
-    request: Request,
+    mut request: Request,
+    ids: &[(NodeName, String)],
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<Vec<(String, Result<Reply, ClientError>)>> {
     let mut outcomes = if let Some((topic, receiver)) = &resolved.broadcast {
-        if resolved.nodes.is_empty() {
+        let Some((_, id)) = ids.first() else {
             return Ok(vec![]);
-        }
+        };
+        request
+            .fields
+            .insert("message_id".into(), id.as_str().into());
         s.client
             .request_many(topic, receiver, request, &resolved.nodes, s.timeout)
             .await?
     } else {
         let mut set = JoinSet::new();
-        for node in resolved.nodes.clone() {
+        for (node, id) in ids.iter().cloned() {
             let client = s.client.clone();
-            let request = request.clone();
+            let mut request = request.clone();
+            request.fields.insert("message_id".into(), id.into());
             let timeout = s.timeout;
             set.spawn(async move {
                 (

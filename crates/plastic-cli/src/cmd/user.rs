@@ -18,9 +18,10 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
             role,
             allow,
             nodes,
+            groups,
             password_stdin,
             users,
-        } => add(&name, &role, &allow, &nodes, password_stdin, users),
+        } => add(&name, &role, &allow, &nodes, &groups, password_stdin, users),
         UserAction::Remove { name, users } => {
             let path = users_file(users);
             let mut all = Users::load(&path)?;
@@ -37,7 +38,7 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
         UserAction::List { users } => {
             let path = users_file(users);
             let all = Users::load(&path)?;
-            let rows: Vec<[String; 4]> = all
+            let rows: Vec<[String; 5]> = all
                 .users
                 .iter()
                 .map(|(name, u)| {
@@ -45,8 +46,10 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
                         name.clone(),
                         u.role.to_string(),
                         allowed(u),
-                        if u.nodes.is_empty() {
+                        if u.role == Role::Admin || u.reaches_everyone() {
                             "*".into()
+                        } else if u.nodes.is_empty() {
+                            "-".into()
                         } else {
                             u.nodes
                                 .iter()
@@ -54,10 +57,15 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
                                 .collect::<Vec<_>>()
                                 .join(",")
                         },
+                        if u.groups.is_empty() {
+                            "-".into()
+                        } else {
+                            u.groups.iter().cloned().collect::<Vec<_>>().join(",")
+                        },
                     ]
                 })
                 .collect();
-            super::ls::print_table(&["USER", "ROLE", "ALLOW", "NODES"], &rows);
+            super::ls::print_table(&["USER", "ROLE", "ALLOW", "NODES", "GROUPS"], &rows);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -82,6 +90,7 @@ fn add(
     role: &str,
     allow: &[String],
     nodes: &[String],
+    groups: &[String],
     password_stdin: bool,
     users: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -99,6 +108,7 @@ fn add(
         .filter(|n| !n.is_empty())
         .map(|n| NodePattern::try_from(n.clone()))
         .collect::<Result<Vec<_>, _>>()?;
+    let groups = node_groups(role, groups)?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -114,7 +124,18 @@ fn add(
         (plastic_proto::new_message_id(), true)
     };
     let path = users_file(users);
-    save_user(&path, name, role, &password, allow, nodes, true)?;
+    save_user(
+        &path,
+        name,
+        role,
+        &password,
+        Reach {
+            allow,
+            nodes,
+            groups,
+        },
+        true,
+    )?;
     println!("{name} ({role}) saved in {}", path.display());
     if generated {
         // Printed once; only its hash is kept.
@@ -122,8 +143,14 @@ fn add(
     }
     if role == Role::Node {
         println!(
-            "the node connects with --broker mqtt[s]://{name}:PASSWORD@HOST and --name {name}"
+            "the node connects with --broker mqtt[s]://{name}@HOST --name {name} --password-file FILE (FILE holding the password, mode 0600; or PLASTIC_PASSWORD)"
         );
+        let user = Users::load(&path)?;
+        if let Some(u) = user.get(name) {
+            if !u.allow.is_empty() && u.nodes.is_empty() {
+                println!("note: without --nodes, {name} reaches no node with its --allow (--nodes '*' for all)");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -142,9 +169,14 @@ pub enum UserAction {
         /// command
         #[arg(long, value_delimiter = ',')]
         allow: Vec<String>,
-        /// Nodes the user may address: name globs (lab-*) or group:NAME (default: all)
+        /// Nodes the user may address: name globs (lab-*) or group:NAME. Default for operators:
+        /// all; for node users: none (whoever can exec on a node has its user's rights)
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
+        /// Node users: the groups the node may join (the hub refuses subscriptions to other
+        /// groups' topics). Default: none
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
         /// Read the password from standard input (one line) instead of making one
         #[arg(long)]
         password_stdin: bool,
@@ -168,6 +200,27 @@ pub enum UserAction {
     },
 }
 
+/// The groups a node user may join, checked; other roles take none.
+pub fn node_groups(role: Role, groups: &[String]) -> Result<BTreeSet<String>> {
+    let groups: BTreeSet<String> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+    if role != Role::Node && !groups.is_empty() {
+        anyhow::bail!("--groups is for node users: the groups the node may join");
+    }
+    for g in &groups {
+        plastic_proto::name::validate_name(g).map_err(|e| anyhow::anyhow!("group `{g}`: {e}"))?;
+    }
+    Ok(groups)
+}
+
+/// What a user may do beyond its role: capabilities, the nodes it may address and (node
+/// users) the groups it may join.
+#[derive(Debug, Default, Clone)]
+pub struct Reach {
+    pub allow: BTreeSet<Capability>,
+    pub nodes: Vec<NodePattern>,
+    pub groups: BTreeSet<String>,
+}
+
 /// Adds (or, with `replace`, replaces) a user in the users file at `path`, keeping only the
 /// password's argon2id hash.
 pub fn save_user(
@@ -175,8 +228,7 @@ pub fn save_user(
     name: &str,
     role: Role,
     password: &str,
-    allow: BTreeSet<Capability>,
-    nodes: Vec<NodePattern>,
+    reach: Reach,
     replace: bool,
 ) -> Result<()> {
     let mut all = Users::load_or_default(path)?;
@@ -191,8 +243,9 @@ pub fn save_user(
         User {
             role,
             password: hash_password(password)?,
-            allow,
-            nodes,
+            allow: reach.allow,
+            nodes: reach.nodes,
+            groups: reach.groups,
         },
     )?;
     all.save(path)?;

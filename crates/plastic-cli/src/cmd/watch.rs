@@ -77,7 +77,12 @@ pub async fn run(global: &Global, args: WatchArgs) -> Result<ExitCode> {
                 }
             }
         };
-        println!("{line}");
+        if global.json {
+            println!("{line}");
+        } else {
+            // One line per change, whatever the node put in its fields.
+            println!("{}", crate::output::shown(&line));
+        }
         printed += 1;
     }
     s.close().await;

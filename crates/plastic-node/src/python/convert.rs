@@ -7,12 +7,22 @@ use rustpython_vm::{AsObject, PyObjectRef, PyResult, VirtualMachine};
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 
+/// Deepest JSON a node reads or writes, as serde_json's reader and the envelope allow.
+const MAX_JSON_DEPTH: usize = 128;
+
 /// The JSON form of a value, or its `repr()` with `true` when JSON cannot hold it exactly.
 pub(crate) fn to_json(vm: &VirtualMachine, obj: &PyObjectRef) -> (Value, bool) {
+    // Checked first: the serializer recurses without a limit, and a value nested deeper than
+    // that (built in a loop) would overflow the stack.
     let exact = json_exact(obj, 0);
-    match serde_json::to_value(PyObjectSerializer::new(vm, obj)) {
-        Ok(v) if exact => (v, false),
-        _ => {
+    let value = if exact {
+        serde_json::to_value(PyObjectSerializer::new(vm, obj)).ok()
+    } else {
+        None
+    };
+    match value {
+        Some(v) => (v, false),
+        None => {
             let repr = obj
                 .repr(vm)
                 .map(|s| s.to_string())
@@ -24,6 +34,11 @@ pub(crate) fn to_json(vm: &VirtualMachine, obj: &PyObjectRef) -> (Value, bool) {
 
 /// Strict conversion for data a script sends: no silent `repr` fallback.
 pub(crate) fn to_json_strict(vm: &VirtualMachine, obj: &PyObjectRef) -> PyResult<Value> {
+    if too_deep(obj, MAX_JSON_DEPTH) {
+        return Err(vm.new_recursion_error(format!(
+            "value nested deeper than {MAX_JSON_DEPTH} levels cannot be sent as JSON"
+        )));
+    }
     serde_json::to_value(PyObjectSerializer::new(vm, obj))
         .map_err(|e| vm.new_type_error(e.to_string()))
 }
@@ -48,6 +63,21 @@ pub(crate) fn error_info(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Error
         message,
         traceback,
     }
+}
+
+/// Whether `obj`'s lists, tuples and dicts nest deeper than `left` levels.
+fn too_deep(obj: &PyObjectRef, left: usize) -> bool {
+    use rustpython_vm::builtins::{PyDict, PyList, PyTuple};
+    let children: Vec<PyObjectRef> = if let Some(list) = obj.downcast_ref::<PyList>() {
+        list.borrow_vec().to_vec()
+    } else if let Some(tuple) = obj.downcast_ref::<PyTuple>() {
+        tuple.as_slice().to_vec()
+    } else if let Some(dict) = obj.downcast_ref::<PyDict>() {
+        dict.into_iter().map(|(_, v)| v).collect()
+    } else {
+        return false;
+    };
+    left == 0 || children.iter().any(|c| too_deep(c, left - 1))
 }
 
 /// Whether JSON holds `obj` exactly: serde would quietly turn NaN and infinities into `null`

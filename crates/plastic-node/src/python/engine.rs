@@ -5,6 +5,7 @@
 //! its own; `plastic sim` shares one among all its nodes, each with its own namespace, because
 //! an interpreter costs about 2.5 MB and 6 ms to start and a simulated fleet has thousands.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use rustpython_vm::builtins::PyCode;
 use rustpython_vm::compiler::Mode;
 use rustpython_vm::function::{FuncArgs, KwArgs};
 use rustpython_vm::scope::Scope;
+use rustpython_vm::signal::{user_signal_channel, UserSignalReceiver, UserSignalSender};
 use rustpython_vm::{AsObject, PyObjectRef, PyRef, PyResult, Settings, VirtualMachine};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -23,6 +25,7 @@ use tokio::sync::oneshot;
 use super::convert::{error_info, from_json, to_json};
 use super::host::Host;
 use super::native::{self, Output, StopFlag, OUTPUT, STOP};
+use super::nesting;
 
 /// The outcome of one Python request.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +82,37 @@ struct Job {
     /// When the request's time to live runs out (Unix seconds): checked again when the job
     /// finally runs, since it may have waited behind a long exec.
     deadline: Option<f64>,
+    /// An eval/exec/function request's handle for `interrupt`.
+    ticket: Option<Arc<Ticket>>,
+}
+
+/// A queued or running eval/exec/function request, as `interrupt` finds it.
+struct Ticket {
+    /// Numbers the job, so an interrupt meant for it never hits a later one.
+    seq: u64,
+    /// The request's `message_id`, when it had one.
+    id: Option<String>,
+    /// Set by `interrupt`: wakes `time.sleep`, and a job that has not started yet never runs.
+    flag: Arc<StopFlag>,
+    /// Turns true when the job's outcome is in.
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+/// Takes a finished request off its node's list, even when its caller stopped waiting.
+struct TicketGuard<'a> {
+    node: &'a NodeSlot,
+    ticket: Arc<Ticket>,
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        self.node
+            .requests
+            .lock()
+            .unwrap()
+            .retain(|t| t.seq != self.ticket.seq);
+        self.ticket.done.send_replace(true);
+    }
 }
 
 /// A node as the engine thread sees it.
@@ -87,6 +121,8 @@ struct NodeSlot {
     host: Arc<dyn Host>,
     root: PathBuf,
     scripts: Mutex<BTreeMap<String, Arc<ScriptEntry>>>,
+    /// Its eval/exec/function requests queued or running on the engine thread.
+    requests: Mutex<Vec<Arc<Ticket>>>,
     /// One deploy at a time, so two deploys of one name cannot both end up running.
     deploying: tokio::sync::Mutex<()>,
 }
@@ -103,10 +139,25 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How long `interrupt` waits for an interrupted request to end before it answers anyway.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(1);
+/// How often it asks again meanwhile: the VM's pending-signal flag is one per process, so
+/// another interpreter in the process (tests) may have consumed the first knock.
+const INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
+
+thread_local! {
+    /// The sequence number of the job the engine thread runs now (0: none).
+    static CURRENT_JOB: Cell<u64> = const { Cell::new(0) };
+}
+
 /// One RustPython interpreter on its own thread, started on first use.
 #[derive(Default)]
 pub struct Interpreter {
     jobs: OnceLock<mpsc::Sender<Job>>,
+    /// RustPython's hook for asynchronous exceptions: a closure sent here runs on the engine
+    /// thread at its next bytecode instruction (the VM checks a pending-signal flag between
+    /// instructions anyway), which is how `interrupt` reaches a loop that calls nothing.
+    signals: OnceLock<UserSignalSender>,
 }
 
 impl Interpreter {
@@ -117,13 +168,31 @@ impl Interpreter {
     fn jobs(&self) -> &mpsc::Sender<Job> {
         self.jobs.get_or_init(|| {
             let (tx, rx) = mpsc::channel();
+            let (signals, signals_rx) = user_signal_channel();
+            let _ = self.signals.set(signals);
             std::thread::Builder::new()
                 .name("python".into())
-                .stack_size(16 * 1024 * 1024)
-                .spawn(move || engine_thread(rx))
+                .stack_size(nesting::THREAD_STACK)
+                .spawn(move || engine_thread(rx, signals_rx))
                 .expect("spawning the Python engine thread");
             tx
         })
+    }
+
+    /// Raises `KeyboardInterrupt` on the engine thread if it still runs job `seq`.
+    fn knock(&self, seq: u64) {
+        let Some(signals) = self.signals.get() else {
+            return;
+        };
+        let _ = signals.send(Box::new(move |vm: &VirtualMachine| {
+            if CURRENT_JOB.with(Cell::get) == seq {
+                return Err(vm.new_exception_msg(
+                    vm.ctx.exceptions.keyboard_interrupt.to_owned(),
+                    "interrupted by request".into(),
+                ));
+            }
+            Ok(())
+        }));
     }
 
     fn send(&self, job: Job) -> bool {
@@ -144,6 +213,18 @@ pub struct PythonEngine {
     node: Arc<NodeSlot>,
 }
 
+/// A Python request: what `eval`, `exec` and `function` messages ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyRequest {
+    Eval(String),
+    Exec(String),
+    Call {
+        name: String,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    },
+}
+
 impl PythonEngine {
     /// A node with an interpreter of its own.
     pub fn new(host: Arc<dyn Host>, root: PathBuf) -> Self {
@@ -157,35 +238,60 @@ impl PythonEngine {
             host,
             root,
             scripts: Mutex::default(),
+            requests: Mutex::default(),
             deploying: tokio::sync::Mutex::new(()),
         });
         PythonEngine { interpreter, node }
     }
 
-    async fn run(
+    /// Runs a Python request: `id` is its `message_id` (what `interrupt` names), `deadline`
+    /// (Unix seconds) makes it `Expired` instead if it has passed when the job's turn comes.
+    pub async fn request(
         &self,
+        request: PyRequest,
+        id: Option<String>,
         deadline: Option<f64>,
-        make: impl FnOnce(oneshot::Sender<Outcome>) -> Work,
     ) -> Outcome {
         let (tx, rx) = oneshot::channel();
+        let work = match request {
+            PyRequest::Eval(code) => Work::Eval(code, tx),
+            PyRequest::Exec(code) => Work::Exec(code, tx),
+            PyRequest::Call { name, args, kwargs } => Work::Call {
+                name,
+                args,
+                kwargs,
+                reply: tx,
+            },
+        };
+        let ticket = Arc::new(Ticket {
+            seq: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
+            flag: Arc::default(),
+            done: tokio::sync::watch::channel(false).0,
+        });
+        self.node.requests.lock().unwrap().push(ticket.clone());
+        let _guard = TicketGuard {
+            node: &self.node,
+            ticket: ticket.clone(),
+        };
         if !self.interpreter.send(Job {
             node: self.node.clone(),
-            work: make(tx),
+            work,
             deadline,
+            ticket: Some(ticket),
         }) {
             return Outcome::engine_gone();
         }
         rx.await.unwrap_or_else(|_| Outcome::engine_gone())
     }
 
-    /// Evaluates `code`; a `deadline` (Unix seconds) that has passed when the job's turn comes
-    /// makes it `Expired` instead.
+    /// Evaluates `code` (a request without a message id; see [`PythonEngine::request`]).
     pub async fn eval(&self, code: String, deadline: Option<f64>) -> Outcome {
-        self.run(deadline, |tx| Work::Eval(code, tx)).await
+        self.request(PyRequest::Eval(code), None, deadline).await
     }
 
     pub async fn exec(&self, code: String, deadline: Option<f64>) -> Outcome {
-        self.run(deadline, |tx| Work::Exec(code, tx)).await
+        self.request(PyRequest::Exec(code), None, deadline).await
     }
 
     pub async fn call(
@@ -195,13 +301,47 @@ impl PythonEngine {
         kwargs: Map<String, Value>,
         deadline: Option<f64>,
     ) -> Outcome {
-        self.run(deadline, |reply| Work::Call {
-            name,
-            args,
-            kwargs,
-            reply,
-        })
-        .await
+        self.request(PyRequest::Call { name, args, kwargs }, None, deadline)
+            .await
+    }
+
+    /// Raises `KeyboardInterrupt` in this node's running eval/exec/function request and makes
+    /// its queued ones end the same way without running; with `id`, only in the request with
+    /// that message id. Waits up to [`INTERRUPT_WAIT`] for them to end. Returns the message
+    /// ids reached, sorted.
+    pub async fn interrupt(&self, id: Option<&str>) -> Vec<String> {
+        let hit: Vec<Arc<Ticket>> = self
+            .node
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| id.is_none_or(|want| t.id.as_deref() == Some(want)))
+            .cloned()
+            .collect();
+        for ticket in &hit {
+            // The knock first, then the flag: the flag wakes a `time.sleep`, whose next
+            // instruction must find the knock already there.
+            self.interpreter.knock(ticket.seq);
+            ticket.flag.stop();
+        }
+        let deadline = tokio::time::Instant::now() + INTERRUPT_WAIT;
+        for ticket in &hit {
+            let mut done = ticket.done.subscribe();
+            while tokio::time::Instant::now() < deadline {
+                let slice = INTERRUPT_REPEAT.min(deadline - tokio::time::Instant::now());
+                if tokio::time::timeout(slice, done.wait_for(|d| *d))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                self.interpreter.knock(ticket.seq);
+            }
+        }
+        let mut ids: Vec<String> = hit.iter().filter_map(|t| t.id.clone()).collect();
+        ids.sort();
+        ids
     }
 
     /// Tells Python that the module file `module` changed, so the next `import` reads it anew.
@@ -210,6 +350,7 @@ impl PythonEngine {
             node: self.node.clone(),
             work: Work::Forget(module.to_owned()),
             deadline: None,
+            ticket: None,
         });
     }
 
@@ -255,6 +396,7 @@ impl PythonEngine {
             node: self.node.clone(),
             work,
             deadline: None,
+            ticket: None,
         }) {
             return Err(engine_gone());
         }
@@ -306,11 +448,12 @@ impl Drop for PythonEngine {
             node: self.node.clone(),
             work: Work::Drop,
             deadline: None,
+            ticket: None,
         });
     }
 }
 
-fn new_interpreter() -> rustpython_vm::Interpreter {
+fn new_interpreter(signals: UserSignalReceiver) -> rustpython_vm::Interpreter {
     let mut settings = Settings::default();
     // The node owns SIGINT (graceful shutdown), not Python.
     settings.install_signal_handlers = false;
@@ -318,7 +461,10 @@ fn new_interpreter() -> rustpython_vm::Interpreter {
     settings.allow_external_library = true;
     let builder = rustpython_vm::Interpreter::builder(settings);
     let defs = rustpython_stdlib::stdlib_module_defs(&builder.ctx);
-    builder.add_native_modules(&defs).build()
+    builder
+        .add_native_modules(&defs)
+        .init_hook(move |vm| vm.set_user_signal_channel(signals))
+        .build()
 }
 
 fn init(vm: &VirtualMachine) -> PyResult<()> {
@@ -373,9 +519,9 @@ impl EngineState {
     }
 }
 
-fn engine_thread(jobs: mpsc::Receiver<Job>) {
+fn engine_thread(jobs: mpsc::Receiver<Job>, signals: UserSignalReceiver) {
     native::ON_ENGINE_THREAD.with(|t| t.set(true));
-    let interp = new_interpreter();
+    let interp = new_interpreter(signals);
     interp.enter(|vm| {
         if let Err(exc) = init(vm) {
             let info = error_info(vm, &exc);
@@ -390,7 +536,17 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
             code_cache: HashMap::new(),
             path_root: None,
         };
-        for Job { node, work, deadline } in jobs {
+        for Job {
+            node,
+            work,
+            deadline,
+            ticket,
+        } in jobs
+        {
+            if ticket.as_ref().is_some_and(|t| t.flag.is_stopped()) {
+                fail(work, &interrupted_before_start());
+                continue;
+            }
             if let Some(late) = deadline.map(|d| now() - d).filter(|late| *late > 0.0) {
                 let message = format!("the request's time to live ran out {late:.3} s before its turn came; it was not run");
                 fail(work, &ErrorInfo::new("Expired", message));
@@ -407,6 +563,9 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
                     continue;
                 }
             };
+            // While the job runs, an interrupt may knock (see `Interpreter::knock`) and its
+            // flag is what `time.sleep` waits on.
+            let _current = ticket.as_ref().map(|t| CurrentJob::enter(t));
             match work {
                 Work::Eval(code, reply) => {
                     let _ = reply.send(capture(vm, || {
@@ -444,8 +603,37 @@ fn engine_thread(jobs: mpsc::Receiver<Job>) {
                 }
                 Work::Drop => {}
             }
+            // A knock that came too late for its job waits in the VM's queue: take it now,
+            // so the pending-signal flag does not stay raised for every thread.
+            drop(_current);
+            let _ = vm.check_signals();
         }
     });
+}
+
+/// The engine thread's current request, for the length of one job.
+struct CurrentJob;
+
+impl CurrentJob {
+    fn enter(ticket: &Ticket) -> Self {
+        CURRENT_JOB.with(|c| c.set(ticket.seq));
+        STOP.with(|s| *s.borrow_mut() = Some(ticket.flag.clone()));
+        CurrentJob
+    }
+}
+
+impl Drop for CurrentJob {
+    fn drop(&mut self) {
+        CURRENT_JOB.with(|c| c.set(0));
+        STOP.with(|s| *s.borrow_mut() = None);
+    }
+}
+
+fn interrupted_before_start() -> ErrorInfo {
+    ErrorInfo::new(
+        "KeyboardInterrupt",
+        "interrupted by request before it started; it was not run",
+    )
 }
 
 fn now() -> f64 {
@@ -474,10 +662,21 @@ fn capture(vm: &VirtualMachine, f: impl FnOnce() -> PyResult) -> Outcome {
         Ok(obj) => Ok(to_json(vm, &obj)),
         Err(exc) => Err(error_info(vm, &exc)),
     };
+    // An interrupted request's `time.sleep`, `machine` or `plastic` call raises the script
+    // stop exception; for a request it is the interrupt.
+    let result = result.map_err(|mut e| {
+        let interrupted = STOP.with(|s| s.borrow().as_ref().is_some_and(|f| f.is_stopped()));
+        if interrupted && e.kind == "ScriptStopped" {
+            e.kind = "KeyboardInterrupt".into();
+            e.message = "interrupted by request".into();
+        }
+        e
+    });
     Outcome { result, stdout }
 }
 
 fn compile(vm: &VirtualMachine, source: &str, mode: Mode, file: &str) -> PyResult<PyRef<PyCode>> {
+    nesting::check(vm, source)?;
     vm.compile(source, mode, file.to_owned())
         .map_err(|err| vm.new_syntax_error(&err, Some(source)))
 }
@@ -579,7 +778,7 @@ fn start_script(
     let thread_name = format!("script-{name}");
     let spawned = std::thread::Builder::new()
         .name(thread_name)
-        .stack_size(16 * 1024 * 1024)
+        .stack_size(nesting::THREAD_STACK)
         .spawn(move || {
             let host = node.host.clone();
             let source_tag = format!("script:{name}");

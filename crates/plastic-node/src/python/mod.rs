@@ -22,6 +22,7 @@ mod convert;
 mod engine;
 mod host;
 mod native;
+mod nesting;
 
-pub use engine::{Interpreter, Outcome, PythonEngine};
+pub use engine::{Interpreter, Outcome, PyRequest, PythonEngine};
 pub use host::Host;

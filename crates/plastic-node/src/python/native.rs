@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rustpython_vm::builtins::{PyModule, PyStrRef};
-use rustpython_vm::function::ArgIntoFloat;
+use rustpython_vm::function::{ArgIntoFloat, FuncArgs};
 use rustpython_vm::{PyObjectRef, PyRef, PyResult, VirtualMachine};
 
 use super::convert::{from_json, to_json_strict};
@@ -33,7 +33,7 @@ impl StopFlag {
         self.wake.notify_all();
     }
 
-    fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         *self.stopped.lock().unwrap()
     }
 
@@ -290,11 +290,51 @@ pub(crate) fn make_module(vm: &VirtualMachine) -> PyResult<PyRef<PyModule>> {
         } else {
             return Err(vm.new_type_error("json.loads takes str or bytes"));
         };
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| vm.new_value_error(format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            // serde_json stops at 128 levels rather than overflow; CPython says RecursionError.
+            if e.to_string().starts_with("recursion limit exceeded") {
+                vm.new_recursion_error(format!("JSON nested too deeply: {e}"))
+            } else {
+                vm.new_value_error(format!("invalid JSON: {e}"))
+            }
+        })?;
         from_json(vm, &value)
     });
+    // Python's own `compile`, `eval` and `exec` (and so imports, which compile through
+    // `compile`) check nesting first too; the prelude puts these in `builtins`. Native, so the
+    // original builtins still see the caller's frame (an `eval` without globals uses it).
+    for name in ["compile", "eval", "exec"] {
+        let guarded = vm.new_function(
+            name,
+            move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
+                if let Some(source) = args.args.first() {
+                    check_source_nesting(vm, source)?;
+                }
+                let original = vm
+                    .import("_plastic_node", 0)?
+                    .get_attr(&*vm.ctx.new_str(format!("_builtin_{name}")), vm)?;
+                original.call(args, vm)
+            },
+        );
+        module.set_attr(&*vm.ctx.new_str(format!("guarded_{name}")), guarded, vm)?;
+    }
     Ok(module)
+}
+
+/// The nesting check (python/nesting.rs) for source given as str or bytes; anything else (a
+/// code object, an AST) is the original builtin's business.
+fn check_source_nesting(vm: &VirtualMachine, source: &PyObjectRef) -> PyResult<()> {
+    if let Some(s) = source.downcast_ref::<rustpython_vm::builtins::PyStr>() {
+        // Lone surrogates (not UTF-8) go through a lossy copy; the compiler refuses them anyway.
+        return match s.to_str() {
+            Some(text) => super::nesting::check(vm, text),
+            None => super::nesting::check(vm, &s.to_string_lossy()),
+        };
+    }
+    if let Some(b) = source.downcast_ref::<rustpython_vm::builtins::PyBytes>() {
+        return super::nesting::check(vm, &String::from_utf8_lossy(b.as_bytes()));
+    }
+    Ok(())
 }
 
 fn message_arg(

@@ -10,6 +10,16 @@ import _plastic_node as _n
 # mtime-based .pyc caches would serve stale code; compile from source every time.
 sys.dont_write_bytecode = True
 
+# Deep nesting must be refused before RustPython's recursive compiler overflows a stack (see
+# python/nesting.rs): route Python's compile/eval/exec through the check. Threads Python
+# starts get the stack the check assumes for the engine and script threads.
+import builtins as _builtins
+
+for _name in ("compile", "eval", "exec"):
+    setattr(_n, "_builtin_" + _name, getattr(_builtins, _name))
+    setattr(_builtins, _name, getattr(_n, "guarded_" + _name))
+_thread.stack_size(16 * 1024 * 1024)
+
 
 def _module(name, attrs):
     mod = type(sys)(name)

@@ -4,7 +4,7 @@
 //!
 //! | family | message types and built-in commands | reply |
 //! |---|---|---|
-//! | [`python`] | `eval`, `exec`, `function` | the value / `null` / the return value |
+//! | [`python`] | `eval`, `exec`, `function`, command `interrupt` | the value / `null` / the return value, [`InterruptReply`] |
 //! | [`scripts`] | `script`, command `stop` | [`ScriptStarted`], [`StopReply`] |
 //! | [`gpio`] | `read GPIOs`, `write GPIOs` | [`PinValues`] |
 //! | [`blink`] | `blink led` | [`BlinkReply`] |
@@ -50,7 +50,7 @@ use serde_json::{Map, Value};
 pub use blink::{BlinkLed, BlinkReply};
 pub use files::{ChunkReply, FileList, ListFiles, RemoveFile, Removed};
 pub use gpio::{PinValues, ReadGpios, WriteGpios};
-pub use python::{Eval, Exec, Function};
+pub use python::{Eval, Exec, Function, Interrupt, InterruptReply};
 pub use scripts::{Script, ScriptStarted, Stop, StopReply};
 pub use system::{Info, InfoReply, Ping, Reset, ResetReply, PONG};
 
@@ -191,6 +191,7 @@ builtins! {
     Info(Info),
     Stop(Stop),
     Reset(Reset),
+    Interrupt(Interrupt),
     ListFiles(ListFiles),
     RemoveFile(RemoveFile),
 }
@@ -255,6 +256,11 @@ mod tests {
             .into(),
             Stop { name: None }.into(),
             Reset.into(),
+            Interrupt { id: None }.into(),
+            Interrupt {
+                id: Some("0123abcd".into()),
+            }
+            .into(),
             ListFiles.into(),
             RemoveFile {
                 filename: crate::RelPath::parse("a/b.txt").unwrap(),
@@ -262,7 +268,7 @@ mod tests {
             .into(),
         ];
         assert_eq!(
-            commands.len() - 2,
+            commands.len() - 3,
             COMMAND_NAMES.len(),
             "every command is here"
         );

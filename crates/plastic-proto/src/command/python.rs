@@ -1,9 +1,10 @@
 //! Python on the node: `eval` (a value back), `exec` (statements, `null` back) and `function`
-//! (calls a callable of the node's namespace).
+//! (calls a callable of the node's namespace); the `interrupt` command ends them early.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::Operation;
+use super::{BuiltIn, Operation, Reply};
 use crate::fields::{get_object, get_str, object};
 use crate::{Capability, ProtoError, Request};
 
@@ -147,8 +148,99 @@ impl Operation for Function {
     }
 }
 
+/// Raises `KeyboardInterrupt` in the node's running or queued `eval`/`exec`/`function`
+/// requests, or only in the one whose `message_id` is `id`. What Ctrl-C sends.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Interrupt {
+    pub id: Option<String>,
+}
+
+/// `{"interrupted": [message ids]}`, sorted.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InterruptReply {
+    pub interrupted: Vec<String>,
+}
+
+impl BuiltIn for Interrupt {
+    const NAME: &'static str = "interrupt";
+    /// `eval`: the sender of a Python request needs it to stop its own (Ctrl-C), and each
+    /// Python capability already means arbitrary code on the node, so it grants nothing new.
+    const CAPABILITY: Capability = Capability::Eval;
+    fn parse(kwargs: &Map<String, Value>) -> Result<Self, ProtoError> {
+        Ok(Interrupt {
+            id: get_str(kwargs, "id")?.map(str::to_owned),
+        })
+    }
+    fn kwargs(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        if let Some(id) = &self.id {
+            m.insert("id".into(), id.as_str().into());
+        }
+        m
+    }
+}
+
+impl Reply for Interrupt {
+    type Output = InterruptReply;
+}
+
+impl InterruptReply {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self.interrupted.len() {
+            0 => "nothing to interrupt".to_owned(),
+            _ => format!("interrupted: {}", self.interrupted.join(", ")),
+        }
+    }
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use serde_json::json;
+
+    #[test]
+    fn interrupt_takes_an_optional_id_and_needs_eval() {
+        let all = Command::parse("interrupt", &Map::new()).unwrap();
+        assert_eq!(all, Command::Interrupt(Interrupt { id: None }));
+        let one = Command::parse("interrupt", json!({"id": "ab12"}).as_object().unwrap());
+        assert_eq!(
+            one.unwrap(),
+            Command::Interrupt(Interrupt {
+                id: Some("ab12".into())
+            })
+        );
+        let bad = Command::parse("interrupt", json!({"id": 5}).as_object().unwrap());
+        assert_eq!(bad.unwrap_err().kind(), "ProtocolError");
+        assert_eq!(
+            crate::command::capability_for("command", Some("interrupt")),
+            Some(Capability::Eval)
+        );
+    }
+
+    #[test]
+    fn interrupt_replies_list_ids_and_nothing_else() {
+        let reply = json!({"interrupted": ["ab12"]});
+        Command::Interrupt(Interrupt::default())
+            .check_result(&reply)
+            .unwrap();
+        assert!(Command::Interrupt(Interrupt::default())
+            .check_result(&json!({"interrupted": [], "still_running": []}))
+            .is_err());
+        assert_eq!(InterruptReply::default().describe(), "nothing to interrupt");
+        assert_eq!(
+            InterruptReply {
+                interrupted: vec!["a".into(), "b".into()]
+            }
+            .describe(),
+            "interrupted: a, b"
+        );
+    }
 }

@@ -1,0 +1,71 @@
+"""Type stubs for the native core (`plastic._plastic`, Rust: python/src/). The public API is
+`plastic` (Client, View, AsyncResult); this module is its engine."""
+
+from os import PathLike
+from typing import Callable, List, Optional, Union
+
+__version__: str
+
+class Pending:
+    """A request running in the background."""
+
+    def done(self) -> bool: ...
+    def result(self) -> Optional[str]:
+        """`{"outcomes": [...], "error": ...}` as JSON text once done, else None."""
+    def wait(self, timeout: Optional[float] = None) -> bool: ...
+    def add_done_callback(self, callback: Callable[[], object]) -> None: ...
+    def cancel(self) -> bool: ...
+    def abort(self, timeout: float = 5.0) -> str:
+        """Sends `interrupt` for this request to its nodes; their replies as JSON text."""
+    @property
+    def elapsed(self) -> float: ...
+
+class Core:
+    """One connection to the broker (a plastic-client `Client`)."""
+
+    @staticmethod
+    def connect(
+        broker: str,
+        prefix: str = "plastic",
+        name_prefix: str = "py",
+        ca: Union[str, PathLike, None] = None,
+        keys: Union[str, PathLike, None] = None,
+        timeout: float = 10.0,
+    ) -> Core: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def broker(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def nodes(self, timeout: float) -> str:
+        """Every node's presence, as a JSON list."""
+    def resolve(self, target: str, timeout: float) -> str:
+        """`{"nodes", "broadcast", "unreachable"}` as JSON text."""
+    def run(
+        self,
+        target: str,
+        op: str,
+        args: str,
+        timeout: float,
+        ttl: Optional[float] = None,
+        data: Optional[bytes] = None,
+        on_each: Optional[Callable[[str], object]] = None,
+    ) -> str:
+        """Runs `op` (eval, exec, call, apply, script, stop, gpio_read, gpio_write, blink,
+        ping, info, reset, list_files, remove_file, put) with JSON `args`; blocks with the
+        GIL released; returns `{"outcomes": [...], "error": ...}` as JSON text."""
+    def submit(
+        self,
+        target: str,
+        op: str,
+        args: str,
+        timeout: float,
+        ttl: Optional[float] = None,
+        data: Optional[bytes] = None,
+        on_each: Optional[Callable[[str], object]] = None,
+    ) -> Pending: ...
+    def rust_latency(self, node: str, count: int) -> List[float]:
+        """Microseconds per `eval 2+3`, timed in Rust on this connection (the bench's baseline)."""
+    def rust_throughput(self, nodes: List[str], count: int, window: int) -> float: ...
+    def close(self) -> None: ...

@@ -1,0 +1,318 @@
+"""The Python API against a real hub, two Rust nodes (pi-1, pi-2) and the MicroPython agent on
+the unix port (esp-1), all in group `lab` (fixtures in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+import plastic
+
+NODES = ["esp-1", "pi-1", "pi-2"]
+
+
+def test_nodes_lists_presence_platform_groups_since(client):
+    nodes = {n["name"]: n for n in client.nodes()}
+    for name in NODES:
+        assert nodes[name]["state"] == "online"
+        assert nodes[name]["groups"] == ["lab"]
+        assert nodes[name]["since"] > 1.7e9
+    assert nodes["esp-1"]["platform"] != nodes["pi-1"]["platform"]
+    assert client.name.startswith("py-")
+
+
+def test_eval_on_one_node_and_on_every_target_form(client):
+    assert client["pi-1"].eval("2+3") == 5
+    assert client["esp-1"].eval("2+3") == 5
+    assert client["pi-*"].eval("2+3") == {"pi-1": 5, "pi-2": 5}
+    assert client["pi-1,esp-1"].eval("2+3") == {"esp-1": 5, "pi-1": 5}
+    assert client[["pi-2", "esp-1"]].eval("__import__('plastic').name") == {"esp-1": "esp-1", "pi-2": "pi-2"}
+    assert client["group:lab"].eval("2+3") == {n: 5 for n in NODES}
+    assert client[:].eval("2+3") == {n: 5 for n in NODES}
+    assert client["group:lab"].targets == NODES
+
+
+@pytest.mark.parametrize("node", ["pi-1", "esp-1"])
+def test_falsy_results_come_back_intact(client, node):
+    v = client[node]
+    assert v.eval("0") == 0 and v.eval("0") is not False
+    assert v.eval("False") is False
+    assert v.eval("[]") == []
+    assert v.eval("''") == ""
+    assert v.eval("None") is None
+    assert v.eval("{'a': [1, 2.5, None]}") == {"a": [1, 2.5, None]}
+
+
+def test_values_json_cannot_hold_come_back_as_their_repr(client):
+    value = client["pi-1"].eval("{1, 2}")
+    assert isinstance(value, plastic.Repr)
+    assert repr(value) == "{1, 2}"
+
+
+def test_exec_prints_each_nodes_output_with_its_name(client, capsys):
+    assert client["pi-1,esp-1"].exec("import plastic\nprint('hi from', plastic.name)") is None
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out) == ["[stdout:esp-1] hi from esp-1", "[stdout:pi-1] hi from pi-1"]
+    # The namespace persists between requests.
+    client["pi-1"].exec("x_from_exec = 41")
+    assert client["pi-1"].eval("x_from_exec + 1") == 42
+
+
+def test_put_then_call(client, tmp_path):
+    functions = plastic_examples() / "functions.py"
+    assert client["group:lab"].put(functions, "functions.py") == {
+        n: {"filename": "functions.py", "received": functions.stat().st_size,
+            "total": functions.stat().st_size, "complete": True,
+            "sha256": sha256(functions)}
+        for n in NODES
+    }
+    v = client["group:lab"]
+    assert v.call("functions.add", a=2, b=3) == {n: 5 for n in NODES}
+    assert client["esp-1"].call("functions.add", 2, 3) == 5
+    files = dict(map(tuple, client["pi-1"].files()))
+    assert files["functions.py"] == functions.stat().st_size
+
+
+def test_put_remove_and_list_files(client, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"x" * 40000)  # several chunks
+    client["pi-2,esp-1"].put(data)
+    for node in ("pi-2", "esp-1"):
+        assert ["data.txt", 40000] in client[node].files()
+    assert client["pi-2"].remove("data.txt") == {"removed": "data.txt"}
+    assert "data.txt" not in dict(map(tuple, client["pi-2"].files()))
+
+
+def area(r):
+    return 3.14159 * r * r
+
+
+def test_apply_ships_a_function_that_runs_on_micropython_too(client):
+    assert client["pi-1"].apply(area, 2) == pytest.approx(12.56636)
+    assert client["pi-1,esp-1"].apply(area, r=1) == {"esp-1": 3.14159, "pi-1": 3.14159}
+    ar = client["esp-1"].apply_async(area, 3)
+    assert ar.get(timeout=10) == pytest.approx(28.27431)
+
+
+def test_apply_refuses_what_it_cannot_ship_before_sending_anything(client):
+    v = client["pi-1"]
+    k = 3
+
+    def closure_fn(x):
+        return x * k
+
+    def plain_fn(x):
+        return x
+
+    with pytest.raises(TypeError, match="closure over k"):
+        v.apply(closure_fn, 1)
+    with pytest.raises(TypeError, match="lambda"):
+        v.apply(lambda x: x, 1)
+    with pytest.raises(TypeError, match="set"):
+        v.apply(plain_fn, {1, 2})
+    with pytest.raises(TypeError, match="key 2"):
+        v.apply(plain_fn, {2: 0})
+    with pytest.raises(TypeError, match="plain functions"):
+        v.apply(len, [1])
+    exec_globals: dict = {}
+    exec("def no_source(x):\n    return x", exec_globals)
+    with pytest.raises(TypeError, match="source"):
+        v.apply(exec_globals["no_source"], 1)
+    # Nothing reached the node: none of these functions is defined there.
+    assert v.eval("[n in globals() for n in ('closure_fn', 'plain_fn')]") == [False, False]
+
+
+def test_gpio_read_and_write(client):
+    v = client["pi-1,esp-1"]
+    assert v.gpio.write({2: 0}) == {"esp-1": {2: 0}, "pi-1": {2: 0}}
+    assert v.gpio.read([2]) == {"esp-1": {2: 0}, "pi-1": {2: 0}}
+    # Pairs keep their order: the seed's 2=0 2=1 2=0 ends at 0.
+    assert client["pi-1"].gpio.write([(2, 1), (2, 0), (2, 1)]) == {2: 1}
+    pins = client["esp-1"].gpio.read()
+    assert {0, 2, 16} <= set(pins) and set(pins.values()) <= {0, 1}
+    with pytest.raises(plastic.RemoteError) as e:
+        client["pi-1"].gpio.read([99])
+    assert e.value.kind == "ValueError"
+
+
+def test_blink(client):
+    assert client["group:lab"].blink(times=3, on=0.01, off=0.01) == {n: {"blinking": True} for n in NODES}
+
+
+def test_run_and_stop_a_script(client, tmp_path):
+    script = tmp_path / "ticker.py"
+    script.write_text(
+        "import asyncio\n"
+        "async def main():\n"
+        "    while True:\n"
+        "        await asyncio.sleep(0.05)\n"
+    )
+    assert client["pi-2,esp-1"].run(script) == {
+        n: {"name": "ticker", "started": True} for n in ("esp-1", "pi-2")
+    }
+    assert client["pi-2"].info()["scripts"] == ["ticker"]
+    stopped = client["pi-2,esp-1"].stop()
+    for node in ("esp-1", "pi-2"):
+        assert stopped[node]["stopped"] == ["ticker"]
+    assert client["pi-2"].info()["scripts"] == []
+
+
+def test_async_result(client):
+    ar = client["pi-2"].eval("__import__('time').sleep(0.4) or 7", block=False)
+    assert not ar.ready()
+    with pytest.raises(plastic.Timeout):
+        ar.get(timeout=0.05)
+    assert ar.get(timeout=10) == 7
+    assert ar.ready() and ar.successful()
+    assert ar.elapsed >= 0.4
+    assert ar.errors == {}
+    ex = client["pi-1,esp-1"].exec("import plastic\nprint(plastic.name)", block=False)
+    assert ex.get(timeout=10) == {"esp-1": None, "pi-1": None}
+    assert ex.stdout == {"esp-1": "esp-1\n", "pi-1": "pi-1\n"}
+    bad = client["pi-1,pi-2"].eval("1/0 if __import__('plastic').name == 'pi-2' else 1", block=False)
+    assert bad.wait(10)
+    assert not bad.successful()
+    assert list(bad.errors) == ["pi-2"] and bad.errors["pi-2"].kind == "ZeroDivisionError"
+    assert bad.results == {"pi-1": 1}
+
+
+def test_get_is_not_there_yet(client):
+    with pytest.raises(NotImplementedError, match="download"):
+        client["pi-1"].get("functions.py", "out/")
+
+
+def test_abort_interrupts_the_running_request(client, fleet):
+    fleet.node("abort-1")
+    ar = client["abort-1"].eval(
+        "__import__('plastic').publish('started', 1) or __import__('time').sleep(30)", block=False
+    )
+    fleet.wait_event("abort-1", "started")  # the node is running it
+    assert ar.abort() is None
+    with pytest.raises(plastic.RemoteError) as e:
+        ar.get(timeout=10)
+    assert e.value.kind == "KeyboardInterrupt" and e.value.node == "abort-1"
+    assert ar.elapsed < 10
+    # The node is free again; a finished request's abort does nothing.
+    assert client["abort-1"].eval("2+3") == 5
+    assert ar.abort() is None
+
+
+def test_eval_async_with_asyncio(client):
+    async def main():
+        one = await client["pi-1"].eval_async("2+3")
+        many = await asyncio.gather(
+            client["esp-1"].eval_async("__import__('plastic').name"),
+            client["pi-*"].eval_async("1+1"),
+            client["pi-1"].call_async("functions.add", 1, 2),
+        )
+        try:
+            await client["pi-2"].eval_async("1/0")
+        except plastic.RemoteError as e:
+            failed = e.kind
+        return one, many, failed
+
+    one, many, failed = asyncio.run(main())
+    assert one == 5
+    assert many == ["esp-1", {"pi-1": 2, "pi-2": 2}, 3]
+    assert failed == "ZeroDivisionError"
+
+
+@pytest.mark.parametrize("node", ["pi-1", "esp-1"])
+def test_a_nodes_exception_is_a_remote_error_with_its_traceback(client, node):
+    with pytest.raises(plastic.RemoteError) as e:
+        client[node].exec("def f():\n    return 1/0\nf()")
+    err = e.value
+    assert err.node == node and err.kind == "ZeroDivisionError"
+    assert "Traceback" in err.traceback and "ZeroDivisionError" in err.traceback
+    assert err.traceback.count("line") >= 2  # the node's frames, as it printed them
+    assert node in str(err) and "ZeroDivisionError" in str(err)
+
+
+def test_several_failing_nodes_raise_one_composite_error(client):
+    with pytest.raises(plastic.CompositeError) as e:
+        client["group:lab"].eval("1/0 if __import__('plastic').name != 'pi-1' else 'fine'")
+    err = e.value
+    assert isinstance(err, plastic.RemoteError)
+    assert sorted(err.errors) == ["esp-1", "pi-2"]
+    assert all(x.kind == "ZeroDivisionError" for x in err.errors.values())
+    assert err.results == {"pi-1": "fine"}
+    text = str(err)
+    assert "2 of 3 nodes failed" in text and "[esp-1]" in text and "[pi-2]" in text
+
+
+def test_timeout_is_its_own_exception(client, fleet):
+    fleet.node("slow-1")
+    with pytest.raises(plastic.Timeout) as e:
+        client["slow-1"].eval("__import__('time').sleep(1)", timeout=0.2)
+    assert isinstance(e.value, TimeoutError) and e.value.node == "slow-1"
+
+
+def test_expired_when_the_node_gets_to_it_too_late(client, fleet):
+    fleet.node("queue-1")
+    busy = client["queue-1"].eval(
+        "__import__('plastic').publish('started', 1) or __import__('time').sleep(1) or 1", block=False
+    )
+    fleet.wait_event("queue-1", "started")  # the node is busy with it
+    with pytest.raises(plastic.Expired):
+        client.view("queue-1", ttl=0.2).eval("2+3")
+    assert busy.get(timeout=10) == 1
+
+
+def test_node_lost_when_the_node_dies_while_running(client, fleet):
+    node = fleet.node("doomed-1")
+    ar = client["doomed-1"].eval(
+        "__import__('plastic').publish('started', 1) or __import__('time').sleep(30)", block=False
+    )
+    fleet.wait_event("doomed-1", "started")  # the node is running it
+    node.stop("kill")
+    with pytest.raises(plastic.NodeLost) as e:
+        ar.get(timeout=15)
+    assert e.value.node == "doomed-1"
+
+
+def test_unreachable_and_unmatched_targets(client):
+    with pytest.raises(plastic.NodeNotOnline, match="unknown node"):
+        client["nobody-here"].eval("1")
+    with pytest.raises(plastic.NoTarget, match="zzz"):
+        client["zzz-*"].eval("1")
+    with pytest.raises(ValueError):
+        client["bad/name"].eval("1")
+
+
+def test_error_kinds_map_to_their_exceptions():
+    # Forbidden (a hub with users) and Busy (1,024 requests in progress) are the node's or
+    # hub's refusals; their mapping is the same table as the kinds exercised above.
+    for kind, cls in [("Forbidden", plastic.Forbidden), ("Busy", plastic.Busy),
+                      ("Expired", plastic.Expired), ("NodeLost", plastic.NodeLost),
+                      ("Timeout", plastic.Timeout), ("NameError", plastic.RemoteError)]:
+        e = plastic._error("n", {"kind": kind, "message": "m", "traceback": ""})
+        assert type(e) is cls and e.kind == kind
+
+
+def test_ping_info_and_client_repr(client):
+    assert client["group:lab"].ping() == {n: "pong" for n in NODES}
+    info = client["esp-1"].info()
+    assert info["name"] == "esp-1" and info["groups"] == ["lab"]
+    assert "py-" in repr(client)
+
+
+def plastic_examples():
+    from conftest import REPO
+
+    return REPO / "examples"
+
+
+def sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_unreachable_broker_is_a_clear_error(fleet):
+    with pytest.raises(plastic.Disconnected, match="cannot connect to the broker at mqtt://127.0.0.1:1"):
+        plastic.Client("mqtt://127.0.0.1:1", connect_timeout=0.5)
+    with pytest.raises(ValueError, match="unknown scheme"):
+        plastic.Client("http://127.0.0.1:1")
