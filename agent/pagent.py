@@ -137,7 +137,7 @@ class Agent:
     def presence(self, state):
         p = {'name': self.name, 'state': state, 'platform': phw.PLATFORM, 'version': VERSION,
              'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now(),
-             'boot': self.boot}
+             'boot': self.boot, 'window': self.dedup}  # senders keep at most this many in flight
         m = self.mq.rx
         m = self.use('pconn').room(self) if m is None else len(m)
         if m < P.MAX_PAYLOAD:
@@ -233,9 +233,11 @@ class Agent:
             mid = ''
         rt = self.rt(d)
         need = d.get('need_result') is True
-        t = None
+        t = d.get('type') or d.get('message_type')
         out = ''
-        if mid:  # at-least-once delivery: a duplicate does not run again
+        # At-least-once delivery: a duplicate does not run again. Replies are never
+        # remembered: a flood of them must not push requests out of the short memory.
+        if mid and t != 'result':
             r = self.recent.get(mid, self)
             if r is not self:
                 if r and r is not True and rt:
@@ -251,7 +253,6 @@ class Agent:
                 if s:
                     s.forget(self.ots.pop(0))
         try:
-            t = d.get('type') or d.get('message_type')
             t = P.check(d)
             if t == 'result':
                 self.deliver(d)

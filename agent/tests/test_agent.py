@@ -654,6 +654,8 @@ def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
         st = client.status(a.name, "online", since, timeout=20)
         assert st["name"] == a.name and st["protocol"] == 1 and st["groups"] == ["lab", "g2"]
         assert set(st) >= {"name", "state", "platform", "version", "protocol", "address", "groups", "since", "boot"}
+        # its duplicate memory's size: clients keep no more requests than that in flight to it
+        assert st["window"] in (8, 16), st
         boot1 = boot_of(st)
         # a small heap announces the largest message it can take now (and takes it)
         assert 2048 <= st["max_payload"] < 262144, st
@@ -756,6 +758,21 @@ def test_duplicate_delivery_runs_once_and_gets_the_same_reply(client, node):
     replies = [t for (tp, t, _) in client.seen[since:] if tp.endswith("/in") and '"correlation_id": "%s"' % msg["message_id"] in t]
     assert len(replies) == 2 and replies[0] == replies[1]  # byte for byte
     assert client.ok(node.name, {"type": "eval", "to_evaluate": "dup_n"}) == 1
+
+
+def test_a_flood_of_replies_does_not_push_requests_out_of_the_duplicate_memory(client, node):
+    """docs/protocol.md: replies are never remembered, so a duplicate of a request still runs
+    once after more replies than the agent's duplicate memory holds (DEDUP, 8 or 16)."""
+    client.ok(node.name, {"type": "exec", "to_exec": "flood_n = 0"})
+    msg = {"type": "exec", "to_exec": "flood_n += 1", "need_result": True,
+           "message_id": uuid.uuid4().hex, "sender": client.name}
+    client.ok(node.name, msg)
+    for _ in range(40):  # replies nobody waits for: dropped, and never remembered
+        client.send(node.name, {"type": "result", "correlation_id": uuid.uuid4().hex, "ok": True,
+                                "result": None})
+    again = client.request(node.name, msg)  # the very same request, delivered again
+    assert again["ok"] is True
+    assert client.ok(node.name, {"type": "eval", "to_evaluate": "flood_n"}) == 1
 
 
 def test_stale_request_is_refused_with_expired(client, node):

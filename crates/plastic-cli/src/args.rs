@@ -96,6 +96,8 @@ pub enum Command {
         #[arg(long)]
         chunk_size: Option<usize>,
     },
+    /// Remove a stale (offline or lost) node's presence so `ls` stops listing it
+    Forget(cmd::forget::ForgetArgs),
     /// List or remove files on nodes
     Fs(cmd::fs::FsArgs),
     /// Send any message (a JSON object, seed dicts as written); waits for the reply unless --no-wait
@@ -130,8 +132,18 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
     match cli.command {
-        Command::Hub(mut args) => {
-            args.external |= global.broker_given;
+        Command::Hub(args) => {
+            // `--broker` with `hub` names the broker an external registry follows; without
+            // `--external` it is a mistake (the hub embeds its broker where --listen says).
+            if global.broker_given && !args.external {
+                return Err(crate::exit::Failure::error(
+                    crate::exit::USAGE,
+                    "Usage",
+                    "`plastic hub` embeds its own broker and listens where --listen says; \
+                     --broker is for clients and nodes. To follow another broker without \
+                     embedding one, add --external: plastic --broker URL hub --external",
+                ));
+            }
             cmd::hub::run(&global, args).await
         }
         Command::User { action } => cmd::user::run(action),
@@ -146,6 +158,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => cmd::agent::bundle(&global, &args),
         Command::Board { action } => cmd::board::run(&global, action),
         Command::Ls => cmd::ls::run(&global).await,
+        Command::Forget(args) => cmd::forget::run(&global, args).await,
         Command::Watch(args) => cmd::watch::run(&global, args).await,
         Command::Completions(args) => {
             cmd::completions::run(args, <Cli as clap::CommandFactory>::command())

@@ -24,14 +24,11 @@ impl Session {
     pub async fn open(global: &Global) -> Result<Self> {
         let timeout = timeout(global)?;
         let opts = client_options(global, "cli")?;
-        let broker = opts.broker.clone();
         let (client, _deliveries) = Client::connect(opts);
         client
             .wait_connected(timeout.min(Duration::from_secs(10)))
             .await
-            .with_context(|| {
-                format!("cannot connect to the broker at {broker} (is `plastic hub` running?)")
-            })?;
+            .map_err(crate::exit::broker_failure)?;
         if let Some(ttl) = global.ttl {
             if !(ttl.is_finite() && ttl > 0.0) {
                 anyhow::bail!("--ttl must be a positive number of seconds");

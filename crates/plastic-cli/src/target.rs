@@ -1,6 +1,6 @@
 //! TARGET: a node name, a comma list, a glob (`'sim-*'`), `group:NAME`, or `all`.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use plastic_client::Client;
 use plastic_proto::{name::validate_name, NodeName, NodeState, Presence};
 
@@ -93,7 +93,12 @@ pub async fn resolve(
                     .collect(),
             );
             if nodes.is_empty() {
-                bail!("no online node matches `{pattern}`");
+                // Like `group:` with no online member: nothing wrong with the command line.
+                return Err(crate::exit::Failure::error(
+                    crate::exit::FAILED,
+                    "NoTarget",
+                    format!("no online node matches `{pattern}`"),
+                ));
             }
             Resolved {
                 nodes,

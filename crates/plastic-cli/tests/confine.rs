@@ -77,13 +77,26 @@ fn a_confined_node_cannot_read_write_or_run_anything_outside_its_root() {
         let (kind, message) = error_of(&f, "jail", &code);
         assert_eq!(kind, "PermissionError", "{code}: {message}");
     }
+    // Renaming a file of the root out of it.
+    f.ok(&["exec", "jail", "open('leaving.txt', 'w').write('mine')"]);
+    let (kind, message) = error_of(
+        &f,
+        "jail",
+        &format!("import posix as os\nos.rename('leaving.txt', '{o}/left.txt')"),
+    );
+    assert!(
+        kind == "PermissionError" || message.contains("Errno 18"),
+        "rename out: {kind}: {message}"
+    );
+    assert!(f.root_of("jail").join("leaving.txt").exists());
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
     assert!(!Path::new("/tmp/plastic-confine-probe").exists());
 
     // Running programs: a shell through system(), exec of `id`.
+    // The shell cannot be executed: the status a shell that was not found gives, 127 << 8.
     let status = eval(&f, "jail", "__import__('posix').system('id')");
-    assert_ne!(status, Value::from(0), "system('id') ran");
+    assert_eq!(status, Value::from(127 << 8), "system('id')");
     let (kind, message) = error_of(
         &f,
         "jail",
@@ -435,6 +448,26 @@ fn the_node_password_is_not_readable_from_python_on_the_node() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("keep credentials outside"),
+        "{stderr}"
+    );
+    // So is a node key there (the password file outside the root this time).
+    std::fs::write(root.join("node.key"), format!("{}\n", "ab".repeat(32))).unwrap();
+    let out = plastic()
+        .args(["node", "--name", "lab-4", "--confine", "--broker"])
+        .arg(hub.url("lab-4", false))
+        .arg("--root")
+        .arg(&root)
+        .arg("--password-file")
+        .arg(&password_file)
+        .arg("--key-file")
+        .arg(root.join("node.key"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("--key-file")
+            && stderr.contains("keep credentials outside"),
         "{stderr}"
     );
 }

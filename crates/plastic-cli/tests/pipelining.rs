@@ -128,3 +128,55 @@ fn pipelined(kind: BrokerKind) {
 }
 
 on_both_brokers!(pipelined);
+
+/// docs/reliability.md ("outcome"): a request that finds the node's window full until its
+/// timeout ends `NotSent`, and did not run. A window of 1, held by a request that sleeps 2 s
+/// on the node; the second request may wait 0.3 s for room.
+#[test]
+fn a_request_that_never_finds_room_in_the_window_is_not_sent() {
+    let mut fleet = Fleet::new(BrokerKind::Embedded);
+    fleet.node("pipe-2", &[]);
+    let broker = BrokerUrl::parse(&fleet.broker.url()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let mut opts = ClientOptions::new(broker, ClientOptions::ephemeral_name("pipe"));
+        opts.window = 1;
+        let (client, _) = Client::connect(opts);
+        client.wait_connected(common::WAIT).await.unwrap();
+        let node = NodeName::parse("pipe-2").unwrap();
+        client
+            .nodes_named(std::slice::from_ref(&node), common::WAIT)
+            .await
+            .unwrap();
+        let setup = client
+            .request(&node, Exec::new("hits = []").to_request(), common::WAIT)
+            .await
+            .unwrap();
+        assert!(setup.ok, "{setup:?}");
+        // `join!` polls the first request first: it takes the window's one place before the
+        // second asks for it.
+        let slow = Exec::new("import time\ntime.sleep(2)\nhits.append('slow')").to_request();
+        let (first, second) = tokio::join!(
+            client.request(&node, slow, common::WAIT),
+            client.request(
+                &node,
+                Exec::new("hits.append('second')").to_request(),
+                Duration::from_millis(300)
+            ),
+        );
+        assert!(first.unwrap().ok);
+        match second {
+            Err(ClientError::NotSent { node, window, .. }) => {
+                assert_eq!((node.as_str(), window), ("pipe-2", 1));
+            }
+            other => panic!("expected NotSent, got {other:?}"),
+        }
+        // It never left the client; with the window free again, requests go through.
+        let hits = client
+            .request(&node, Eval::new("hits").to_request(), common::WAIT)
+            .await
+            .unwrap();
+        assert_eq!(hits.result, serde_json::json!(["slow"]));
+        client.shutdown(None).await;
+    });
+}

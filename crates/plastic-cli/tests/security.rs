@@ -330,6 +330,68 @@ fn the_hub_will_not_listen_on_the_network_without_users_and_tls() {
     assert_refused(&out, &["node users only", "plastic board add"]);
 }
 
+/// docs/security.md: `--insecure` lets the hub listen beyond loopback without users, and it
+/// says so on every start. The hub binds 0.0.0.0 on a port of the kernel's choosing, prints
+/// its lines and is stopped; no traffic is sent.
+#[test]
+fn an_insecure_hub_says_so_on_every_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for start in 1..=2 {
+        let mut cmd = plastic();
+        cmd.args(["hub", "--listen", "0.0.0.0:0", "--insecure"])
+            .env("PLASTIC_HOME", dir.path().join("empty-home"))
+            .env_remove("PLASTIC_BROKER");
+        let mut hub = Proc::spawn(cmd, "plastic hub --insecure");
+        let warning = hub.wait_contains("WARNING");
+        assert!(
+            warning.contains("listening on 0.0.0.0:0 without authentication")
+                && warning.contains("(--insecure)"),
+            "start {start}: {warning}"
+        );
+        hub.wait_contains("MQTT broker listening on");
+        hub.terminate();
+    }
+}
+
+/// docs/security.md: a chosen password (`--password-stdin`) has 8 characters at least,
+/// counted as characters, not bytes.
+#[test]
+fn a_chosen_password_needs_8_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let add = |name: &str, password: &str| {
+        let mut child = plastic()
+            .args(["user", "add", name, "--role", "viewer", "--password-stdin"])
+            .arg("--users")
+            .arg(&users)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    // 7 characters (14 bytes): refused; 8 characters: taken.
+    let out = add("v1", "ééééééé");
+    assert_refused(&out, &["at least 8 characters"]);
+    let out = add("v1", "1234567");
+    assert_refused(&out, &["at least 8 characters"]);
+    let listed = |name: &str| {
+        let out = run(plastic().args(["user", "list", "--users"]).arg(&users));
+        out.stdout.contains(name)
+    };
+    assert!(!listed("v1"), "a refused password added the user");
+    let out = add("v1", "éééééééé");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(listed("v1"));
+}
+
 #[test]
 fn tls_hub_with_a_local_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -351,10 +413,12 @@ fn tls_hub_with_a_local_ca() {
     assert_eq!((out.code, out.stdout.trim()), (0, "42"), "{out:?}");
     // Without the CA the hub's certificate is not trusted; plain MQTT to a TLS port fails.
     let out = h.cli(&url, &["--timeout", "3", "eval", "tls-1", "1"]);
-    assert_refused(&out, &["cannot connect"]);
+    assert_refused(&out, &["certificate is not trusted", "--ca"]);
+    assert_eq!(out.code, 3, "{out:?}");
     let plain = format!("mqtt://ops:{ops}@127.0.0.1:{}", h.port);
     let out = h.cli(&plain, &["--timeout", "3", "eval", "tls-1", "1"]);
-    assert_refused(&out, &["cannot connect"]);
+    assert_refused(&out, &["cannot reach the broker"]);
+    assert_eq!(out.code, 3, "{out:?}");
 }
 
 /// A request as a third party would sign it, addressed to `receiver`, replies to `tester`.
@@ -387,6 +451,15 @@ fn signed_requests(kind: BrokerKind) {
     assert_refused(&again, &["--force"]);
     let key = NodeKey::from_hex(&hex).unwrap();
     let key_file: PathBuf = keys.join("esp-1.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "node-key new wrote {key_file:?} {mode:o}"
+        );
+    }
     let before_start = now() - 0.5;
     let node = common::start_node(
         "esp-1",
@@ -548,6 +621,19 @@ fn a_board_joins_through_the_board_listener() {
         !std::fs::read_to_string(&users).unwrap().contains("BROKER"),
         "no secrets mixed up"
     );
+    // docs/security.md: `plastic board add` gives the board's user its group and no reach.
+    let file: toml::Table = std::fs::read_to_string(&users).unwrap().parse().unwrap();
+    let esp = &file["users"]["esp-1"];
+    assert_eq!(esp["role"].as_str(), Some("node"), "{esp}");
+    assert_eq!(esp["groups"].as_array().unwrap().len(), 1, "{esp}");
+    for reach in ["allow", "nodes"] {
+        assert!(
+            esp.get(reach)
+                .and_then(|v| v.as_array())
+                .is_none_or(|a| a.is_empty()),
+            "board add gave {reach}: {esp}"
+        );
+    }
     // The same name again is refused without --force: its password would silently change.
     let again = run(plastic()
         .args(["board", "add", "esp-1", "--hub", "127.0.0.1", "--users"])

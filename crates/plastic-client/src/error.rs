@@ -4,9 +4,9 @@ use thiserror::Error;
 pub enum ClientError {
     #[error("invalid broker URL `{url}`: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("no reply from {node} within {seconds:.1} s")]
+    #[error("no reply from {node} within {} s", seconds_text(*seconds))]
     Timeout { node: String, seconds: f64 },
-    #[error("not sent to {node}: {window} earlier requests to it were still waiting for replies after {seconds:.1} s; this one never left the client")]
+    #[error("not sent to {node}: {window} earlier requests to it were still waiting for replies after {} s; this one never left the client", seconds_text(*seconds))]
     NotSent {
         node: String,
         window: usize,
@@ -32,4 +32,15 @@ pub enum ClientError {
     Mqtt(#[from] rumqttc::ClientError),
     #[error(transparent)]
     Proto(#[from] plastic_proto::ProtoError),
+}
+
+/// Seconds as a person reads them: `10`, `2.5`, `0.05` (not `0.0` for a short timeout).
+pub fn seconds_text(seconds: f64) -> String {
+    let text = format!("{seconds:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "0" {
+        format!("{seconds}")
+    } else {
+        text.to_owned()
+    }
 }

@@ -73,13 +73,20 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The window of requests in flight to `node`, created on first use.
+    /// The window of requests in flight to `node`, created on first use: this client's
+    /// window, or the node's announced one if smaller (a board remembers only a few ids).
     pub(crate) fn window_of(&self, node: &str) -> Arc<Semaphore> {
+        let announced = self
+            .presence
+            .lock()
+            .unwrap()
+            .get(node)
+            .and_then(|p| p.window);
         self.windows
             .lock()
             .unwrap()
             .entry(node.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.window)))
+            .or_insert_with(|| Arc::new(Semaphore::new(window_size(self.window, announced))))
             .clone()
     }
 
@@ -111,5 +118,26 @@ impl<'a> PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.inner.pending.lock().unwrap().remove(&self.id);
+    }
+}
+
+/// A node's window: this client's, or the node's announced one if smaller (at least 1).
+pub(crate) fn window_size(ours: usize, announced: Option<u64>) -> usize {
+    match announced {
+        Some(n) => ours.min(usize::try_from(n).unwrap_or(usize::MAX)).max(1),
+        None => ours,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_size;
+
+    #[test]
+    fn a_nodes_announced_window_caps_ours() {
+        assert_eq!(window_size(256, None), 256);
+        assert_eq!(window_size(256, Some(8)), 8, "a board remembering 8 ids");
+        assert_eq!(window_size(256, Some(4096)), 256);
+        assert_eq!(window_size(256, Some(0)), 1, "never none at all");
     }
 }

@@ -380,6 +380,7 @@ mod tests {
             groups: vec![],
             since: 0.0,
             max_payload: None,
+            window: None,
             boot: boot.map(str::to_owned),
         }
     }

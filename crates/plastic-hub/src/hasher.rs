@@ -188,6 +188,34 @@ mod tests {
         assert_eq!(params(&dummy), params(&phc));
     }
 
+    /// docs/security.md ("Limits"): 64 password checks wait at most; one more is refused at
+    /// once (auth.rs turns `None` into a refused login), and a freed slot takes one again.
+    #[test]
+    fn a_full_queue_refuses_at_once() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        // No hashing thread: nothing leaves the queue until the test takes it.
+        let (jobs, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let hasher = Hasher { jobs };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut poll = || {
+            let mut check = Box::pin(hasher.verify("pw".into(), "phc".into()));
+            check.as_mut().poll(&mut cx)
+        };
+        for i in 0..QUEUE {
+            assert_eq!(poll(), Poll::Pending, "check {i} should wait in the queue");
+        }
+        assert_eq!(QUEUE, 64);
+        assert_eq!(
+            poll(),
+            Poll::Ready(None),
+            "the 65th check is refused at once"
+        );
+        rx.recv().unwrap();
+        assert_eq!(poll(), Poll::Pending, "a freed slot takes a check again");
+        assert_eq!(poll(), Poll::Ready(None));
+    }
+
     /// Prints the time one verification takes with the default parameters (docs/security.md).
     #[test]
     fn argon2_timing() {

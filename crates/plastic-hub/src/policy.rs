@@ -727,6 +727,81 @@ mod tests {
         assert_eq!(unknown(), Login::Done(Err(AuthRefusal::BadCredentials)));
     }
 
+    /// docs/security.md ("Limits"): 4,096 wrong pairs are remembered (a repeat is refused
+    /// without argon2), then the set starts over.
+    #[test]
+    fn wrong_pairs_are_remembered_up_to_4096_then_the_set_starts_over() {
+        let p = policy();
+        let wrong = |i: usize| format!("wrong-{i}");
+        let start = |pw: &str| {
+            p.login_start(
+                Listener::Main,
+                Some("alice"),
+                Some(pw.as_bytes()),
+                "alice.1",
+            )
+        };
+        let fail = |pw: &str| {
+            p.login_finish(
+                Listener::Main,
+                Some("alice"),
+                Some(pw.as_bytes()),
+                "alice.1",
+                false,
+            )
+        };
+        assert_eq!(REJECTED_PAIRS_KEPT, 4096);
+        for i in 0..REJECTED_PAIRS_KEPT {
+            assert_eq!(fail(&wrong(i)), Err(AuthRefusal::BadCredentials));
+        }
+        // All 4,096 are decided without hashing, the first as well as the last.
+        let refused = Login::Done(Err(AuthRefusal::BadCredentials));
+        assert_eq!(start(&wrong(0)), refused);
+        assert_eq!(start(&wrong(REJECTED_PAIRS_KEPT - 1)), refused);
+        // The 4,097th starts the set over: only it is remembered now.
+        fail(&wrong(REJECTED_PAIRS_KEPT)).unwrap_err();
+        assert_eq!(start(&wrong(REJECTED_PAIRS_KEPT)), refused);
+        assert!(matches!(start(&wrong(0)), Login::Verify(_)));
+        assert!(matches!(
+            start(&wrong(REJECTED_PAIRS_KEPT - 1)),
+            Login::Verify(_)
+        ));
+    }
+
+    /// docs/security.md ("Roles"): broadcasting to `all` needs an operator without a
+    /// `--nodes` limit; `group:<g>` needs `group:<g>` in `--nodes` (a name glob is not enough).
+    #[test]
+    fn broadcasts_need_no_limit_for_all_and_the_group_itself_for_a_group() {
+        let p = policy();
+        let eval = |sender: &str| request("eval", sender);
+        // `ops` has no --nodes: all and any group.
+        assert!(p
+            .check_publish("ops", "plastic/all/in", &eval("ops.a"))
+            .is_ok());
+        assert!(p
+            .check_publish("ops", "plastic/group/prod/in", &eval("ops.a"))
+            .is_ok());
+        // `alice` has `lab-*,group:lab`: group:lab only; not all, not another group.
+        let d = p
+            .check_publish("alice", "plastic/all/in", &eval("alice.a"))
+            .unwrap_err();
+        assert!(d.reason.contains("not every node (all)"), "{}", d.reason);
+        assert!(p
+            .check_publish("alice", "plastic/group/lab/in", &eval("alice.a"))
+            .is_ok());
+        let d = p
+            .check_publish("alice", "plastic/group/prod/in", &eval("alice.a"))
+            .unwrap_err();
+        assert!(d.reason.contains("not group:prod"), "{}", d.reason);
+        // `lab-1` (a node user with `--nodes lab-*`): a glob reaches no group, nor all.
+        assert!(p
+            .check_publish("lab-1", "plastic/group/lab/in", &eval("lab-1"))
+            .is_err());
+        assert!(p
+            .check_publish("lab-1", "plastic/all/in", &eval("lab-1"))
+            .is_err());
+    }
+
     #[test]
     fn only_nodes_leave_wills_and_only_on_their_own_status() {
         let p = policy();

@@ -194,6 +194,17 @@ pub struct Confined {
     pub scoped: bool,
 }
 
+impl Confined {
+    /// What a kernel with Landlock ABI `abi` lets `--confine` enforce.
+    pub fn for_abi(abi: i32) -> Confined {
+        Confined {
+            abi,
+            network: abi >= 4,
+            scoped: abi >= 6,
+        }
+    }
+}
+
 impl std::fmt::Display for Confined {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -252,13 +263,14 @@ mod imp {
             .set_compatibility(CompatLevel::BestEffort)
             .handle_access(all)
             .map_err(|e| fail(&e))?;
-        let network = abi >= 4;
+        let Confined {
+            network, scoped, ..
+        } = Confined::for_abi(abi);
         if network {
             ruleset = ruleset
                 .handle_access(AccessNet::from_all(TESTED))
                 .map_err(|e| fail(&e))?;
         }
-        let scoped = abi >= 6;
         if scoped {
             ruleset = ruleset
                 .scope(Scope::from_all(TESTED))
@@ -323,6 +335,24 @@ mod tests {
         let e = check(Probe::NotEnabled).unwrap_err();
         assert!(e.contains("lsm="), "{e}");
         assert!(check(Probe::NotLinux).unwrap_err().contains("not Linux"));
+    }
+
+    /// docs/security.md: on ABI 3 the TCP restriction is missing and the start-up line says
+    /// so; signals are scoped from ABI 6.
+    #[test]
+    fn the_start_up_line_says_what_the_abi_allowed() {
+        assert_eq!(
+            Confined::for_abi(3).to_string(),
+            "confined by Landlock ABI 3: files under the root, no programs, TCP unrestricted (needs ABI 4)"
+        );
+        assert_eq!(
+            Confined::for_abi(5).to_string(),
+            "confined by Landlock ABI 5: files under the root, no programs, TCP to the broker's port only"
+        );
+        assert_eq!(
+            Confined::for_abi(7).to_string(),
+            "confined by Landlock ABI 7: files under the root, no programs, TCP to the broker's port only, no signals out"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn initial(
         groups: groups.to_vec(),
         since: now,
         max_payload: None,
+        window: None,
         boot: Some(plastic_proto::new_message_id()[..16].to_owned()),
     }
 }
@@ -151,6 +152,7 @@ mod tests {
             groups: vec![],
             since: 1.0,
             max_payload: None,
+            window: None,
             boot: None,
         }
         .to_bytes()

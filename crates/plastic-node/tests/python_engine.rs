@@ -156,6 +156,33 @@ async fn falsy_and_unrepresentable_results() {
     );
 }
 
+/// docs/reliability.md ("Bounds"): 64 KiB of captured output per reply; the rest is cut, on a
+/// character boundary, with a note, and the request still ends with its result.
+#[tokio::test]
+async fn captured_output_is_cut_at_64_kib() {
+    let (_, py, _dir) = engine();
+    let line = format!("{}\n", "é".repeat(49)); // 99 bytes
+    let out = py
+        .exec(
+            "for i in range(2000):\n    print('é' * 49)\nprint('after')\n'done'".into(),
+            None,
+        )
+        .await;
+    assert_eq!(value(&out), &Value::Null);
+    let printed = line.repeat(2000);
+    let mut cut = 64 * 1024;
+    while !printed.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let want = format!("{}\n[output truncated at 64 KiB]\n", &printed[..cut]);
+    assert_eq!(out.stdout.len(), want.len());
+    assert!(out.stdout == want, "the kept output differs");
+    assert!(!out.stdout.contains("after"));
+    // The next request captures afresh.
+    let out = py.exec("print('small')".into(), None).await;
+    assert_eq!(out.stdout, "small\n");
+}
+
 #[tokio::test]
 async fn exceptions_carry_type_message_and_traceback() {
     let (_, py, _dir) = engine();

@@ -53,6 +53,11 @@ pub struct Presence {
     /// restarted: that could run the request twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<String>,
+    /// The most requests a sender should have waiting for replies from this node at once: its
+    /// duplicate memory holds this many ids, so a resend of any of them is still recognised.
+    /// A board's memory is short (8 or 16); absent: the node sets no limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u64>,
 }
 
 impl Presence {
@@ -89,6 +94,7 @@ mod tests {
             groups: vec!["lab".into()],
             since: 1.0,
             max_payload: None,
+            window: None,
             boot: None,
         };
         let text = String::from_utf8(p.to_bytes()).unwrap();

@@ -14,6 +14,7 @@ use clap::Args;
 use crate::global::Global;
 
 mod credentials;
+mod in_use;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -108,6 +109,14 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
         if let Err(why) = plastic_node::confine::check(plastic_node::confine::probe()) {
             anyhow::bail!("{why}");
         }
+    }
+    // A name live elsewhere would make both nodes take the session from each other forever.
+    if let Some(why) = in_use::name_in_use_isolated(&config) {
+        return Err(crate::exit::Failure::error(
+            crate::exit::FAILED,
+            "NameInUse",
+            why,
+        ));
     }
     // A confined node restarts in this process after a `reset` (see below).
     let restart_config = config.clone();

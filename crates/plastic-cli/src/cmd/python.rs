@@ -25,13 +25,37 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args, Clone)]
 #[command(
-    after_help = "Examples:\n  plastic exec pi-1 'print(\"Testing exec !\")'\n  plastic exec group:lab 'import functions'"
+    after_help = "Examples:\n  plastic exec pi-1 'print(\"Testing exec !\")'\n  plastic exec group:lab 'import functions'\n  plastic exec pi-1 -f setup.py                 # the statements in a file\n  echo 'print(1)' | plastic exec pi-1 -         # from standard input"
 )]
 pub struct ExecArgs {
     /// Node name, comma list, glob ('sim-*'), group:NAME or all
     pub target: String,
-    /// Python statements; what they print is shown
-    pub code: String,
+    /// Python statements; what they print is shown. `-` reads them from standard input
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub code: Option<String>,
+    /// Read the statements from this file (UTF-8) instead
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl ExecArgs {
+    /// The statements: CODE, standard input for `-`, or --file's contents.
+    fn source(&self) -> Result<String> {
+        use std::io::Read;
+        match (&self.code, &self.file) {
+            (_, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display())),
+            (Some(code), None) if code == "-" => {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                    anyhow::anyhow!("cannot read the code from standard input: {e}")
+                })?;
+                Ok(text)
+            }
+            (Some(code), None) => Ok(code.clone()),
+            (None, None) => anyhow::bail!("give the code, `-` for standard input, or --file FILE"),
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -53,7 +77,8 @@ pub async fn eval(s: &Session, args: EvalArgs) -> Result<ExitCode> {
 }
 
 pub async fn exec(s: &Session, args: ExecArgs) -> Result<ExitCode> {
-    request_each(s, &args.target, &Exec::new(args.code), Render::Quiet).await
+    let code = args.source()?;
+    request_each(s, &args.target, &Exec::new(code), Render::Quiet).await
 }
 
 pub async fn call(s: &Session, args: CallArgs) -> Result<ExitCode> {

@@ -116,13 +116,14 @@ fn add(
             .read_line(&mut line)
             .context("reading the password from standard input")?;
         let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.len() < 8 {
+        if line.chars().count() < 8 {
             anyhow::bail!("the password must be at least 8 characters");
         }
         (line, false)
     } else {
         (plastic_proto::new_message_id(), true)
     };
+    let operator_without_allow = role == Role::Operator && allow.is_empty();
     let path = users_file(users);
     save_user(
         &path,
@@ -140,6 +141,16 @@ fn add(
     if generated {
         // Printed once; only its hash is kept.
         println!("password: {password}");
+    }
+    if operator_without_allow {
+        let all: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
+        eprintln!(
+            "warning: operator {name} has no --allow, so it may send nothing to any node; the \
+             capabilities an operator can have: {} (run `plastic user add {name} --role operator \
+             --allow {} --nodes '*'` again with the ones it needs)",
+            all.join(", "),
+            all.join(",")
+        );
     }
     if role == Role::Node {
         println!(

@@ -31,7 +31,10 @@ pub async fn run(global: &Global, args: WatchArgs) -> Result<ExitCode> {
         json: global.json,
         ttl: None,
     };
-    s.client.wait_connected(s.timeout).await?;
+    s.client
+        .wait_connected(s.timeout)
+        .await
+        .map_err(crate::exit::broker_failure)?;
     let mut presence = s.client.presence_events();
     s.client.track_presence().await?;
     // On stderr, so `--json` output stays pure; tests wait for this line.
