@@ -5,21 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, plastic, BrokerKind, Fleet, Proc};
+use common::{free_port, plastic, run, BrokerKind, Fleet, Proc};
 use serde_json::Value;
-
-fn run(cmd: &mut Command) -> common::Out {
-    let out = cmd.output().expect("running plastic");
-    common::Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Exit codes: 0 ok, 1 a node failed or nothing to do, 2 bad command line, 3 broker.
 fn exit_codes(kind: BrokerKind) {
     let mut f = Fleet::new(kind);
@@ -210,13 +200,7 @@ fn a_refused_login_exits_3_and_says_so() {
         .args(["user", "add", "alice", "--role", "viewer", "--users"])
         .arg(&users));
     assert_eq!(out.code, 0, "{out:?}");
-    let mut cmd = plastic();
-    cmd.args(["hub", "--listen", "127.0.0.1:0", "--users"])
-        .arg(&users)
-        .env_remove("PLASTIC_BROKER");
-    let hub = Proc::spawn(cmd, "plastic hub");
-    let line = hub.wait_contains("MQTT broker listening on");
-    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let (_hub, port) = common::hub_with_users(&users, &[]);
     let url = format!("mqtt://alice@127.0.0.1:{port}");
     let out = run(plastic()
         .args(["--broker", &url, "ls"])

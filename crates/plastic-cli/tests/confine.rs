@@ -267,32 +267,10 @@ impl AuthHub {
         let file = dir.join("users.toml");
         let mut passwords = std::collections::HashMap::new();
         for (name, role) in users {
-            let out = plastic()
-                .args(["user", "add", name, "--role", role, "--users"])
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            let password = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("password: "))
-                .expect("a password")
-                .to_owned();
+            let password = common::add_user(&file, name, role, &[]);
             passwords.insert(name.to_string(), password);
         }
-        let mut cmd = plastic();
-        cmd.args(["hub", "--listen", "127.0.0.1:0", "--users"])
-            .arg(&file)
-            .env_remove("PLASTIC_BROKER");
-        let hub = Proc::spawn(cmd, "plastic hub");
-        let line = hub.wait_contains("MQTT broker listening on");
-        let port = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("127.0.0.1:"))
-            .unwrap()
-            .parse()
-            .unwrap();
-        hub.wait_contains("authentication on");
+        let (hub, port) = common::hub_with_users(&file, &[]);
         AuthHub {
             _hub: hub,
             port,

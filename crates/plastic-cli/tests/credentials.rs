@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{plastic, Proc};
+use common::plastic;
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
@@ -31,14 +31,7 @@ fn clients_log_in_without_a_password_on_the_command_line() {
         .find_map(|l| l.strip_prefix("password: "))
         .unwrap()
         .to_owned();
-    let mut cmd = plastic();
-    cmd.args(["hub", "--listen", "127.0.0.1:0", "--users"])
-        .arg(&users)
-        .env_remove("PLASTIC_BROKER");
-    let hub = Proc::spawn(cmd, "plastic hub");
-    let line = hub.wait_contains("MQTT broker listening on");
-    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-    hub.wait_contains("authentication on");
+    let (_hub, port) = common::hub_with_users(&users, &[]);
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let ls = |url: &str| {

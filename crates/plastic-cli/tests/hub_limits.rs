@@ -13,31 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{free_port, plastic, start_node, which, BrokerKind, Out, Proc};
-
-fn run(cmd: &mut Command) -> Out {
-    let out = cmd.output().expect("running plastic");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// `plastic user add`, returning the password it made up.
-fn add_user(users: &Path, name: &str, role: &str, extra: &[&str]) -> String {
-    let out = run(plastic()
-        .args(["user", "add", name, "--role", role, "--users"])
-        .arg(users)
-        .args(extra));
-    assert_eq!(out.code, 0, "{out:?}");
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap_or_else(|| panic!("no password printed: {out:?}"))
-        .to_owned()
-}
-
+use common::{add_user, free_port, plastic, run, start_node, which, BrokerKind, Proc};
 /// `plastic hub` on 127.0.0.1 with a users file and extra options; returns it and its port.
 fn hub(users: Option<&Path>, extra: &[&str]) -> (Proc, u16) {
     let mut cmd = plastic();

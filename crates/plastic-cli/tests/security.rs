@@ -9,42 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-use common::{plastic, which, BrokerKind, Fleet, Out, Proc};
+use common::{add_user, hub_with_users, plastic, run, which, BrokerKind, Fleet, Out, Proc};
 use plastic_proto::NodeKey;
 use serde_json::{json, Value};
 
 const BUMP: &str = "hits += 1";
-
-fn run(cmd: &mut Command) -> Out {
-    let out = cmd.output().expect("running plastic");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// `plastic user add`, returning the password it made up.
-fn add_user(users: &Path, name: &str, role: &str, extra: &[&str]) -> String {
-    let out = run(plastic()
-        .args(["user", "add", name, "--role", role, "--users"])
-        .arg(users)
-        .args(extra));
-    assert_eq!(out.code, 0, "{out:?}");
-    let password = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap_or_else(|| panic!("no password printed: {out:?}"))
-        .to_owned();
-    let text = std::fs::read_to_string(users).unwrap();
-    assert!(
-        !text.contains(&password),
-        "the users file holds a password in clear"
-    );
-    password
-}
-
 struct AuthHub {
     hub: Proc,
     port: u16,
@@ -60,22 +29,16 @@ impl AuthHub {
     }
 
     fn start(users: &Path, dir: tempfile::TempDir, tls: Option<(&Path, &Path)>) -> AuthHub {
-        let mut cmd = plastic();
-        cmd.args(["hub", "--listen", "127.0.0.1:0", "--users"])
-            .arg(users)
-            .env_remove("PLASTIC_BROKER");
-        if let Some((cert, key)) = tls {
-            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
-        }
-        let hub = Proc::spawn(cmd, "plastic hub");
-        let line = hub.wait_contains("MQTT broker listening on");
-        let port = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("127.0.0.1:"))
-            .unwrap()
-            .parse()
-            .unwrap();
-        hub.wait_contains("authentication on");
+        let tls_args: Vec<&str> = match tls {
+            Some((cert, key)) => vec![
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+            None => vec![],
+        };
+        let (hub, port) = hub_with_users(users, &tls_args);
         AuthHub {
             hub,
             port,
@@ -642,21 +605,14 @@ fn a_board_joins_through_the_board_listener() {
         .arg(dir.path().join("again")));
     assert_refused(&again, &["already a user", "--force"]);
 
-    let mut cmd = plastic();
-    cmd.args(["hub", "--listen", "127.0.0.1:0", "--board-listen"])
-        .arg(format!("127.0.0.1:{board_port}"))
-        .arg("--users")
-        .arg(&users)
-        .env_remove("PLASTIC_BROKER");
-    let hub = Proc::spawn(cmd, "plastic hub");
-    let line = hub.wait_contains("MQTT broker listening on");
-    let port: u16 = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("127.0.0.1:"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    hub.wait_contains(&format!("board listener on 127.0.0.1:{board_port}"));
+    let board_listen = format!("127.0.0.1:{board_port}");
+    let (hub, port) = hub_with_users(&users, &["--board-listen", &board_listen]);
+    // Printed before "authentication on", which hub_with_users waited for.
+    let started = hub.output_so_far();
+    assert!(
+        started.contains(&format!("board listener on {board_listen}")),
+        "{started}"
+    );
     let mut agent = Command::new(micropython);
     agent
         .args(["-X", "heapsize=120k", "main.py"])

@@ -391,3 +391,54 @@ macro_rules! on_both_brokers {
         }
     };
 }
+
+/// Runs a command to its end and collects what it printed.
+pub fn run(cmd: &mut Command) -> Out {
+    let out = cmd.output().expect("running plastic");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `plastic user add` into the users file `users`, returning the password it made up (and
+/// checking the file holds no password in clear).
+pub fn add_user(users: &Path, name: &str, role: &str, extra: &[&str]) -> String {
+    let out = run(plastic()
+        .args(["user", "add", name, "--role", role, "--users"])
+        .arg(users)
+        .args(extra));
+    assert_eq!(out.code, 0, "{out:?}");
+    let password = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("no password printed: {out:?}"))
+        .to_owned();
+    let text = std::fs::read_to_string(users).unwrap();
+    assert!(
+        !text.contains(&password),
+        "the users file holds a password in clear"
+    );
+    password
+}
+
+/// `plastic hub --listen 127.0.0.1:0 --users FILE EXTRA...`, once it listens with
+/// authentication on; returns it with its port.
+pub fn hub_with_users(users: &Path, extra: &[&str]) -> (Proc, u16) {
+    let mut cmd = plastic();
+    cmd.args(["hub", "--listen", "127.0.0.1:0", "--users"])
+        .arg(users)
+        .args(extra)
+        .env_remove("PLASTIC_BROKER");
+    let hub = Proc::spawn(cmd, "plastic hub");
+    let line = hub.wait_contains("MQTT broker listening on");
+    let port = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    hub.wait_contains("authentication on");
+    (hub, port)
+}
