@@ -190,8 +190,13 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
                 warn_old_node_users(users);
             }
             None => println!(
-                "plastic hub: authentication off (no users file at {}); loopback only",
-                path.display()
+                "plastic hub: authentication off (no users file at {}){}",
+                path.display(),
+                if args.listen.ip().is_loopback() {
+                    "; loopback only"
+                } else {
+                    ""
+                }
             ),
         }
         let mut url = BrokerUrl::local(handle.internal_addr.port());
