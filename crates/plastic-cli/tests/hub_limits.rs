@@ -552,20 +552,31 @@ fn queued_requests_wait_for_their_node(kind: BrokerKind) {
     replies
         .arg("-oL")
         .arg(which("mosquitto_sub"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
-        .args(["-t", "plastic/tester/in"]);
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-v",
+            "-d",
+        ])
+        .args(["-t", "plastic/tester/in", "-t", "plastic/q-1/status"]);
     let replies = Proc::spawn(replies, "replies");
-    std::thread::sleep(Duration::from_millis(300));
+    replies.wait_contains("SUBACK");
     node.kill();
+    // The broker has seen the node go: what is published next is queued, not in flight.
+    replies.wait_contains("\"state\":\"lost\"");
     // Queued 2 s with a 30 s TTL: runs when the node is back.
     publish_request(port, "q-1", "m-within", 30.0, None);
     std::thread::sleep(Duration::from_secs(2));
     let node = start_node("q-1", &url, &root, &[]);
     replies.wait_contains("m-within");
     drop(node);
+    replies.wait_contains("\"state\":\"lost\"");
     // Past the broker's expiry: 4 s on the hub (--queue-expiry); on Mosquitto, which has no
     // broker-wide expiry for MQTT 3.1.1 messages, the publisher's MQTT 5 message expiry.
-    std::thread::sleep(Duration::from_millis(300));
     publish_request(
         port,
         "q-1",
@@ -575,7 +586,10 @@ fn queued_requests_wait_for_their_node(kind: BrokerKind) {
     );
     std::thread::sleep(Duration::from_secs(6));
     let _node = start_node("q-1", &url, &root, &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    // What the broker still held for the node arrives before a request sent now: once this
+    // one is answered, an unexpired `m-late` would have been answered too.
+    publish_request(port, "q-1", "m-after", 30.0, None);
+    replies.wait_contains("m-after");
     assert!(
         !replies.output_so_far().contains("m-late"),
         "a request queued past the expiry ran"
