@@ -38,6 +38,24 @@ struct Tally {
     failed: BTreeMap<String, usize>,
 }
 
+/// A client connected with `opts`, once it has seen `name`'s presence, with `hits = []` set
+/// on that node (each request of the tests appends to it, so runs can be counted).
+async fn connect_to(opts: ClientOptions, name: &str) -> (Client, NodeName) {
+    let (client, _) = Client::connect(opts);
+    client.wait_connected(common::WAIT).await.unwrap();
+    let node = NodeName::parse(name).unwrap();
+    client
+        .nodes_named(std::slice::from_ref(&node), common::WAIT)
+        .await
+        .unwrap();
+    let setup = client
+        .request(&node, Exec::new("hits = []").to_request(), common::WAIT)
+        .await
+        .unwrap();
+    assert!(setup.ok, "{setup:?}");
+    (client, node)
+}
+
 fn pipelined(kind: BrokerKind) {
     let n = count();
     let mut fleet = Fleet::new(kind);
@@ -53,18 +71,7 @@ fn pipelined(kind: BrokerKind) {
         {
             opts.window = window;
         }
-        let (client, _) = Client::connect(opts);
-        client.wait_connected(common::WAIT).await.unwrap();
-        let node = NodeName::parse("pipe-1").unwrap();
-        client
-            .nodes_named(std::slice::from_ref(&node), common::WAIT)
-            .await
-            .unwrap();
-        let setup = client
-            .request(&node, Exec::new("hits = []").to_request(), common::WAIT)
-            .await
-            .unwrap();
-        assert!(setup.ok, "{setup:?}");
+        let (client, node) = connect_to(opts, "pipe-1").await;
         let started = Instant::now();
         let mut set = JoinSet::new();
         for _ in 0..n {
@@ -141,18 +148,7 @@ fn a_request_that_never_finds_room_in_the_window_is_not_sent() {
     rt.block_on(async move {
         let mut opts = ClientOptions::new(broker, ClientOptions::ephemeral_name("pipe"));
         opts.window = 1;
-        let (client, _) = Client::connect(opts);
-        client.wait_connected(common::WAIT).await.unwrap();
-        let node = NodeName::parse("pipe-2").unwrap();
-        client
-            .nodes_named(std::slice::from_ref(&node), common::WAIT)
-            .await
-            .unwrap();
-        let setup = client
-            .request(&node, Exec::new("hits = []").to_request(), common::WAIT)
-            .await
-            .unwrap();
-        assert!(setup.ok, "{setup:?}");
+        let (client, node) = connect_to(opts, "pipe-2").await;
         // `join!` polls the first request first: it takes the window's one place before the
         // second asks for it.
         let slow = Exec::new("import time\ntime.sleep(2)\nhits.append('slow')").to_request();
