@@ -553,22 +553,20 @@ def run(cfg):
     a = Agent(cfg)
     try:
         asyncio.run(a.main())
-    except KeyboardInterrupt:
-        # the unix port raises Ctrl-C straight from its signal handler, even in the middle of a
-        # gc.collect(), which can leave the heap locked: unlock it to say goodbye
-        gc.collect()  # a full collection clears the "collecting" mark an interrupted one left
-        n = 0
-        while n < 4:  # (no allocation until the heap works again)
-            try:
-                bytearray(8)
-                break
-            except MemoryError:
-                micropython.heap_unlock()
-            n += 1
+    except KeyboardInterrupt as e:
+        try:
+            bytearray(8)
+        except MemoryError:
+            # The heap is locked: on the unix port, Ctrl-C (raised from the SIGINT handler,
+            # MICROPY_ASYNC_KBD_INTR) stopped a garbage collection, and no allocation can ever
+            # succeed again (nor may a collection run: its marks are stale). pbye says goodbye
+            # without the heap. (A board's Ctrl-C waits for the next bytecode: never here.)
+            if a.say_bye:
+                a.say_bye(a)
+            raise e
         a.offline()
-        raise
-    finally:
-        asyncio.new_event_loop()
+        raise e
+    asyncio.new_event_loop()
     if a.exit == 'reset' and not phw.SIM:
         phw.reset()
     return a.exit

@@ -51,6 +51,10 @@ def init(a, cfg):
     a.dedup = d
     a.keep = _cfg(cfg, 'DEDUP_REPLY_MAX', 320)
     a.sig = None
+    a.say_bye = a.bye = None
+    if _cfg(cfg, 'CTRL_C_GOODBYE', phw.SIM):  # the unix port: see pbye
+        import pbye
+        a.say_bye = pbye.say
     key = _cfg(cfg, 'NODE_KEY', '')
     if key:  # signed requests only (docs/protocol.md, "Signed requests")
         import psign

@@ -45,6 +45,8 @@ def connect(a):
     subscribe(m, ts, 1)
     ts = None
     m.publish(a.t_status, a.presence('online'), 1, True)
+    if a.say_bye:
+        __import__('pbye').build(a)
     # our own presence, after our online: what the broker shows from now on is news
     # (QoS 0: nothing is queued for us while away, and our last offline is not kept)
     subscribe(m, (a.t_status,), 0)

@@ -210,10 +210,16 @@ class Proxy:
             self._do(None)
 
 
+UNIX_ONLY_CONFIG = ("CTRL_C_GOODBYE",)
+
+
 def write_config(path, **values):
     """Rewrites the template's assignments the way `plastic agent bundle` does."""
     with open(os.path.join(AGENT_DIR, "config.py")) as f:
         text = f.read()
+    for k in UNIX_ONLY_CONFIG:  # not in the template (a board never needs them): appended
+        if k in values:
+            text += "%s = %r\n" % (k, values.pop(k))
     for k, v in values.items():
         text, n = re.subn(r"^%s = .*?(\s*#.*)?$" % k, lambda m: "%s = %r%s" % (k, v, m.group(1) or ""), text, flags=re.M)
         assert n == 1, k

@@ -39,7 +39,8 @@ def in_use(client, a):
 
 
 def start(tmp_root, port, client, mode, heap, **cfg):
-    a = Agent(tmp_root, mode, port, heap=heap, **cfg)
+    # as on a board: without the unix port's Ctrl-C goodbye (agent/pbye.py, ~0.5 KB)
+    a = Agent(tmp_root, mode, port, heap=heap, CTRL_C_GOODBYE=False, **cfg)
     since = client.mark()
     a.start()
     try:
