@@ -735,3 +735,64 @@ async fn deep_nesting_is_a_recursion_error_never_an_abort() {
         &json!(12)
     );
 }
+
+/// A Linux node runs the Python its users know: the standard library's pure-Python modules are
+/// compiled into the binary, import, and behave as in CPython (figures checked against CPython
+/// 3.11 by hand: the same expressions give the same values there).
+#[tokio::test]
+async fn the_standard_library_imports_and_works() {
+    let (_, py, _dir) = engine();
+    let out = py
+        .exec(
+            "import os, re, json, collections, datetime, math, random, struct, hashlib\n\
+             import itertools, functools, textwrap, base64, string, statistics\n\
+             r = [os.path.join('a', 'b'), os.path.basename(os.path.abspath('x/y')), 'PATH' in os.environ, re.findall(r'\\d+', 'a12b345'),\n\
+                  json.dumps({'a': [1, 2.5, None, True]}), json.dumps({1: 'x'}, sort_keys=True),\n\
+                  json.loads('{\"k\": [1, {\"n\": null}]}'), json.loads('[1]', parse_int=str),\n\
+                  collections.Counter('abracadabra').most_common(1), list(collections.deque([1, 2], maxlen=1)),\n\
+                  datetime.date(2026, 12, 1).isoformat(), str(datetime.timedelta(hours=25)),\n\
+                  math.gcd(12, 18), math.isclose(math.sqrt(2) ** 2, 2), random.Random(7).random() < 1,\n\
+                  struct.unpack('<HI', struct.pack('<HI', 258, 65536)), hashlib.sha256(b'abc').hexdigest()[:16],\n\
+                  list(itertools.accumulate([1, 2, 3])), functools.reduce(lambda a, b: a * b, [1, 2, 3, 4]),\n\
+                  textwrap.shorten('hello big world', 11), base64.b64encode(b'hi').decode(), string.digits,\n\
+                  statistics.median([3, 1, 2])]\n\
+             print(json.dumps(r))"
+                .into(),
+            None,
+        )
+        .await;
+    let printed: Value =
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(
+        printed,
+        json!([
+            "a/b", "y", true, ["12", "345"],
+            "{\"a\": [1, 2.5, null, true]}", "{\"1\": \"x\"}",
+            {"k": [1, {"n": null}]}, ["1"],
+            [["a", 5]], [2],
+            "2026-12-01", "1 day, 1:00:00",
+            6, true, true,
+            [258, 65536], "ba7816bf8f01cfea",
+            [1, 3, 6], 24,
+            "hello [...]", "aGk=", "0123456789",
+            2
+        ])
+    );
+    // MicroPython's names for the same modules
+    assert_eq!(
+        value(
+            &py.eval("__import__('ujson').dumps([1, 'a'])".into(), None)
+                .await
+        ),
+        &json!("[1, \"a\"]")
+    );
+    // deep nesting through any json entry point is a RecursionError, never an abort
+    for code in [
+        "import json, io\nx = []\nfor i in range(5000): x = [x]\njson.dump(x, io.StringIO())",
+        "import json\njson.dumps([[[1]]] * 3, indent=2)\nx = {}\nfor i in range(300): x = {'a': x}\njson.dumps(x, indent=1)",
+        "import json\njson.loads('[' * 5000 + ']' * 5000, parse_float=float)",
+    ] {
+        let err = py.exec(code.into(), None).await.result.unwrap_err();
+        assert_eq!(err.kind, "RecursionError", "{code}: {err:?}");
+    }
+}

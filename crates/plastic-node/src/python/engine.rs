@@ -463,6 +463,9 @@ fn new_interpreter(signals: UserSignalReceiver) -> rustpython_vm::Interpreter {
     let defs = rustpython_stdlib::stdlib_module_defs(&builder.ctx);
     builder
         .add_native_modules(&defs)
+        // The pure-Python half of the standard library (os, re, collections, datetime, json...),
+        // compiled to bytecode at build time: a Linux node runs the Python its users know.
+        .add_frozen_modules(rustpython_pylib::FROZEN_STDLIB)
         .init_hook(move |vm| vm.set_user_signal_channel(signals))
         .build()
 }

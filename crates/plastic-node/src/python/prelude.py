@@ -344,13 +344,67 @@ _module(
 )
 
 
-# ---- json ----
-def _dumps(obj, separators=None, **_ignored):
-    return _n.json_dumps(obj)
+# ---- json: Python's own (the frozen standard library), nesting bounded ----
+# Its pure-Python encoder and decoder recurse once per level without reaching the recursion
+# limit first (generators), and a stack overflow aborts the whole node: so nesting is checked
+# without recursion before they run. Plain `loads` takes the native parser (fast, bounded).
+import json as _json
+
+_JSON_DEPTH = 200
+_py_dump, _py_dumps, _py_loads = _json.dump, _json.dumps, _json.loads
 
 
-_module("json", dict(dumps=_dumps, loads=_n.json_loads))
-sys.modules["ujson"] = sys.modules["json"]
+def _too_deep(what):
+    return RecursionError("%s nested more than %d levels deep" % (what, _JSON_DEPTH))
+
+
+def _check_depth(obj):
+    todo = [(obj, 1)]
+    while todo:
+        o, d = todo.pop()
+        if isinstance(o, (list, tuple, dict)):
+            if d > _JSON_DEPTH:
+                raise _too_deep("object")
+            todo.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+
+
+def _dumps(obj, *args, **kw):
+    _check_depth(obj)
+    return _py_dumps(obj, *args, **kw)
+
+
+def _dump(obj, fp, *args, **kw):
+    _check_depth(obj)
+    return _py_dump(obj, fp, *args, **kw)
+
+
+def _loads(s, *args, **kw):
+    if not args and not kw:
+        return _n.json_loads(s)
+    text = s.decode() if isinstance(s, (bytes, bytearray)) else s
+    depth = 0
+    quoted = escaped = False
+    for c in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c in "[{":
+            depth += 1
+            if depth > _JSON_DEPTH:
+                raise _too_deep("JSON text")
+        elif c in "]}":
+            depth -= 1
+    return _py_loads(s, *args, **kw)
+
+
+_json.dump, _json.dumps, _json.loads = _dump, _dumps, _loads
+sys.modules["ujson"] = _json
 
 
 # ---- plastic: node-to-node messaging ----
