@@ -160,6 +160,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls => cmd::ls::run(&global).await,
         Command::Forget(args) => cmd::forget::run(&global, args).await,
         Command::Watch(args) => cmd::watch::run(&global, args).await,
+        Command::Run(args) => cmd::scripts::run(&global, args).await,
         Command::Completions(args) => {
             cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
         }
@@ -185,7 +186,6 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
         Command::Call(args) => cmd::python::call(s, args).await,
         Command::Gpio(args) => cmd::gpio::gpio(s, args).await,
         Command::Blink(args) => cmd::gpio::blink(s, args).await,
-        Command::Run(args) => cmd::scripts::run(s, args).await,
         Command::Stop(args) => cmd::scripts::stop(s, args).await,
         Command::Send(args) => cmd::send::run(s, args).await,
         Command::Fs(args) => cmd::fs::run(s, args).await,

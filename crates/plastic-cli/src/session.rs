@@ -22,9 +22,20 @@ pub struct Session {
 
 impl Session {
     pub async fn open(global: &Global) -> Result<Self> {
+        Ok(Self::open_listening(global).await?.0)
+    }
+
+    /// [`Session::open`], keeping what arrives on the topics the session subscribes to later
+    /// (`Client::subscribe`): node logs for `run --follow`.
+    pub async fn open_listening(
+        global: &Global,
+    ) -> Result<(
+        Self,
+        tokio::sync::mpsc::UnboundedReceiver<plastic_client::Delivery>,
+    )> {
         let timeout = timeout(global)?;
         let opts = client_options(global, "cli")?;
-        let (client, _deliveries) = Client::connect(opts);
+        let (client, deliveries) = Client::connect(opts);
         client
             .wait_connected(timeout.min(Duration::from_secs(10)))
             .await
@@ -34,12 +45,13 @@ impl Session {
                 anyhow::bail!("--ttl must be a positive number of seconds");
             }
         }
-        Ok(Session {
+        let session = Session {
             client,
             timeout,
             json: global.json,
             ttl: global.ttl,
-        })
+        };
+        Ok((session, deliveries))
     }
 
     /// Stamps the session's time to live on a request.

@@ -231,6 +231,29 @@ fn async_script_deploy_and_stop(kind: Kind) {
         "2\n",
         "the node runs on after the stop"
     );
+    // `run` reports a crash in the script's first second (exit 1), and --follow streams the
+    // output of a script that ends.
+    let crash = f.dir.path().join("crash.py");
+    std::fs::write(&crash, "print('about to fail')\n1/0\n").unwrap();
+    let out = f.cli(&["run", "n1", crash.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{kind:?}: {out:?}");
+    assert!(
+        out.stderr.starts_with("script `crash` crashed:\nTraceback")
+            && out.stderr.contains("ZeroDivisionError"),
+        "{kind:?}: {out:?}"
+    );
+    let counts = f.dir.path().join("counts.py");
+    std::fs::write(&counts, "for i in range(3):\n    print('count', i)\n").unwrap();
+    let out = f.cli(&["run", "n1", counts.to_str().unwrap(), "--follow"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            0,
+            "script `counts` started\ncount 0\ncount 1\ncount 2\n",
+            "script `counts` finished\n"
+        ),
+        "{kind:?}"
+    );
 }
 
 fn node_to_node_between_agent_and_rust(kind: Kind) {

@@ -286,13 +286,43 @@ fn script_deploy_output_and_stop(kind: BrokerKind) {
     assert_eq!(info["scripts"], serde_json::json!([]));
     // Stopped without restarting the node: its namespace survived.
     assert_eq!(f.ok(&["eval", "pi-1", "kept"]), "\"still here\"\n");
-    // A crashing script is reported on the log topic and the node carries on.
+    // A crashing script is reported on the log topic and the node carries on; `run` itself
+    // reports a crash in the script's first second, traceback and all, and exits 1.
     let crash = f.dir.path().join("crash.py");
     std::fs::write(&crash, "print('about to fail')\n1/0\n").unwrap();
-    f.ok(&["run", "pi-1", crash.to_str().unwrap()]);
+    let out = f.cli(&["run", "pi-1", crash.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stdout, "script `crash` started\n", "{out:?}");
+    assert!(
+        out.stderr.starts_with("script `crash` crashed:\nTraceback")
+            && out.stderr.contains("ZeroDivisionError"),
+        "{out:?}"
+    );
     let line = watch.wait_contains("crashed");
     assert!(line.contains("ZeroDivisionError"), "{line}");
     assert_eq!(f.ok(&["eval", "pi-1", "1+1"]), "2\n");
+    // --follow prints the script's output until it ends: exit 0 when it finished, 1 when it
+    // crashed (after its output).
+    let counts = f.dir.path().join("counts.py");
+    std::fs::write(
+        &counts,
+        "import time\nfor i in range(3):\n    print('count', i)\n    time.sleep(0.05)\n",
+    )
+    .unwrap();
+    let out = f.cli(&["run", "pi-1", counts.to_str().unwrap(), "--follow"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout, "script `counts` started\ncount 0\ncount 1\ncount 2\n",
+        "{out:?}"
+    );
+    assert_eq!(out.stderr, "script `counts` finished\n", "{out:?}");
+    let out = f.cli(&["run", "pi-1", crash.to_str().unwrap(), "-f"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stdout, "script `crash` started\nabout to fail\n",
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("ZeroDivisionError"), "{out:?}");
     // Deploying under a running script's name replaces it.
     let looping = f.dir.path().join("loop.py");
     std::fs::write(&looping, "import time\nwhile True:\n    time.sleep(0.01)\n").unwrap();
