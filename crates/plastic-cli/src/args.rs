@@ -82,14 +82,16 @@ pub enum Command {
     Run(cmd::scripts::RunArgs),
     /// Stop running scripts (all, or --name) and any blink, without restarting the node
     Stop(cmd::scripts::StopArgs),
-    /// Upload a file, chunked, sha256-verified and resumable: plastic cp LOCAL TARGET:PATH
+    /// Copy a file to nodes (LOCAL TARGET:PATH) or from one node (NODE:PATH LOCAL): chunked,
+    /// sha256-verified, resumable
     #[command(
-        after_help = "Examples:\n  plastic cp examples/functions.py pi-1:functions.py\n  plastic cp firmware.bin 'sim-*':data/fw.bin --chunk-size 4096"
+        after_help = "Examples:\n  plastic cp examples/functions.py pi-1:functions.py\n  plastic cp firmware.bin 'sim-*':data/fw.bin --chunk-size 4096\n  plastic cp pi-1:data/log.csv .          # download into the current folder"
     )]
     Cp {
-        /// The local file to upload
+        /// The local file to upload, or NODE:PATH to download
         local: PathBuf,
-        /// TARGET:PATH, PATH relative to each node's root (A-Za-z0-9_.- components)
+        /// TARGET:PATH (PATH relative to each node's root, A-Za-z0-9_.- components), or the
+        /// local file or folder a download goes to
         destination: String,
         /// Raw bytes per chunk (default: 16 KiB, less for nodes that announce a smaller
         /// `max_payload`)
@@ -168,7 +170,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             local,
             destination,
             chunk_size,
-        } => cmd::cp::run(&global, &local, &destination, chunk_size).await,
+        } => {
+            let source = local.to_string_lossy();
+            if !destination.contains(':') && source.contains(':') {
+                let session = Session::open(&global).await?;
+                let code = cmd::download::to_file(
+                    &session,
+                    &source,
+                    std::path::Path::new(&destination),
+                    chunk_size,
+                )
+                .await;
+                session.close().await;
+                code
+            } else {
+                cmd::cp::run(&global, &local, &destination, chunk_size).await
+            }
+        }
         command => {
             let session = Session::open(&global).await?;
             let code = request_command(&session, command).await;

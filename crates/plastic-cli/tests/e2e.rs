@@ -664,7 +664,108 @@ fn a_node_lost_mid_request_is_a_definite_outcome(kind: BrokerKind) {
     assert_eq!(status.code(), Some(1));
 }
 
+fn downloads_and_directories(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    f.node("pi-1", &[]);
+    let blob: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let local = f.dir.path().join("blob.bin");
+    std::fs::write(&local, &blob).unwrap();
+    f.ok(&["cp", local.to_str().unwrap(), "pi-1:data/blob.bin"]);
+    // Down again, in chunks, into a file and into a folder.
+    let back = f.dir.path().join("back.bin");
+    let out = f.ok(&["cp", "pi-1:data/blob.bin", back.to_str().unwrap()]);
+    assert!(
+        out.starts_with("data/blob.bin: 70000 bytes, sha256 ") && out.contains("verified"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), blob);
+    let folder = f.dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    f.ok(&[
+        "cp",
+        "pi-1:data/blob.bin",
+        folder.to_str().unwrap(),
+        "--chunk-size",
+        "5000",
+    ]);
+    assert_eq!(std::fs::read(folder.join("blob.bin")).unwrap(), blob);
+    // A download cut earlier resumes from its .part; a .part of something else starts afresh.
+    let resumed = f.dir.path().join("resumed.bin");
+    std::fs::write(f.dir.path().join("resumed.bin.part"), &blob[..30_000]).unwrap();
+    let out = f.ok(&["cp", "pi-1:data/blob.bin", resumed.to_str().unwrap()]);
+    assert!(out.contains("(resumed at byte 30000)"), "{out}");
+    assert_eq!(std::fs::read(&resumed).unwrap(), blob);
+    let stale = f.dir.path().join("stale.bin");
+    std::fs::write(f.dir.path().join("stale.bin.part"), vec![0u8; 30_000]).unwrap();
+    let out = f.ok(&["cp", "pi-1:data/blob.bin", stale.to_str().unwrap()]);
+    assert!(!out.contains("resumed"), "{out}");
+    assert_eq!(std::fs::read(&stale).unwrap(), blob);
+    assert!(!f.dir.path().join("stale.bin.part").exists());
+    // cat: the bytes on stdout.
+    std::fs::write(f.dir.path().join("notes.txt"), "line 1\nline 2\n").unwrap();
+    f.ok(&[
+        "cp",
+        f.dir.path().join("notes.txt").to_str().unwrap(),
+        "pi-1:notes.txt",
+    ]);
+    assert_eq!(
+        f.ok(&["fs", "pi-1", "cat", "notes.txt"]),
+        "line 1\nline 2\n"
+    );
+    // What cannot be downloaded says why and leaves nothing behind.
+    let nothing = f.dir.path().join("nothing.txt");
+    let out = f.cli(&["cp", "pi-1:nope.txt", nothing.to_str().unwrap()]);
+    assert!(
+        out.code == 1 && out.stderr.contains("FileNotFoundError"),
+        "{out:?}"
+    );
+    assert!(!nothing.exists() && !f.dir.path().join("nothing.txt.part").exists());
+    let out = f.cli(&["fs", "pi-1", "cat", "data"]);
+    assert!(
+        out.code == 1 && out.stderr.contains("IsADirectoryError"),
+        "{out:?}"
+    );
+    std::os::unix::fs::symlink("/etc/passwd", f.root_of("pi-1").join("passwd")).unwrap();
+    let out = f.cli(&["fs", "pi-1", "cat", "passwd"]);
+    assert!(
+        out.code == 1 && out.stdout.is_empty() && out.stderr.contains("symbolic link"),
+        "{out:?}"
+    );
+    for bad in ["../etc/passwd", ".hidden", "/etc/passwd"] {
+        let out = f.cli(&["fs", "pi-1", "cat", bad]);
+        assert!(
+            out.code != 0 && out.stderr.contains("invalid path"),
+            "{bad}: {out:?}"
+        );
+    }
+    let out = f.cli(&["cp", "pi-*:notes.txt", nothing.to_str().unwrap()]);
+    assert!(
+        out.code != 0 && out.stderr.contains("one node at a time"),
+        "{out:?}"
+    );
+    // Directories.
+    assert_eq!(f.ok(&["fs", "pi-1", "mkdir", "logs"]), "made logs\n");
+    assert!(f.root_of("pi-1").join("logs").is_dir());
+    for (args, kind) in [
+        (["fs", "pi-1", "mkdir", "logs"], "FileExistsError"),
+        (["fs", "pi-1", "mkdir", "no/such"], "FileNotFoundError"),
+        (["fs", "pi-1", "rmdir", "data"], "OSError"),
+        (["fs", "pi-1", "rmdir", "notes.txt"], "NotADirectoryError"),
+    ] {
+        let out = f.cli(&args);
+        assert!(
+            out.code == 1 && out.stderr.contains(kind),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(f.ok(&["fs", "pi-1", "rmdir", "logs"]), "removed logs\n");
+    assert!(!f.root_of("pi-1").join("logs").exists());
+}
+
 on_both_brokers!(
+    downloads_and_directories,
     a_node_lost_mid_request_is_a_definite_outcome,
     duplicates_run_once_and_stale_requests_do_not_run,
     a_long_exec_never_blocks_ping,

@@ -16,6 +16,7 @@
 
 mod broker;
 mod client;
+mod download;
 mod driver;
 mod error;
 mod keys;
@@ -28,6 +29,7 @@ mod wait;
 
 pub use broker::BrokerUrl;
 pub use client::{Client, ClientOptions, DEFAULT_WINDOW};
+pub use download::{read_size_for, Assembly, DownloadError, Downloaded, Piece};
 pub use error::ClientError;
 pub use keys::KeyRing;
 pub use presence::PresenceEvent;

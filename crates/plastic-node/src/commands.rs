@@ -114,6 +114,46 @@ pub async fn apply(node: &Facilities<'_>, command: Command) -> (Result<Value, Er
             .await
             .map(|files| Value::Array(files.into_iter().map(|(p, s)| json!([p, s])).collect()))
             .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
+        Command::ReadFile(plastic_proto::command::ReadFile {
+            filename,
+            offset,
+            length,
+        }) => blocking(node, move |files| {
+            let read = files.read_chunk(&filename, offset, length)?;
+            Ok((filename, read))
+        })
+        .await
+        .map(|(filename, (data, size, sha256))| {
+            use base64::Engine;
+            json!(plastic_proto::command::FileData {
+                filename: filename.as_str().to_owned(),
+                offset,
+                size,
+                content: base64::engine::general_purpose::STANDARD.encode(data),
+                sha256,
+            })
+        })
+        .map_err(|e| ErrorInfo::new(e.kind(), e.to_string())),
+        Command::MakeDir(plastic_proto::command::MakeDir { path }) => {
+            blocking(node, move |files| files.make_dir(&path).map(|()| path))
+                .await
+                .map(|path| {
+                    json!(plastic_proto::command::Made {
+                        made: path.as_str().to_owned()
+                    })
+                })
+                .map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))
+        }
+        Command::RemoveDir(plastic_proto::command::RemoveDir { path }) => {
+            blocking(node, move |files| files.remove_dir(&path).map(|()| path))
+                .await
+                .map(|path| {
+                    json!(plastic_proto::command::Removed {
+                        removed: path.as_str().to_owned()
+                    })
+                })
+                .map_err(|e| ErrorInfo::new(e.kind(), e.to_string()))
+        }
         Command::RemoveFile(plastic_proto::command::RemoveFile { filename }) => {
             blocking(node, move |files| {
                 files.remove(&filename).map(|()| filename)

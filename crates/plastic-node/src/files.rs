@@ -55,6 +55,16 @@ pub enum FileError {
     Link { path: String, link: String },
     #[error("`{path}`: `{what}` is not a directory")]
     NotADirectory { path: String, what: String },
+    #[error("offset {offset} is past the end of `{path}` ({size} bytes)")]
+    PastEnd {
+        path: String,
+        offset: u64,
+        size: u64,
+    },
+    #[error("`{0}` already exists")]
+    Exists(String),
+    #[error("directory `{0}` is not empty")]
+    NotEmpty(String),
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -62,7 +72,9 @@ pub enum FileError {
 impl FileError {
     pub fn kind(&self) -> &'static str {
         match self {
-            FileError::OutOfOrder { .. } => "OutOfOrder",
+            FileError::OutOfOrder { .. } | FileError::PastEnd { .. } => "OutOfOrder",
+            FileError::Exists(_) => "FileExistsError",
+            FileError::NotEmpty(_) => "OSError",
             FileError::HashMismatch { .. } => "HashMismatch",
             FileError::NotFound(_) => "FileNotFoundError",
             FileError::IsDirectory(_) => "IsADirectoryError",
@@ -419,6 +431,97 @@ impl FileStore {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Up to `length` bytes of a file from `offset`, the file's size, and its whole SHA-256
+    /// when the bytes end the file (docs/protocol.md, "Downloads"). The file is opened without
+    /// following a link, like every path here.
+    pub fn read_chunk(
+        &self,
+        path: &RelPath,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, u64, Option<String>), FileError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (parent, name) = self.parent_of(path, false)?;
+        let fd = match rustix::fs::openat(
+            &parent,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(FileError::NotFound(path.as_str().into())),
+            Err(Errno::LOOP) => {
+                return Err(FileError::Link {
+                    path: path.as_str().into(),
+                    link: path.as_str().into(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut file = fs::File::from(fd);
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(FileError::IsDirectory(path.as_str().into()));
+        }
+        let size = meta.len();
+        if offset > size {
+            return Err(FileError::PastEnd {
+                path: path.as_str().into(),
+                offset,
+                size,
+            });
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        let mut data = Vec::with_capacity(length.min(size - offset) as usize);
+        (&mut file).take(length).read_to_end(&mut data)?;
+        let sha256 = if offset + data.len() as u64 >= size {
+            file.seek(SeekFrom::Start(0))?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut file, &mut hasher)?;
+            Some(
+                hasher
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok((data, size, sha256))
+    }
+
+    /// Creates one directory; its parent must exist.
+    pub fn make_dir(&self, path: &RelPath) -> Result<(), FileError> {
+        let (parent, name) = self.parent_of(path, false)?;
+        match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(FileError::Exists(path.as_str().into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an empty directory (a link or a file is refused, not removed).
+    pub fn remove_dir(&self, path: &RelPath) -> Result<(), FileError> {
+        let (parent, name) = self.parent_of(path, false)?;
+        match entry_type(parent.as_fd(), name)? {
+            None => Err(FileError::NotFound(path.as_str().into())),
+            Some((FileType::Directory, _)) => {
+                match rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR) {
+                    Ok(()) => Ok(()),
+                    Err(Errno::NOTEMPTY | Errno::EXIST) => {
+                        Err(FileError::NotEmpty(path.as_str().into()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Some(_) => Err(FileError::NotADirectory {
+                path: path.as_str().into(),
+                what: path.as_str().into(),
+            }),
+        }
     }
 
     pub fn remove(&self, path: &RelPath) -> Result<(), FileError> {

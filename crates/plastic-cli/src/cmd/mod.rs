@@ -7,6 +7,7 @@ pub mod board;
 pub mod completions;
 pub mod cp;
 pub mod demo;
+pub mod download;
 pub mod forget;
 pub mod fs;
 pub mod gpio;

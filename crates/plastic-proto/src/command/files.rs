@@ -1,11 +1,11 @@
 //! The file family: uploads (`file` messages, whose chunk format lives in [`crate::file`]),
-//! `list files` and `remove file`.
+//! downloads (`read file`), `list files`, `remove file`, `make dir` and `remove dir`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{BuiltIn, Operation, Reply};
-use crate::fields::get_str;
+use crate::fields::{get_str, get_u64};
 use crate::{Capability, FileChunk, ProtoError, RelPath, Request};
 
 /// Every file under the node's root with its size.
@@ -38,7 +38,121 @@ pub struct ChunkReply {
     pub sha256: Option<String>,
 }
 
+/// One chunk of a download: up to `length` bytes from `offset` (docs/protocol.md, "Downloads").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadFile {
+    pub filename: RelPath,
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl ReadFile {
+    /// What a `read file` asks for when it does not say.
+    pub const DEFAULT_LENGTH: u64 = 16 * 1024;
+    /// The most one reply carries: its base64 (4/3 of it) and the envelope fit in the
+    /// protocol's 256 KiB payload.
+    pub const MAX_LENGTH: u64 = 96 * 1024;
+}
+
+/// `{"filename", "offset", "size", "content"}` (base64), plus `sha256` of the whole file when
+/// this chunk ends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileData {
+    pub filename: String,
+    pub offset: u64,
+    pub size: u64,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// A directory to create (its parent must exist) or to remove (it must be empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MakeDir {
+    pub path: RelPath,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveDir {
+    pub path: RelPath,
+}
+
+/// `{"made": <path>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Made {
+    pub made: String,
+}
+
 no_kwargs!(ListFiles, "list files", Capability::File, FileList);
+
+impl BuiltIn for ReadFile {
+    const NAME: &'static str = "read file";
+    const CAPABILITY: Capability = Capability::File;
+    fn parse(kwargs: &Map<String, Value>) -> Result<Self, ProtoError> {
+        let filename = get_str(kwargs, "filename")?.ok_or(ProtoError::Missing("filename"))?;
+        let length = get_u64(kwargs, "length")?.unwrap_or(Self::DEFAULT_LENGTH);
+        if length > Self::MAX_LENGTH {
+            return Err(ProtoError::Invalid {
+                field: "length",
+                reason: format!("{length} is more than {}", Self::MAX_LENGTH),
+            });
+        }
+        Ok(ReadFile {
+            filename: RelPath::parse(filename)?,
+            offset: get_u64(kwargs, "offset")?.unwrap_or(0),
+            length,
+        })
+    }
+    fn kwargs(&self) -> Map<String, Value> {
+        crate::fields::object([
+            ("filename", self.filename.as_str().into()),
+            ("offset", self.offset.into()),
+            ("length", self.length.into()),
+        ])
+    }
+}
+
+impl Reply for ReadFile {
+    type Output = FileData;
+}
+
+fn parse_path(kwargs: &Map<String, Value>) -> Result<RelPath, ProtoError> {
+    RelPath::parse(get_str(kwargs, "path")?.ok_or(ProtoError::Missing("path"))?)
+}
+
+impl BuiltIn for MakeDir {
+    const NAME: &'static str = "make dir";
+    const CAPABILITY: Capability = Capability::File;
+    fn parse(kwargs: &Map<String, Value>) -> Result<Self, ProtoError> {
+        Ok(MakeDir {
+            path: parse_path(kwargs)?,
+        })
+    }
+    fn kwargs(&self) -> Map<String, Value> {
+        crate::fields::object([("path", self.path.as_str().into())])
+    }
+}
+
+impl Reply for MakeDir {
+    type Output = Made;
+}
+
+impl BuiltIn for RemoveDir {
+    const NAME: &'static str = "remove dir";
+    const CAPABILITY: Capability = Capability::File;
+    fn parse(kwargs: &Map<String, Value>) -> Result<Self, ProtoError> {
+        Ok(RemoveDir {
+            path: parse_path(kwargs)?,
+        })
+    }
+    fn kwargs(&self) -> Map<String, Value> {
+        crate::fields::object([("path", self.path.as_str().into())])
+    }
+}
+
+impl Reply for RemoveDir {
+    type Output = Removed;
+}
 
 impl BuiltIn for RemoveFile {
     const NAME: &'static str = "remove file";

@@ -8,7 +8,7 @@
 //! | [`scripts`] | `script`, command `stop` | [`ScriptStarted`], [`StopReply`] |
 //! | [`gpio`] | `read GPIOs`, `write GPIOs` | [`PinValues`] |
 //! | [`blink`] | `blink led` | [`BlinkReply`] |
-//! | [`files`] | `file` (chunks), `list files`, `remove file` | [`ChunkReply`], [`FileList`], [`Removed`] |
+//! | [`files`] | `file` (chunks), `read file`, `list files`, `remove file`, `make dir`, `remove dir` | [`ChunkReply`], [`FileData`], [`FileList`], [`Removed`], [`Made`] |
 //! | [`system`] | `ping`, `info`, `reset` | `"pong"`, [`InfoReply`], [`ResetReply`] |
 //!
 //! No other crate spells a command name or a reply field: the CLI, the hub's access rules, the
@@ -48,7 +48,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use blink::{BlinkLed, BlinkReply};
-pub use files::{ChunkReply, FileList, ListFiles, RemoveFile, Removed};
+pub use files::{
+    ChunkReply, FileData, FileList, ListFiles, Made, MakeDir, ReadFile, RemoveDir, RemoveFile,
+    Removed,
+};
 pub use gpio::{PinValues, ReadGpios, WriteGpios};
 pub use python::{Eval, Exec, Function, Interrupt, InterruptReply};
 pub use scripts::{Script, ScriptStarted, Stop, StopReply};
@@ -194,6 +197,9 @@ builtins! {
     Interrupt(Interrupt),
     ListFiles(ListFiles),
     RemoveFile(RemoveFile),
+    ReadFile(ReadFile),
+    MakeDir(MakeDir),
+    RemoveDir(RemoveDir),
 }
 
 impl Command {
@@ -264,6 +270,20 @@ mod tests {
             ListFiles.into(),
             RemoveFile {
                 filename: crate::RelPath::parse("a/b.txt").unwrap(),
+            }
+            .into(),
+            ReadFile {
+                filename: crate::RelPath::parse("a/b.txt").unwrap(),
+                offset: 5,
+                length: 100,
+            }
+            .into(),
+            MakeDir {
+                path: crate::RelPath::parse("a/c").unwrap(),
+            }
+            .into(),
+            RemoveDir {
+                path: crate::RelPath::parse("a/c").unwrap(),
             }
             .into(),
         ];

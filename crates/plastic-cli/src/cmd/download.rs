@@ -1,0 +1,189 @@
+//! `plastic cp NODE:PATH FILE` and `plastic fs NODE cat PATH`: downloads from one node, in
+//! `read file` chunks checked against the node's sha256 (the protocol is `Client::download`'s).
+//!
+//! `cp` writes into `FILE.part` and renames it into place only after the hash matched, so a
+//! failed download never leaves a half file under the real name; a `.part` left by a download
+//! that was cut is resumed from its length (and started afresh when it turns out to be of
+//! another version of the file).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use plastic_client::{DownloadError, Downloaded};
+use plastic_proto::{NodeName, RelPath};
+
+use crate::output::Printer;
+use crate::session::Session;
+use crate::target::{resolve, TargetSpec};
+
+/// The one node a download comes from.
+async fn one_node(s: &Session, target: &str) -> Result<NodeName> {
+    let spec = TargetSpec::parse(target)?;
+    if spec.is_multi() {
+        bail!("download from one node at a time (`{target}` can name several)");
+    }
+    let resolved = resolve(&s.client, &spec, s.timeout).await?;
+    if let Some((node, why)) = resolved.unreachable.first() {
+        return Err(crate::exit::Failure::error(
+            crate::exit::FAILED,
+            "NodeNotOnline",
+            format!("{node}: {why}"),
+        ));
+    }
+    resolved
+        .nodes
+        .into_iter()
+        .next()
+        .context("no online node is targeted")
+}
+
+/// `plastic cp NODE:PATH LOCAL`.
+pub async fn to_file(
+    s: &Session,
+    source: &str,
+    local: &Path,
+    chunk: Option<usize>,
+) -> Result<ExitCode> {
+    let Some((target, path)) = source.rsplit_once(':') else {
+        bail!("SOURCE must be NODE:PATH, for example pi-1:data.csv");
+    };
+    let path = RelPath::parse(path)?;
+    let dest: PathBuf = if local.is_dir() {
+        local.join(path.as_str().rsplit('/').next().unwrap_or(path.as_str()))
+    } else {
+        local.to_path_buf()
+    };
+    let node = one_node(s, target).await?;
+    let mut part_name = dest.as_os_str().to_owned();
+    part_name.push(".part");
+    let part = PathBuf::from(part_name);
+    let printer = Printer {
+        json: s.json,
+        multi: false,
+    };
+    // At most one fresh start after a kept part turned out to be of another file.
+    for attempt in 0..2 {
+        let kept = if attempt == 0 {
+            std::fs::read(&part).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+            .with_context(|| format!("cannot write {}", part.display()))?;
+        if kept.is_empty() {
+            file.set_len(0)?;
+        }
+        let mut sink = |bytes: &[u8]| file.write_all(bytes);
+        let outcome = s
+            .client
+            .download(
+                &node,
+                &path,
+                &kept,
+                chunk.map(|c| c as u64),
+                s.timeout,
+                &mut sink,
+            )
+            .await;
+        drop(file);
+        match outcome {
+            Ok(done) => {
+                std::fs::rename(&part, &dest).with_context(|| {
+                    format!("cannot rename {} to {}", part.display(), dest.display())
+                })?;
+                report(&printer, &node, &path, &dest, &done);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) if !kept.is_empty() && restartable(&e) => {
+                tracing::info!(%e, "the kept part is not of this file: starting afresh");
+                continue;
+            }
+            Err(e) => {
+                // A broken link: keep the part for a resume; a wrong or empty one goes.
+                let empty = std::fs::metadata(&part).is_ok_and(|m| m.len() == 0);
+                if empty || matches!(e, DownloadError::Mismatch { .. }) {
+                    let _ = std::fs::remove_file(&part);
+                }
+                return Ok(failed(&printer, &node, e));
+            }
+        }
+    }
+    unreachable!("the second attempt starts with nothing kept")
+}
+
+/// A kept part that does not fit the node's file: its hash differs, or it is longer.
+fn restartable(e: &DownloadError) -> bool {
+    match e {
+        DownloadError::Mismatch { .. } => true,
+        DownloadError::Refused(r) => r.error.as_ref().is_some_and(|e| e.kind == "OutOfOrder"),
+        _ => false,
+    }
+}
+
+fn report(printer: &Printer, node: &NodeName, path: &RelPath, dest: &Path, done: &Downloaded) {
+    let sha = &done.sha256[..16];
+    let resumed = if done.resumed_at > 0 {
+        format!(" (resumed at byte {})", done.resumed_at)
+    } else {
+        String::new()
+    };
+    if printer.json {
+        println!(
+            "{}",
+            serde_json::json!({"node": node.as_str(), "ok": true, "result": {
+                "filename": path.as_str(), "saved": dest.display().to_string(),
+                "size": done.size, "sha256": done.sha256, "resumed_at": done.resumed_at}})
+        );
+    } else {
+        println!(
+            "{}: {} bytes, sha256 {sha} verified -> {}{resumed}",
+            path.as_str(),
+            done.size,
+            crate::output::shown(&dest.display().to_string())
+        );
+    }
+}
+
+fn failed(printer: &Printer, node: &NodeName, e: DownloadError) -> ExitCode {
+    match e {
+        // The node's own refusal prints as any error reply (kind, message, traceback).
+        DownloadError::Refused(reply) => {
+            printer.outcome(node.as_str(), &Ok(*reply), &crate::output::Render::Value);
+        }
+        DownloadError::Client(e) => {
+            printer.outcome(node.as_str(), &Err(e), &crate::output::Render::Value);
+        }
+        e => printer.failure(node.as_str(), e.kind(), &e.to_string()),
+    }
+    ExitCode::from(crate::exit::FAILED)
+}
+
+/// `plastic fs NODE cat PATH`: the file's bytes on stdout, as they arrive.
+pub async fn cat(s: &Session, target: &str, path: &str) -> Result<ExitCode> {
+    let path = RelPath::parse(path)?;
+    let node = one_node(s, target).await?;
+    let printer = Printer {
+        json: false,
+        multi: false,
+    };
+    let mut out = std::io::stdout();
+    let mut sink = |bytes: &[u8]| out.write_all(bytes);
+    let outcome = s
+        .client
+        .download(&node, &path, &[], None, s.timeout, &mut sink)
+        .await;
+    let _ = out.flush();
+    match outcome {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        // A closed stdout (`| head`) ends quietly, like every command.
+        Err(DownloadError::Local(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(failed(&printer, &node, e)),
+    }
+}
