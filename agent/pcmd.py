@@ -4,7 +4,7 @@ import phw
 from pproto import PErr, PE, get, need
 
 NAMES = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset', 'list files', 'remove file',
-         'interrupt')
+         'read file', 'make dir', 'remove dir', 'interrupt')
 
 
 def _pin(v, k):
@@ -85,9 +85,16 @@ def run(a, c, kw):
     if c == 'reset':
         a.reset()
         return {'resetting': True}
+    f = a.use('pfiles')
     if c == 'list files':
-        return a.use('pfiles').listing(a.root)
-    fn = a.use('pfiles').check_path(need(kw, 'filename', str))  # remove file
+        return f.listing(a.root)
+    if c == 'read file':
+        return f.read(a, kw)
+    if c == 'make dir':
+        return f.mkdir(a, kw)
+    if c == 'remove dir':
+        return f.rmdir(a, kw)
+    fn = f.check_path(need(kw, 'filename', str))  # remove file
     import os
     os.remove(a.root + '/' + fn)
     return {'removed': fn}

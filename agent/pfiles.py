@@ -1,9 +1,14 @@
-# File uploads (chunked, sha256-checked, atomic rename) and listing under the node root.
-# Loaded for each use; transfer state lives in the agent (a.xfer).
-import os, hashlib, binascii
+# File uploads (chunked, sha256-checked, atomic rename), downloads (`read file`), listing and
+# directories under the node root. Loaded for each use; transfer state lives in the agent (a.xfer).
+import gc, os, hashlib, binascii
 from pproto import PErr, PE, get, need, chars_ok
 
 MAX_FILE = 16 * 1024 * 1024
+MAX_READ = 98304  # the most a `read file` may ask for (docs/protocol.md, "Built-in commands")
+# errno (the same on the unix port and MicroPython's VFS) -> the kind the protocol names
+_KINDS = ((2, 'FileNotFoundError', 'no such file or directory'), (17, 'FileExistsError', 'already exists'),
+          (20, 'NotADirectoryError', 'not a directory'), (21, 'IsADirectoryError', 'is a directory'),
+          (39, 'OSError', 'directory not empty'))
 
 
 def check_path(p):
@@ -178,3 +183,103 @@ def _walk(root, rel, out):
             _walk(root, r, out)
         elif out is not None:
             out.append([r, e[3] if len(e) > 3 else os.stat(root + '/' + r)[6]])
+
+
+def _kind(e, p):
+    """The OSError e about path p as the protocol's kind (FileNotFoundError...), else e itself."""
+    c = e.args[0] if e.args else 0
+    for n, k, m in _KINDS:
+        if n == c:
+            return PErr(k, '`%s`: %s' % (p, m))
+    return e
+
+
+def _b64(m):
+    try:
+        return binascii.b2a_base64(m, newline=False)
+    except TypeError:  # before MicroPython 1.21: no `newline`
+        return binascii.b2a_base64(m)[:-1]
+
+
+def read(a, kw):
+    """`read file` (docs/protocol.md, "Downloads"): up to `length` bytes from `offset`, fewer
+    when the heap is short (a quarter of the free heap, at least 256); the sha256 of the whole
+    file with the chunk that ends it."""
+    fn = check_path(need(kw, 'filename', str))
+    w = 'a whole number of at least 0'
+    off = get(kw, 'offset', int, 0, w)
+    n = get(kw, 'length', int, 16384, w)
+    if n > MAX_READ:
+        raise PErr(PE, 'invalid `length`: %d is more than %d' % (n, MAX_READ))
+    p = a.root + '/' + fn
+    try:
+        st = os.stat(p)
+        if st[0] & 0xF000 == 0x4000:
+            raise OSError(21)
+        f = open(p, 'rb')
+    except OSError as e:
+        raise _kind(e, fn)
+    size = st[6]
+    try:
+        if off > size:
+            raise PErr('OutOfOrder', 'offset %d is past the end of `%s`: its size is %d bytes' % (off, fn, size))
+        gc.collect()  # the bytes (n), their base64 (4n/3), and the reply's text (4n/3, or streamed)
+        k = gc.mem_free() // 4 // 3 * 3
+        n = min(n, size - off, max(k, 256))
+        while True:
+            try:
+                b = bytearray(n)
+                f.seek(off)
+                g = f.readinto(b) or 0
+                c = _b64(memoryview(b)[:g])
+                break
+            except MemoryError:
+                b = c = None
+                if n <= 256:
+                    raise
+                n = max(n // 2 // 3 * 3, 256)
+                gc.collect()
+        r = {'filename': fn, 'offset': off, 'size': size, 'content': c.decode()}  # (decode: no copy)
+        c = None
+        if g < n:  # the file shrank since its stat
+            r['size'] = size = off + g
+        if off + g == size:  # this chunk ends the file: the hash of all of it
+            h = hashlib.sha256()
+            f.seek(0)
+            t = bytearray(512)
+            i = off
+            while i > 0:
+                j = f.readinto(t) or 0
+                if not j:
+                    break
+                j = min(j, i)
+                h.update(memoryview(t)[:j])
+                i -= j
+            t = None
+            h.update(memoryview(b)[:g])
+            r['sha256'] = binascii.hexlify(h.digest()).decode()
+        b = None  # (no stale reference left for the reply's collection to find)
+        return r
+    finally:
+        f.close()
+
+
+def mkdir(a, kw):
+    p = check_path(need(kw, 'path', str))
+    try:
+        os.mkdir(a.root + '/' + p)
+    except OSError as e:
+        raise _kind(e, p)
+    return {'made': p}
+
+
+def rmdir(a, kw):
+    p = check_path(need(kw, 'path', str))
+    q = a.root + '/' + p
+    try:
+        if os.stat(q)[0] & 0xF000 != 0x4000:  # (LittleFS's rmdir would remove a file)
+            raise OSError(20)
+        os.rmdir(q)
+    except OSError as e:
+        raise _kind(e, p)  # not empty: OSError
+    return {'removed': p}

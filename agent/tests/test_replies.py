@@ -55,6 +55,15 @@ def test_the_vectors_cover_every_command():
 def test_reply_has_exactly_the_documented_fields(client, node, case):
     if case["name"] == "remove file":  # something to remove
         client.ok(node.name, {"type": "file", "filename": "vector.txt", "content": "hi"})
+    kw = case["request"].get("kwargs") or {}
+    if case["name"] == "read file":  # something to read
+        client.ok(node.name, {"type": "file", "filename": kw["filename"], "content": "hi"})
+    if case["name"] in ("make dir", "remove dir"):  # absent to make, present to remove
+        p = os.path.join(node.dir, "node", kw["path"])
+        if os.path.isdir(p):
+            os.rmdir(p)
+        if case["name"] == "remove dir":
+            os.makedirs(p)
     got = client.ok(node.name, dict(case["request"]))
     want = case["result"]
     if case["name"] == "info":

@@ -560,7 +560,56 @@ macro_rules! conformance {
     };
 }
 
+/// Downloads, `cat`, and directories work alike on every node (docs/protocol.md, "Downloads"):
+/// a board answers in chunks that fit its heap, which the client assembles and checks.
+fn downloads_and_directories(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    let blob: Vec<u8> = (0..12_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let local = f.dir.path().join("blob.bin");
+    std::fs::write(&local, &blob).unwrap();
+    f.ok(&["cp", local.to_str().unwrap(), "n1:blob.bin"]);
+    let back = f.dir.path().join("back.bin");
+    let out = f.ok(&["cp", "n1:blob.bin", back.to_str().unwrap()]);
+    assert!(
+        out.contains("12000 bytes") && out.contains("verified"),
+        "{kind:?}: {out}"
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), blob, "{kind:?}");
+    std::fs::write(f.dir.path().join("t.txt"), "hello\n").unwrap();
+    f.ok(&[
+        "cp",
+        f.dir.path().join("t.txt").to_str().unwrap(),
+        "n1:t.txt",
+    ]);
+    assert_eq!(f.ok(&["fs", "n1", "cat", "t.txt"]), "hello\n", "{kind:?}");
+    let out = f.cli(&["fs", "n1", "cat", "nope.txt"]);
+    assert!(
+        out.code == 1 && out.stderr.contains("FileNotFoundError"),
+        "{kind:?}: {out:?}"
+    );
+    assert_eq!(f.ok(&["fs", "n1", "mkdir", "d"]), "made d\n", "{kind:?}");
+    let out = f.cli(&["fs", "n1", "mkdir", "d"]);
+    assert!(
+        out.code == 1 && out.stderr.contains("FileExistsError"),
+        "{kind:?}: {out:?}"
+    );
+    assert_eq!(f.ok(&["fs", "n1", "rmdir", "d"]), "removed d\n", "{kind:?}");
+    let out = f.cli(&["fs", "n1", "rmdir", "t.txt"]);
+    assert!(
+        out.code == 1 && out.stderr.contains("NotADirectoryError"),
+        "{kind:?}: {out:?}"
+    );
+    assert_eq!(
+        f.ok(&["fs", "n1", "cat", "t.txt"]),
+        "hello\n",
+        "a file is not removed as a directory"
+    );
+}
+
 conformance!(
+    downloads_and_directories,
     seed_messages_errors_and_falsy_results,
     file_upload_import_and_call,
     async_script_deploy_and_stop,

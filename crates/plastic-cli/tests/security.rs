@@ -175,6 +175,17 @@ fn users_roles_and_capabilities_are_enforced_by_the_hub() {
     );
     let out = h.cli(&alice_url, &["eval", "prod-1", "1"]);
     assert_refused(&out, &["Forbidden", "may only address lab-*", "prod-1"]);
+    // Downloads and directories need `file`, which alice lacks (and a viewer too).
+    for args in [
+        &["fs", "lab-1", "cat", "x.txt"][..],
+        &["fs", "lab-1", "mkdir", "d"],
+        &["fs", "lab-1", "rmdir", "d"],
+    ] {
+        let out = h.cli(&alice_url, args);
+        assert_refused(&out, &["Forbidden", "alice may not"]);
+        let out = h.cli(&viewer_url, args);
+        assert_refused(&out, &["Forbidden"]);
+    }
     let out = h.cli(&alice_url, &["exec", "all", BUMP]);
     assert_refused(&out, &["Forbidden"]);
     // The hub logs what it refused.

@@ -540,18 +540,35 @@ mod tests {
     use super::*;
     use plastic_proto::file::chunks;
 
-    fn temp_root(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "plastic-files-{tag}-{}",
-            plastic_proto::new_message_id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A directory removed when the test ends.
+    struct Root(tempfile::TempDir);
+
+    impl std::ops::Deref for Root {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    impl AsRef<Path> for Root {
+        fn as_ref(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    fn temp_root(tag: &str) -> Root {
+        Root(
+            tempfile::Builder::new()
+                .prefix(&format!("plastic-files-{tag}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     #[test]
     fn chunked_upload_lands_atomically_and_bad_hash_keeps_old_file() {
-        let store = FileStore::open(&temp_root("up")).unwrap();
+        let root = temp_root("up");
+        let store = FileStore::open(&root).unwrap();
         let name = RelPath::parse("data/blob.bin").unwrap();
         store.write_all(&name, b"old").unwrap();
         let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
@@ -584,7 +601,8 @@ mod tests {
 
     #[test]
     fn out_of_order_chunks_are_refused_with_the_expected_offset() {
-        let store = FileStore::open(&temp_root("order")).unwrap();
+        let root = temp_root("order");
+        let store = FileStore::open(&root).unwrap();
         let name = RelPath::parse("f.bin").unwrap();
         let msgs = chunks(&name, &[1u8; 10_000], 4096);
         let err = store.write_chunk(&msgs[1]).unwrap_err();
@@ -612,7 +630,8 @@ mod tests {
 
     #[test]
     fn remove_reports_missing_files() {
-        let store = FileStore::open(&temp_root("rm")).unwrap();
+        let root = temp_root("rm");
+        let store = FileStore::open(&root).unwrap();
         let name = RelPath::parse("x.txt").unwrap();
         assert!(matches!(store.remove(&name), Err(FileError::NotFound(_))));
         store.write_all(&name, b"1").unwrap();
@@ -621,7 +640,7 @@ mod tests {
     }
 
     /// A directory outside the root, with one file in it whose content must survive.
-    fn outside(tag: &str) -> (PathBuf, PathBuf) {
+    fn outside(tag: &str) -> (Root, PathBuf) {
         let dir = temp_root(&format!("{tag}-outside"));
         let file = dir.join("precious.txt");
         fs::write(&file, b"keep me").unwrap();
@@ -707,7 +726,8 @@ mod tests {
 
     #[test]
     fn a_directory_is_not_replaced_by_an_upload() {
-        let store = FileStore::open(&temp_root("dir")).unwrap();
+        let root = temp_root("dir");
+        let store = FileStore::open(&root).unwrap();
         store
             .write_all(&RelPath::parse("d/f.txt").unwrap(), b"1")
             .unwrap();
@@ -726,5 +746,73 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn reads_come_in_chunks_with_the_hash_on_the_last_and_never_follow_a_link() {
+        let root = temp_root("read");
+        let (out_dir, out_file) = outside("read");
+        let store = FileStore::open(&root).unwrap();
+        let name = RelPath::parse("d/f.bin").unwrap();
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 3) as u8).collect();
+        store.write_all(&name, &data).unwrap();
+        let (first, size, sha) = store.read_chunk(&name, 0, 600).unwrap();
+        assert_eq!((first.as_slice(), size, sha), (&data[..600], 1000, None));
+        let (rest, _, sha) = store.read_chunk(&name, 600, 600).unwrap();
+        assert_eq!(rest, &data[600..]);
+        assert_eq!(
+            sha.as_deref(),
+            Some(plastic_proto::file::sha256_hex(&data).as_str())
+        );
+        let (none, _, sha) = store.read_chunk(&name, 1000, 10).unwrap();
+        assert!(
+            none.is_empty() && sha.is_some(),
+            "offset = size ends the file"
+        );
+        assert!(matches!(
+            store.read_chunk(&name, 1001, 10),
+            Err(FileError::PastEnd { size: 1000, .. })
+        ));
+        let missing = RelPath::parse("nope").unwrap();
+        assert!(matches!(
+            store.read_chunk(&missing, 0, 10),
+            Err(FileError::NotFound(_))
+        ));
+        let dir = RelPath::parse("d").unwrap();
+        assert!(matches!(
+            store.read_chunk(&dir, 0, 10),
+            Err(FileError::IsDirectory(_))
+        ));
+        // A link to a file outside, and a linked directory: refused, nothing read.
+        std::os::unix::fs::symlink(&out_file, root.join("evil.txt")).unwrap();
+        std::os::unix::fs::symlink(&*out_dir, root.join("linked")).unwrap();
+        for path in ["evil.txt", "linked/precious.txt"] {
+            let err = store
+                .read_chunk(&RelPath::parse(path).unwrap(), 0, 10)
+                .unwrap_err();
+            assert!(matches!(err, FileError::Link { .. }), "{path}: {err:?}");
+        }
+        // Directories: made once, removed when empty, never through a link.
+        let logs = RelPath::parse("logs").unwrap();
+        store.make_dir(&logs).unwrap();
+        assert!(matches!(store.make_dir(&logs), Err(FileError::Exists(_))));
+        assert!(matches!(
+            store.remove_dir(&dir),
+            Err(FileError::NotEmpty(_))
+        ));
+        assert!(matches!(
+            store.remove_dir(&name),
+            Err(FileError::NotADirectory { .. })
+        ));
+        let linked = RelPath::parse("linked").unwrap();
+        assert!(matches!(
+            store.remove_dir(&linked),
+            Err(FileError::NotADirectory { .. })
+        ));
+        assert!(out_dir.join("precious.txt").exists());
+        store.remove_dir(&logs).unwrap();
+        assert!(!root.join("logs").exists());
+        let deep = RelPath::parse("linked/new").unwrap();
+        assert!(matches!(store.make_dir(&deep), Err(FileError::Link { .. })));
     }
 }

@@ -355,6 +355,8 @@ fn drive(
 struct Sim {
     child: Child,
     pid: Option<u32>,
+    /// The simulated nodes' files, removed when they stop.
+    root: std::path::PathBuf,
 }
 
 impl Sim {
@@ -396,7 +398,7 @@ impl Sim {
             .context("simulated nodes did not come online")??;
         // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Sim { child, pid })
+        Ok(Sim { child, pid, root })
     }
 
     async fn stop(mut self) {
@@ -410,6 +412,7 @@ impl Sim {
         {
             let _ = self.child.kill().await;
         }
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 

@@ -315,6 +315,13 @@ mod tests {
             capability_for("command", Some("list files")),
             Some(Capability::File)
         );
+        for name in ["read file", "make dir", "remove dir"] {
+            assert_eq!(
+                capability_for("command", Some(name)),
+                Some(Capability::File),
+                "{name}"
+            );
+        }
         assert_eq!(
             capability_for("command", Some("teleport")),
             Some(Capability::Command)
