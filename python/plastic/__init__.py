@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import inspect
 import json
 import math
@@ -456,6 +457,11 @@ def _none(_: Any) -> None:
     return None
 
 
+def _bytes(result: Any) -> Any:
+    # A download's bytes cross from the core as base64 text.
+    return base64.b64decode(result) if isinstance(result, str) else result
+
+
 # --- views -----------------------------------------------------------------------------------
 
 
@@ -686,12 +692,38 @@ class View:
         remote = remote if remote else path.name
         return self._run("put", {"path": remote}, block=block, timeout=timeout, data=data)
 
-    def get(self, remote: str, local: Union[str, os.PathLike, None] = None):
-        """Not yet: downloading files needs a protocol addition that does not exist yet."""
-        raise NotImplementedError(
-            "View.get: nodes cannot send files back yet (the protocol has no download "
-            "message); read small files with v.eval(\"open('data.csv').read()\")"
-        )
+    def get(
+        self,
+        remote: str,
+        local: Union[str, os.PathLike, None] = None,
+        *,
+        block: Optional[bool] = None,
+        timeout: Optional[float] = None,
+    ):
+        """Downloads the file `remote` (a path under the node's root) from every node of the
+        view, in parallel, in `read file` chunks checked against the node's sha256 of the
+        whole file.
+
+        Without `local`: the file's bytes, `{node: bytes}` (just the bytes for a one-node
+        view). With `local`, a local directory (created if missing): each node's file is
+        saved as `local/<node>/<basename of remote>`, written to a `.part` beside it first and
+        renamed into place only after the hash matched (a `.part` left by a cut download is
+        resumed); returns `{node: path}` (the absolute path, a str; just the path for a
+        one-node view).
+
+        A node's refusal raises `RemoteError` with its kind (`FileNotFoundError`,
+        `IsADirectoryError`, `BadPath`, ...), or `CompositeError` when several nodes of the
+        view fail; a file that changed during the download raises `RemoteError` of kind
+        `HashMismatch`; `Timeout` (`timeout`: seconds for each chunk's reply), `NodeLost`,
+        `NodeNotOnline` as every operation. A bad `remote` (absolute, `..`) raises
+        `ValueError` before anything is sent. `block=False` returns an `AsyncResult`."""
+        args: Dict[str, Any] = {"path": remote}
+        if local is None:
+            return self._run("get", args, _bytes, block=block, timeout=timeout)
+        folder = Path(local)
+        folder.mkdir(parents=True, exist_ok=True)
+        args["dir"] = str(folder.resolve())
+        return self._run("get", args, block=block, timeout=timeout)
 
     def files(self, *, block: Optional[bool] = None, timeout: Optional[float] = None):
         """`[[path, size], ...]` of the files under each node's root."""

@@ -53,8 +53,11 @@ class Core:
         on_each: Optional[Callable[[str], object]] = None,
     ) -> str:
         """Runs `op` (eval, exec, call, apply, script, stop, gpio_read, gpio_write, blink,
-        ping, info, reset, list_files, remove_file, put) with JSON `args`; blocks with the
-        GIL released; returns `{"outcomes": [...], "error": ...}` as JSON text."""
+        ping, info, reset, list_files, remove_file, put, get) with JSON `args`; blocks with
+        the GIL released; returns `{"outcomes": [...], "error": ...}` as JSON text. `get`
+        (`{"path", "dir"}`): each node's file, sha256-checked; without `dir` an outcome's
+        `result` is the bytes as base64 text, with `dir` the file is saved atomically as
+        `dir/<node>/<base name>` (via a `.part`) and `result` is that path."""
     def submit(
         self,
         target: str,

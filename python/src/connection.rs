@@ -1,20 +1,26 @@
 //! `Core`: one connection (a `plastic_client::Client`) and the operations Python needs:
-//! the fleet's presence, requests to a TARGET (blocking or in the background), uploads.
+//! the fleet's presence, requests to a TARGET (blocking or in the background), uploads and
+//! downloads.
 //!
 //! Every node's outcome crosses to Python as one JSON object:
 //! `{"node", "ok", "result", "repr", "stdout", "error": {"kind", "message", "traceback"}}`;
 //! an outcome without a reply (timeout, node lost, not online) has `"local": true` and the
 //! client's error as `error`. A run's result is `{"outcomes": [...sorted by node], "error"}`
 //! where `error` says why nothing was sent (no node targeted, the broker unreachable).
+//! A download's `result` is the file's bytes as base64 (standard, padded), or the local path
+//! it was saved to.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use plastic_client::{
-    BrokerUrl, Client, ClientError, ClientOptions, KeyRing, UploadError, UploadOptions,
+    BrokerUrl, Client, ClientError, ClientOptions, DownloadError, KeyRing, UploadError,
+    UploadOptions,
 };
 use plastic_proto::command::{Eval, Interrupt};
-use plastic_proto::{NodeName, Operation, Reply, Topics};
+use plastic_proto::{NodeName, Operation, RelPath, Reply, Topics};
 use pyo3::exceptions::{PyConnectionError, PyValueError};
 use pyo3::prelude::*;
 use serde_json::{json, Value};
@@ -402,7 +408,7 @@ impl Job {
         }
         let mut request = match &self.work {
             Work::Request(r) => Some(r.clone()),
-            Work::Sequence(_) | Work::Upload(_) => None,
+            Work::Sequence(_) | Work::Upload(_) | Work::Download { .. } => None,
         };
         if let (Some(r), Some(ttl)) = (request.as_mut(), self.ttl) {
             r.set_ttl(ttl);
@@ -512,9 +518,58 @@ impl Job {
                     Err(e) => failure(&name, e.kind(), &e.to_string()),
                 }
             }
+            (Work::Download { path, dir }, None) => {
+                let saved = match dir {
+                    None => {
+                        let mut bytes = Vec::new();
+                        let mut sink = |chunk: &[u8]| {
+                            bytes.extend_from_slice(chunk);
+                            Ok(())
+                        };
+                        self.client
+                            .download(node, path, &[], None, self.timeout, &mut sink)
+                            .await
+                            .map(|_| {
+                                Value::String(
+                                    base64::engine::general_purpose::STANDARD.encode(&bytes),
+                                )
+                            })
+                    }
+                    Some(dir) => save(&self.client, node, path, dir, self.timeout)
+                        .await
+                        .map(|dest| Value::String(dest.to_string_lossy().into_owned())),
+                };
+                match saved {
+                    Ok(result) => json!({
+                        "node": name, "ok": true, "result": result, "repr": false, "stdout": "",
+                        "error": null, "local": false,
+                    }),
+                    Err(DownloadError::Refused(reply)) => reply_outcome(&name, Ok(*reply)),
+                    Err(DownloadError::Client(e)) => reply_outcome(&name, Err(e)),
+                    Err(e) => failure(&name, e.kind(), &e.to_string()),
+                }
+            }
             (Work::Request(_), None) => failure(&name, "ClientError", "no request"),
         }
     }
+}
+
+/// Downloads `path` from `node` into `dir/<node>/<its base name>` through a `.part`, resumed
+/// and checked as `plastic cp` does (`Client::download_to_file`). Returns where the file is.
+async fn save(
+    client: &Client,
+    node: &NodeName,
+    path: &RelPath,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<PathBuf, DownloadError> {
+    let folder = dir.join(node.as_str());
+    std::fs::create_dir_all(&folder)?;
+    let dest = folder.join(path.as_str().rsplit('/').next().unwrap_or(path.as_str()));
+    client
+        .download_to_file(node, path, &dest, None, timeout)
+        .await?;
+    Ok(dest)
 }
 
 fn emit(on_each: &OnEach, outcome: &Value) {

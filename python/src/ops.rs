@@ -1,6 +1,8 @@
 //! From what Python asks (an operation name and JSON arguments) to the vocabulary's typed
 //! requests (`plastic_proto::command`). Wire names and fields are spelled only there.
 
+use std::path::PathBuf;
+
 use plastic_client::UploadFile;
 use plastic_proto::command::{
     BlinkLed, Eval, Exec, Function, Info, ListFiles, Ping, ReadGpios, RemoveFile, Reset, Script,
@@ -10,12 +12,14 @@ use plastic_proto::{Operation, RelPath, Request};
 use serde_json::{Map, Value};
 
 /// What goes to each node: one request, requests one after the other (each only after the
-/// previous one succeeded), or a chunked upload.
+/// previous one succeeded), a chunked upload, or a chunked download (`dir`: saved under
+/// `dir/<node>/`; None: the bytes come back in the outcome).
 #[derive(Clone)]
 pub enum Work {
     Request(Request),
     Sequence(Vec<Request>),
     Upload(UploadFile),
+    Download { path: RelPath, dir: Option<PathBuf> },
 }
 
 /// Builds the work for `op` from its arguments (a JSON object). Errors are sentences for a
@@ -122,6 +126,10 @@ pub fn build(op: &str, args: &Value, data: Option<Vec<u8>>) -> Result<Work, Stri
             let data = data.ok_or("`put` needs the file's bytes")?;
             Work::Upload(UploadFile::new(path, data).map_err(|e| e.to_string())?)
         }
+        "get" => Work::Download {
+            path: RelPath::parse(&text("path")?).map_err(|e| e.to_string())?,
+            dir: opt_text("dir")?.map(PathBuf::from),
+        },
         other => return Err(format!("unknown operation `{other}`")),
     })
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -179,9 +181,69 @@ def test_async_result(client):
     assert bad.results == {"pi-1": 1}
 
 
-def test_get_is_not_there_yet(client):
-    with pytest.raises(NotImplementedError, match="download"):
-        client["pi-1"].get("functions.py", "out/")
+def test_get_downloads_each_nodes_file_as_bytes(client, tmp_path):
+    original = bytes(range(256)) * 390 + os.urandom(161)  # 100,001 bytes: several chunks
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(original)
+    v = client["pi-1,pi-2"]
+    v.put(blob, "dl/blob.bin")
+    assert v.get("dl/blob.bin") == {"pi-1": original, "pi-2": original}
+    # A one-node view: the bytes alone; small and empty files too.
+    assert client["pi-1"].get("dl/blob.bin") == original
+    for data in (b"", b"a", b"ab", b"abc"):
+        small = tmp_path / "small.bin"
+        small.write_bytes(data)
+        client["pi-2"].put(small)
+        assert client["pi-2"].get("small.bin") == data
+    # In the background.
+    ar = v.get("dl/blob.bin", block=False)
+    assert ar.get(timeout=30) == {"pi-1": original, "pi-2": original}
+
+
+def test_get_into_a_directory(client, tmp_path):
+    original = os.urandom(100_000)
+    blob = tmp_path / "blob2.bin"
+    blob.write_bytes(original)
+    v = client["pi-1,pi-2"]
+    v.put(blob, "dl/blob2.bin")
+    out = tmp_path / "out" / "deeper"  # created
+    saved = v.get("dl/blob2.bin", out)
+    assert saved == {n: str(out / n / "blob2.bin") for n in ("pi-1", "pi-2")}
+    for node, path in saved.items():
+        assert Path(path).read_bytes() == original
+        assert sorted(p.name for p in (out / node).iterdir()) == ["blob2.bin"]  # no .part
+    # Again: replaced in place; a one-node view returns the path alone.
+    assert client["pi-1"].get("dl/blob2.bin", str(out)) == str(out / "pi-1" / "blob2.bin")
+    # A .part left by a cut download is resumed, or started afresh when it is of another file.
+    part = out / "pi-2" / "blob2.bin.part"
+    part.write_bytes(original[:30000])
+    assert client["pi-2"].get("dl/blob2.bin", out) == str(out / "pi-2" / "blob2.bin")
+    part.write_bytes(b"not this file at all")
+    client["pi-2"].get("dl/blob2.bin", out)
+    assert (out / "pi-2" / "blob2.bin").read_bytes() == original and not part.exists()
+
+
+def test_get_errors(client, tmp_path):
+    with pytest.raises(plastic.RemoteError) as e:
+        client["pi-1"].get("no-such-file.bin")
+    assert e.value.kind == "FileNotFoundError" and e.value.node == "pi-1"
+    # Nothing is left behind when saving fails.
+    out = tmp_path / "out"
+    with pytest.raises(plastic.RemoteError) as e:
+        client["pi-1"].get("no-such-file.bin", out)
+    assert e.value.kind == "FileNotFoundError"
+    assert list((out / "pi-1").iterdir()) == []
+    # Several nodes failing: one CompositeError with each node's error.
+    with pytest.raises(plastic.CompositeError) as e:
+        client["pi-1,pi-2"].get("no-such-file.bin")
+    assert sorted(e.value.errors) == ["pi-1", "pi-2"]
+    assert all(x.kind == "FileNotFoundError" for x in e.value.errors.values())
+    # A bad path is refused before anything is sent, as for put and remove.
+    for bad in ("../x", "/etc/passwd", ""):
+        with pytest.raises(ValueError):
+            client["pi-1"].get(bad)
+    with pytest.raises(plastic.NodeNotOnline):
+        client["nobody-here"].get("x.bin")
 
 
 def test_abort_interrupts_the_running_request(client, fleet):

@@ -213,6 +213,71 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Downloads `path` from one node into the local file `dest`, the way `plastic cp` and the
+    /// Python package's `View.get` do: into `dest.part` first, resumed from its length when a
+    /// cut download left one, started afresh once when that part turns out to be of another
+    /// file (its hash differs, or it is longer than the node's file), and renamed over `dest`
+    /// only after the node's sha256 matched. A part that is empty or wrong is removed when the
+    /// download fails; one cut by a broken link is kept for the next try.
+    pub async fn download_to_file(
+        &self,
+        target: &NodeName,
+        path: &RelPath,
+        dest: &std::path::Path,
+        length: Option<u64>,
+        timeout: std::time::Duration,
+    ) -> Result<Downloaded, DownloadError> {
+        use std::io::Write;
+        let mut part_name = dest.as_os_str().to_owned();
+        part_name.push(".part");
+        let part = std::path::PathBuf::from(part_name);
+        let mut kept = std::fs::read(&part).unwrap_or_default();
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&part)?;
+            if kept.is_empty() {
+                file.set_len(0)?;
+            }
+            let mut sink = |bytes: &[u8]| file.write_all(bytes);
+            let outcome = self
+                .download(target, path, &kept, length, timeout, &mut sink)
+                .await;
+            drop(file);
+            match outcome {
+                Ok(done) => {
+                    std::fs::rename(&part, dest)?;
+                    return Ok(done);
+                }
+                Err(e) if !kept.is_empty() && e.means_another_file() => {
+                    tracing::info!(%e, "the kept part is not of this file: starting afresh");
+                    kept.clear();
+                }
+                Err(e) => {
+                    let empty = std::fs::metadata(&part).is_ok_and(|m| m.len() == 0);
+                    if empty || matches!(e, DownloadError::Mismatch { .. }) {
+                        let _ = std::fs::remove_file(&part);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl DownloadError {
+    /// What a resumed download gets when its kept bytes are not the start of the node's file.
+    fn means_another_file(&self) -> bool {
+        match self {
+            DownloadError::Mismatch { .. } => true,
+            DownloadError::Refused(r) => r.error.as_ref().is_some_and(|e| e.kind == "OutOfOrder"),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,7 @@
 //!
 //! `cp` writes into `FILE.part` and renames it into place only after the hash matched, so a
 //! failed download never leaves a half file under the real name; a `.part` left by a download
-//! that was cut is resumed from its length (and started afresh when it turns out to be of
-//! another version of the file).
+//! that was cut is resumed from its length (`Client::download_to_file`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,72 +55,20 @@ pub async fn to_file(
         local.to_path_buf()
     };
     let node = one_node(s, target).await?;
-    let mut part_name = dest.as_os_str().to_owned();
-    part_name.push(".part");
-    let part = PathBuf::from(part_name);
     let printer = Printer {
         json: s.json,
         multi: false,
     };
-    // At most one fresh start after a kept part turned out to be of another file.
-    for attempt in 0..2 {
-        let kept = if attempt == 0 {
-            std::fs::read(&part).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&part)
-            .with_context(|| format!("cannot write {}", part.display()))?;
-        if kept.is_empty() {
-            file.set_len(0)?;
+    let outcome = s
+        .client
+        .download_to_file(&node, &path, &dest, chunk.map(|c| c as u64), s.timeout)
+        .await;
+    match outcome {
+        Ok(done) => {
+            report(&printer, &node, &path, &dest, &done);
+            Ok(ExitCode::SUCCESS)
         }
-        let mut sink = |bytes: &[u8]| file.write_all(bytes);
-        let outcome = s
-            .client
-            .download(
-                &node,
-                &path,
-                &kept,
-                chunk.map(|c| c as u64),
-                s.timeout,
-                &mut sink,
-            )
-            .await;
-        drop(file);
-        match outcome {
-            Ok(done) => {
-                std::fs::rename(&part, &dest).with_context(|| {
-                    format!("cannot rename {} to {}", part.display(), dest.display())
-                })?;
-                report(&printer, &node, &path, &dest, &done);
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) if !kept.is_empty() && restartable(&e) => {
-                tracing::info!(%e, "the kept part is not of this file: starting afresh");
-                continue;
-            }
-            Err(e) => {
-                // A broken link: keep the part for a resume; a wrong or empty one goes.
-                let empty = std::fs::metadata(&part).is_ok_and(|m| m.len() == 0);
-                if empty || matches!(e, DownloadError::Mismatch { .. }) {
-                    let _ = std::fs::remove_file(&part);
-                }
-                return Ok(failed(&printer, &node, e));
-            }
-        }
-    }
-    unreachable!("the second attempt starts with nothing kept")
-}
-
-/// A kept part that does not fit the node's file: its hash differs, or it is longer.
-fn restartable(e: &DownloadError) -> bool {
-    match e {
-        DownloadError::Mismatch { .. } => true,
-        DownloadError::Refused(r) => r.error.as_ref().is_some_and(|e| e.kind == "OutOfOrder"),
-        _ => false,
+        Err(e) => Ok(failed(&printer, &node, e)),
     }
 }
 
