@@ -80,6 +80,8 @@ pub enum Command {
     Blink(cmd::gpio::BlinkArgs),
     /// Deploy a script and start it (it replaces a running script of the same name)
     Run(cmd::scripts::RunArgs),
+    /// An interactive Python session on one node (scripted when stdin is not a terminal)
+    Repl(cmd::repl::ReplArgs),
     /// Stop running scripts (all, or --name) and any blink, without restarting the node
     Stop(cmd::scripts::StopArgs),
     /// Copy a file to nodes (LOCAL TARGET:PATH) or from one node (NODE:PATH LOCAL): chunked,
@@ -163,6 +165,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Forget(args) => cmd::forget::run(&global, args).await,
         Command::Watch(args) => cmd::watch::run(&global, args).await,
         Command::Run(args) => cmd::scripts::run(&global, args).await,
+        Command::Repl(args) => cmd::repl::run(&global, args).await,
         Command::Completions(args) => {
             cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
         }

@@ -608,7 +608,37 @@ fn downloads_and_directories(kind: Kind) {
     );
 }
 
+/// `plastic repl` with stdin not a terminal runs what it reads, block by block, on every node
+/// kind: expressions print their value (not `None`), blocks end at an empty line, an error
+/// prints its traceback and the session goes on (exit 1 at the end).
+fn repl_runs_what_it_reads(kind: Kind) {
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start(&mut f, kind, "n1", &watch);
+    let session = "x = 6\nx * 7\nfor i in range(3):\n    print('line', i)\n\n\
+                   [1,\n 2]\nNone\nprint('a')\nundefined_name\n'still here'\n\
+                   def f(a):\n    return a + 1\n\nf(41)\n";
+    let out = f.cli_stdin(&["repl", "n1"], session);
+    assert_eq!(
+        out.stdout, "42\nline 0\nline 1\nline 2\n[1,2]\na\n\"still here\"\n42\n",
+        "{kind:?}: {out:?}"
+    );
+    assert!(
+        out.code == 1 && out.stderr.contains("NameError") && out.stderr.contains("undefined_name"),
+        "{kind:?}: {out:?}"
+    );
+    // A clean session exits 0; the namespace is the node's, shared with eval.
+    let out = f.cli_stdin(&["repl", "n1"], "y = x + 1\n");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, ""),
+        "{kind:?}: {out:?}"
+    );
+    assert_eq!(f.ok(&["eval", "n1", "y"]), "7\n", "{kind:?}");
+}
+
 conformance!(
+    repl_runs_what_it_reads,
     downloads_and_directories,
     seed_messages_errors_and_falsy_results,
     file_upload_import_and_call,

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod ls;
 pub mod node;
 pub mod python;
+pub mod repl;
 pub mod request;
 pub mod scripts;
 pub mod send;

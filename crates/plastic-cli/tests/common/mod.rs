@@ -319,6 +319,33 @@ impl Fleet {
         }
     }
 
+    /// Runs the CLI with `input` on its stdin (a pipe, not a terminal).
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Out {
+        use std::io::Write;
+        let mut child = plastic()
+            .args(args)
+            .env("PLASTIC_BROKER", self.broker.url())
+            .env_remove("PLASTIC_PREFIX")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running plastic");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().expect("running plastic");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Runs the CLI and asserts success.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
