@@ -899,3 +899,57 @@ fn the_hub_refuses_a_message_over_1_mib() {
         "the node answered the message over 1 MiB"
     );
 }
+
+/// `plastic repl` on a terminal (a pseudo-terminal from util-linux's `script`): the prompt
+/// names the node, an expression prints its value, Ctrl-D leaves with 0, and the input lands
+/// in the history file.
+#[test]
+fn repl_on_a_terminal() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    f.node("pi-1", &[]);
+    let home = f.dir.path().join("home");
+    let plastic = env!("CARGO_BIN_EXE_plastic");
+    let mut child = std::process::Command::new(common::which("script"))
+        .args(["-qec", &format!("{plastic} repl pi-1"), "/dev/null"])
+        .env("PLASTIC_BROKER", f.broker.url())
+        .env("PLASTIC_HOME", &home)
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while !seen.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("no {needle:?} on the terminal; it shows: {seen:?}"),
+            }
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    wait_for("pi-1>>> ");
+    stdin.write_all(b"x = 6\r").unwrap();
+    stdin.write_all(b"x * 7\r").unwrap();
+    wait_for("42");
+    stdin.write_all(b"\x04").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let history = std::fs::read_to_string(home.join("repl_history")).unwrap();
+    assert!(history.contains("x * 7"), "{history}");
+}
