@@ -87,7 +87,7 @@ pub enum Command {
     /// Copy a file to nodes (LOCAL TARGET:PATH) or from one node (NODE:PATH LOCAL): chunked,
     /// sha256-verified, resumable
     #[command(
-        after_help = "Examples:\n  plastic cp examples/functions.py pi-1:functions.py\n  plastic cp firmware.bin 'sim-*':data/fw.bin --chunk-size 4096\n  plastic cp pi-1:data/log.csv .          # download into the current folder"
+        after_help = "Examples:\n  plastic cp examples/functions.py pi-1:functions.py\n  plastic cp firmware.bin 'sim-*':data/fw.bin --chunk-size 4096\n  plastic cp -r lib/ pi-1:lib                # a folder\n  plastic cp pi-1:data/log.csv .          # download into the current folder"
     )]
     Cp {
         /// The local file to upload, or NODE:PATH to download
@@ -99,6 +99,10 @@ pub enum Command {
         /// `max_payload`)
         #[arg(long)]
         chunk_size: Option<usize>,
+        /// Upload a folder: every regular file under it, to PATH/<its path in the folder>
+        /// (symbolic links and hidden files are skipped and named)
+        #[arg(short = 'r', long)]
+        recursive: bool,
     },
     /// Remove a stale (offline or lost) node's presence so `ls` stops listing it
     Forget(cmd::forget::ForgetArgs),
@@ -173,6 +177,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             local,
             destination,
             chunk_size,
+            recursive,
         } => {
             let source = local.to_string_lossy();
             if !destination.contains(':') && source.contains(':') {
@@ -187,7 +192,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 session.close().await;
                 code
             } else {
-                cmd::cp::run(&global, &local, &destination, chunk_size).await
+                cmd::cp::run(&global, &local, &destination, chunk_size, recursive).await
             }
         }
         command => {

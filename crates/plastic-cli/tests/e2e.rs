@@ -762,6 +762,42 @@ fn downloads_and_directories(kind: BrokerKind) {
     }
     assert_eq!(f.ok(&["fs", "pi-1", "rmdir", "logs"]), "removed logs\n");
     assert!(!f.root_of("pi-1").join("logs").exists());
+    // A folder goes up with -r: regular files only; a link (to /etc here) and a hidden file
+    // are skipped and named, never followed.
+    let lib = f.dir.path().join("lib");
+    std::fs::create_dir_all(lib.join("sub")).unwrap();
+    std::fs::write(lib.join("a.py"), "A = 1\n").unwrap();
+    std::fs::write(lib.join("sub/b.py"), "B = 2\n").unwrap();
+    std::fs::write(lib.join(".secret"), "no\n").unwrap();
+    std::os::unix::fs::symlink("/etc", lib.join("etc")).unwrap();
+    let out = f.cli(&["cp", "-r", lib.to_str().unwrap(), "pi-1:lib"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("lib/a.py: 6 bytes") && out.stdout.contains("lib/sub/b.py: 6 bytes"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("etc: a symbolic link") && out.stderr.contains(".secret: not a name"),
+        "{out:?}"
+    );
+    let listing = f.ok(&["fs", "pi-1", "ls"]);
+    assert!(
+        listing.contains("lib/a.py") && listing.contains("lib/sub/b.py"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("passwd") && !listing.contains("secret"),
+        "{listing}"
+    );
+    assert_eq!(
+        f.ok(&["eval", "pi-1", "__import__('lib.sub.b').sub.b.B"]),
+        "2\n"
+    );
+    let out = f.cli(&["cp", lib.to_str().unwrap(), "pi-1:lib2"]);
+    assert!(
+        out.code != 0 && out.stderr.contains("copy it with -r"),
+        "{out:?}"
+    );
 }
 
 on_both_brokers!(

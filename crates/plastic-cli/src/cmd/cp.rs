@@ -20,6 +20,7 @@ pub async fn run(
     local: &Path,
     destination: &str,
     chunk_size: Option<usize>,
+    recursive: bool,
 ) -> Result<ExitCode> {
     // Paths cannot contain `:`, targets can (`group:lab`): split at the last one.
     let Some((target, path)) = destination.rsplit_once(':') else {
@@ -37,6 +38,82 @@ pub async fn run(
     if chunk_size.is_some_and(|c| !(1..=MAX_CHUNK).contains(&c)) {
         bail!("--chunk-size must be from 1 to {MAX_CHUNK} bytes");
     }
+    let files = if recursive {
+        folder_files(local, &path)?
+    } else {
+        if local.is_dir() {
+            bail!("{} is a folder: copy it with -r", local.display());
+        }
+        vec![(local.to_path_buf(), path)]
+    };
+    let spec = TargetSpec::parse(target)?;
+    let s = Session::open(global).await?;
+    let resolved = resolve(&s.client, &spec, s.timeout).await?;
+    let printer = Printer {
+        json: s.json,
+        multi: spec.is_multi() || files.len() > 1,
+    };
+    let mut all_ok = resolved.unreachable.is_empty();
+    for (node, why) in &resolved.unreachable {
+        printer.failure(node, "NodeNotOnline", why);
+    }
+    for (local, path) in files {
+        all_ok &= upload_one(&s, &resolved, &printer, &local, path, chunk_size).await?;
+    }
+    s.close().await;
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The regular files under `dir`, each with its path under `under` on the node, sorted.
+/// Symbolic links are skipped, not followed (a link to `/etc` must not upload `/etc`), and so
+/// are names a node path cannot hold (hidden files, other characters): each is named on
+/// stderr.
+fn folder_files(dir: &Path, under: &RelPath) -> Result<Vec<(std::path::PathBuf, RelPath)>> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![(dir.to_path_buf(), under.as_str().to_owned())];
+    while let Some((folder, prefix)) = todo.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot read {}", folder.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let local = entry.path();
+            let kind = entry.file_type()?;
+            let name = entry.file_name();
+            let remote = name
+                .to_str()
+                .map(|n| format!("{prefix}/{n}"))
+                .and_then(|r| RelPath::parse(&r).ok());
+            let shown = crate::output::shown(&local.display().to_string()).into_owned();
+            match (remote, kind) {
+                (_, k) if k.is_symlink() => eprintln!("skipped {shown}: a symbolic link"),
+                (None, _) => eprintln!("skipped {shown}: not a name a node path can hold"),
+                (Some(r), k) if k.is_dir() => todo.push((local, r.as_str().to_owned())),
+                (Some(r), k) if k.is_file() => out.push((local, r)),
+                _ => eprintln!("skipped {shown}: not a regular file"),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
+    Ok(out)
+}
+
+/// Uploads one file to every resolved node, printing each node's outcome; false when one
+/// failed.
+async fn upload_one(
+    s: &Session,
+    resolved: &crate::target::Resolved,
+    printer: &Printer,
+    local: &Path,
+    path: RelPath,
+    chunk_size: Option<usize>,
+) -> Result<bool> {
     let data = std::fs::read(local).with_context(|| format!("cannot read {}", local.display()))?;
     if data.len() as u64 > MAX_FILE_SIZE {
         bail!(
@@ -45,17 +122,7 @@ pub async fn run(
             data.len()
         );
     }
-    let spec = TargetSpec::parse(target)?;
-    let s = Session::open(global).await?;
-    let resolved = resolve(&s.client, &spec, s.timeout).await?;
-    let printer = Printer {
-        json: s.json,
-        multi: spec.is_multi(),
-    };
-    let mut all_ok = resolved.unreachable.is_empty();
-    for (node, why) in &resolved.unreachable {
-        printer.failure(node, "NodeNotOnline", why);
-    }
+    let mut all_ok = true;
     // Hidden automatically when stderr is not a terminal.
     let bar = ProgressBar::new(((data.len() * resolved.nodes.len()) as u64).max(1));
     bar.set_style(
@@ -123,10 +190,5 @@ pub async fn run(
             }
         };
     }
-    s.close().await;
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(all_ok)
 }
