@@ -82,6 +82,8 @@ pub enum Command {
     Run(cmd::scripts::RunArgs),
     /// An interactive Python session on one node (scripted when stdin is not a terminal)
     Repl(cmd::repl::ReplArgs),
+    /// A node's recent log lines and events, as the hub keeps them; -f follows
+    Logs(cmd::logs::LogsArgs),
     /// Stop running scripts (all, or --name) and any blink, without restarting the node
     Stop(cmd::scripts::StopArgs),
     /// Copy a file to nodes (LOCAL TARGET:PATH) or from one node (NODE:PATH LOCAL): chunked,
@@ -170,6 +172,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Watch(args) => cmd::watch::run(&global, args).await,
         Command::Run(args) => cmd::scripts::run(&global, args).await,
         Command::Repl(args) => cmd::repl::run(&global, args).await,
+        Command::Logs(args) => cmd::logs::run(&global, args).await,
         Command::Completions(args) => {
             cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
         }

@@ -800,7 +800,84 @@ fn downloads_and_directories(kind: BrokerKind) {
     );
 }
 
+fn logs_kept_by_the_hub(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    // On Mosquitto the hub runs only its registry (which keeps the tails) against it.
+    let _external = (kind == BrokerKind::Mosquitto).then(|| {
+        let mut hub = common::plastic();
+        hub.args(["hub", "--external", "--broker", &f.broker.url()]);
+        let hub = common::Proc::spawn(hub, "plastic hub --broker");
+        hub.wait_contains("using the external broker");
+        hub
+    });
+    f.node("pi-1", &[]);
+    let tail = f.mosquitto_sub("plastic/pi-1/log/recent");
+    // Nobody watches while the script prints and crashes; the hub keeps it.
+    let crash = f.dir.path().join("chatty.py");
+    std::fs::write(&crash, "for i in range(30):\n    print('tick', i)\n1/0\n").unwrap();
+    assert_eq!(f.cli(&["run", "pi-1", crash.to_str().unwrap()]).code, 1);
+    tail.wait_contains("ZeroDivisionError");
+    let out = f.ok(&["logs", "pi-1", "-n", "3"]);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("[script:chatty]"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].ends_with("tick 28") && lines[1].ends_with("tick 29"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("crashed:") && out.contains("ZeroDivisionError"),
+        "{out}"
+    );
+    let all = f.ok(&["--json", "logs", "pi-1", "-n", "1000"]);
+    let first: serde_json::Value = serde_json::from_str(all.lines().next().unwrap()).unwrap();
+    assert_eq!(first["node"], "pi-1", "{all}");
+    assert!(
+        all.contains("\"text\":\"tick 0\""),
+        "the whole run is kept: {all}"
+    );
+    assert_eq!(
+        f.ok(&["logs", "pi-1", "--since", "0s"]),
+        "",
+        "nothing newer than now"
+    );
+    let out = f.cli(&["logs", "pi-1", "--since", "ten minutes"]);
+    assert!(
+        out.code == 2 && out.stderr.contains("--since takes"),
+        "{out:?}"
+    );
+    // Events are kept beside the lines, and -f follows what comes next.
+    f.ok(&[
+        "exec",
+        "pi-1",
+        "import plastic\nplastic.publish('temp', {'c': 21})",
+    ]);
+    tail.wait_contains("event:temp");
+    assert!(f
+        .ok(&["logs", "pi-1", "-n", "1"])
+        .contains("[event:temp] {\"c\":21}"));
+    let mut follow = common::plastic();
+    follow
+        .args(["logs", "pi-1", "-f", "-n", "0"])
+        .env("PLASTIC_BROKER", f.broker.url());
+    let follow = common::Proc::spawn(follow, "plastic logs -f");
+    follow.wait_contains("following pi-1");
+    let script = f.dir.path().join("hello.py");
+    std::fs::write(&script, "print('hello, follower')\n").unwrap();
+    f.ok(&["run", "pi-1", script.to_str().unwrap()]);
+    follow.wait_contains("[script:hello] hello, follower");
+    // A node no hub has seen: said on stderr, nothing on stdout.
+    let out = f.cli(&["logs", "nobody"]);
+    assert!(
+        out.code == 0 && out.stdout.is_empty() && out.stderr.contains("no recent log"),
+        "{out:?}"
+    );
+}
+
 on_both_brokers!(
+    logs_kept_by_the_hub,
     downloads_and_directories,
     a_node_lost_mid_request_is_a_definite_outcome,
     duplicates_run_once_and_stale_requests_do_not_run,

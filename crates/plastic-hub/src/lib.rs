@@ -1,6 +1,7 @@
 //! The plastic hub: an embedded MQTT broker (rmqtt) and a registry that follows node presence.
 //!
-//! The hub adds nothing to the protocol: every client could talk to Mosquitto instead, and with
+//! The hub keeps each node's recent log and events (`tails`, republished retained for
+//! `plastic logs`); apart from that it adds nothing to the protocol: every client could talk to Mosquitto instead, and with
 //! `--broker` the hub runs only its registry against that external broker. With a users file
 //! it also authenticates connections and enforces roles and capabilities (`policy`), through
 //! rmqtt's hooks (`auth`).
@@ -13,6 +14,7 @@ mod hasher;
 pub mod limits;
 pub mod policy;
 mod registry;
+pub mod tails;
 pub mod users;
 
 pub use auth::Refusal;

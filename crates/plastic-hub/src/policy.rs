@@ -376,7 +376,7 @@ impl Policy {
             ["group", g, "in"] => is_node && !g.contains(['+', '#']) && user.groups.contains(*g),
             [x, "in"] => own(x),
             [x, "status"] => *x == "+" || !x.contains('#'),
-            [x, "log"] | [x, "events", ..] => {
+            [x, "log"] | [x, "log", "recent"] | [x, "events", ..] => {
                 let tail_ok = !levels[2..].iter().any(|l| l.contains('#') && *l != "#");
                 tail_ok && (own(x) || (reads_others && (*x == "+" || !x.contains(['+', '#']))))
             }
@@ -831,6 +831,17 @@ mod tests {
         assert!(p.check_subscribe("esp-1", "plastic/lab-1/log").is_err());
         assert!(p.check_subscribe("esp-1", "plastic/esp-1/events/#").is_ok());
         assert!(p.check_subscribe("viewer1", "plastic/+/log").is_ok());
+        // The hub's retained tails (`plastic logs`) are read like the log; only the hub
+        // writes them (a node publishes its own `log`, nothing under it).
+        assert!(p
+            .check_subscribe("viewer1", "plastic/lab-1/log/recent")
+            .is_ok());
+        assert!(p
+            .check_subscribe("esp-1", "plastic/lab-1/log/recent")
+            .is_err());
+        assert!(p
+            .check_publish("esp-1", "plastic/esp-1/log/recent", b"[]")
+            .is_err());
         assert!(p.check_subscribe("viewer1", "plastic/+/events/#").is_ok());
         assert!(p
             .check_subscribe("viewer1", "plastic/viewer1.ab/in")

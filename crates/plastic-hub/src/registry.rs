@@ -1,9 +1,20 @@
-//! The registry: the hub's view of the fleet, from retained presence, printed as it changes.
+//! The registry: the hub's view of the fleet, from retained presence, printed as it changes;
+//! and the keeper of every node's recent log (`tails.rs`), republished retained on
+//! `<prefix>/<node>/log/recent` for `plastic logs`.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use plastic_client::{BrokerUrl, Client, ClientError, ClientOptions, PresenceEvent};
-use plastic_proto::{NodeState, Presence, Topics};
+use plastic_client::{BrokerUrl, Client, ClientError, ClientOptions, Delivery, PresenceEvent};
+use plastic_proto::{NodeState, Presence, TopicKind, Topics};
+use rumqttc::QoS;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::tails::Tails;
+
+/// How often changed tails are republished: a chatty script costs one retained publish per
+/// node per second, whatever its rate.
+const TAIL_PERIOD: Duration = Duration::from_secs(1);
 
 pub struct Registry {
     client: Client,
@@ -21,9 +32,11 @@ impl Registry {
         opts.topics = topics;
         opts.ca_file = ca_file;
         opts.presence_buffer = 16 * 1024;
-        let (client, _deliveries) = Client::connect(opts);
+        opts.subscriptions = vec![opts.topics.all_logs(), opts.topics.all_events()];
+        let (client, deliveries) = Client::connect(opts);
         client.wait_connected(Duration::from_secs(10)).await?;
         client.track_presence().await?;
+        keep_tails(client.clone(), deliveries);
         Ok(Registry { client })
     }
 
@@ -43,6 +56,53 @@ impl Registry {
     pub async fn shutdown(&self) {
         self.client.shutdown(None).await;
     }
+}
+
+/// Feeds every log line and event to [`Tails`] and republishes the changed tails once a
+/// second, until the connection ends.
+fn keep_tails(client: Client, mut deliveries: UnboundedReceiver<Delivery>) {
+    let tails = Arc::new(Mutex::new(Tails::default()));
+    let publisher = {
+        let tails = tails.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TAIL_PERIOD);
+            loop {
+                tick.tick().await;
+                let changed = tails.lock().unwrap().take_changed();
+                for (node, payload) in changed {
+                    let topic = client.topics().log_recent(&node);
+                    if let Err(e) = client
+                        .publish(&topic, payload, QoS::AtLeastOnce, true)
+                        .await
+                    {
+                        tracing::debug!(%e, "could not publish a log tail");
+                    }
+                }
+            }
+        })
+    };
+    tokio::spawn(async move {
+        while let Some(d) = deliveries.recv().await {
+            if d.retain {
+                continue; // (a broker that keeps logs retained: not news)
+            }
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&d.payload) else {
+                continue;
+            };
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let mut tails = tails.lock().unwrap();
+            match d.kind {
+                Some(TopicKind::Log(node)) if body.is_object() => tails.push(&node, body),
+                Some(TopicKind::Events(node)) => tails.push_event(&node, "", body, now),
+                Some(TopicKind::EventsSub(node, sub)) => tails.push_event(&node, &sub, body, now),
+                _ => {}
+            }
+        }
+        publisher.abort();
+    });
 }
 
 /// One line for the hub's console.

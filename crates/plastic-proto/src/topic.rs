@@ -25,6 +25,8 @@ pub enum TopicKind {
     Inbox(String),
     Status(String),
     Log(String),
+    /// `<prefix>/<node>/log/recent`: the hub's retained tail of a node's log and events.
+    LogRecent(String),
     Events(String),
     /// `<prefix>/<node>/events/<sub>`: an event with a script-chosen sub-topic.
     EventsSub(String, String),
@@ -69,6 +71,10 @@ impl Topics {
     }
     pub fn events(&self, node: &NodeName) -> String {
         format!("{}/{}/events", self.prefix, node)
+    }
+    /// The hub's retained tail of a node's recent log lines and events (docs/protocol.md).
+    pub fn log_recent(&self, node: &str) -> String {
+        format!("{}/{}/log/recent", self.prefix, node)
     }
     pub fn all_inbox(&self) -> String {
         format!("{}/all/in", self.prefix)
@@ -120,6 +126,7 @@ impl Topics {
             (node, "in", None) => Some(TopicKind::Inbox(node.to_owned())),
             (node, "status", None) => Some(TopicKind::Status(node.to_owned())),
             (node, "log", None) => Some(TopicKind::Log(node.to_owned())),
+            (node, "log", Some("recent")) => Some(TopicKind::LogRecent(node.to_owned())),
             (node, "events", None) => Some(TopicKind::Events(node.to_owned())),
             (node, "events", Some(sub)) => {
                 Some(TopicKind::EventsSub(node.to_owned(), sub.to_owned()))

@@ -13,6 +13,7 @@ pub mod fs;
 pub mod gpio;
 pub mod hub;
 pub mod keys;
+pub mod logs;
 pub mod ls;
 pub mod node;
 pub mod python;
