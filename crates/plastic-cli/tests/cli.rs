@@ -238,12 +238,12 @@ fn forget_removes_a_stale_presence(kind: BrokerKind) {
     f.node("old-pi", &[]);
     let out = f.cli(&["forget", "old-pi"]);
     assert!(out.code == 1 && out.stderr.contains("is online"), "{out:?}");
+    let watch = f.watch();
     f.node_proc("old-pi").terminate();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f.ok(&["ls"]).contains("offline") {
-        assert!(Instant::now() < deadline, "old-pi never went offline");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    watch.wait_line(
+        |l| l.contains("\"node\":\"old-pi\"") && l.contains("\"state\":\"offline\""),
+        "old-pi offline",
+    );
     assert_eq!(
         f.ok(&["forget", "old-pi"]),
         "forgot old-pi (it was offline)\n"

@@ -52,6 +52,11 @@ pub async fn run(global: &Global, args: ForgetArgs) -> Result<ExitCode> {
     s.client
         .publish(&topic, Vec::new(), QoS::AtLeastOnce, true)
         .await?;
+    // And the recent log the hub kept for it (`plastic logs`).
+    let tail = s.client.topics().log_recent(name.as_str());
+    s.client
+        .publish(&tail, Vec::new(), QoS::AtLeastOnce, true)
+        .await?;
     s.client.sync(s.timeout).await?;
     s.close().await;
     // A broker that does not let us clear it drops the publish without a word: look again,
