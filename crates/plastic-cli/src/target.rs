@@ -161,6 +161,33 @@ pub async fn resolve(
     })
 }
 
+/// The one online node `target` names, for commands that talk to a single node (`repl`,
+/// downloads); `what` says what they do, for the refusal of a glob or a group.
+pub async fn one_node(
+    client: &Client,
+    target: &str,
+    what: &str,
+    timeout: std::time::Duration,
+) -> Result<NodeName> {
+    let spec = TargetSpec::parse(target)?;
+    if spec.is_multi() {
+        anyhow::bail!("{what} one node at a time (`{target}` can name several)");
+    }
+    let resolved = resolve(client, &spec, timeout).await?;
+    if let Some((node, why)) = resolved.unreachable.first() {
+        return Err(crate::exit::Failure::error(
+            crate::exit::FAILED,
+            "NodeNotOnline",
+            format!("{node}: {why}"),
+        ));
+    }
+    resolved
+        .nodes
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no online node is targeted by `{target}`"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -544,16 +544,21 @@ fn third_party_client_and_hostile_input(kind: BrokerKind) {
     assert_eq!(f.ok(&["eval", "pi-1", "2+3"]), "5\n");
 }
 
-fn hub_console_lists_nodes(kind: BrokerKind) {
-    let mut f = Fleet::new(kind);
-    // On Mosquitto the hub runs only its registry, against the external broker.
-    let external = (kind == BrokerKind::Mosquitto).then(|| {
+/// On Mosquitto, a `plastic hub` that runs only its registry against it (the embedded fleet
+/// has its hub already).
+fn external_hub(f: &Fleet, kind: BrokerKind) -> Option<common::Proc> {
+    (kind == BrokerKind::Mosquitto).then(|| {
         let mut hub = common::plastic();
         hub.args(["hub", "--external", "--broker", &f.broker.url()]);
         let hub = common::Proc::spawn(hub, "plastic hub --broker");
         hub.wait_contains("using the external broker");
         hub
-    });
+    })
+}
+
+fn hub_console_lists_nodes(kind: BrokerKind) {
+    let mut f = Fleet::new(kind);
+    let external = external_hub(&f, kind);
     f.node("pi-1", &[]);
     let (_, mut node) = f.nodes.pop().expect("started above");
     let console = external.as_ref().unwrap_or_else(|| f.broker.console());
@@ -802,14 +807,8 @@ fn downloads_and_directories(kind: BrokerKind) {
 
 fn logs_kept_by_the_hub(kind: BrokerKind) {
     let mut f = Fleet::new(kind);
-    // On Mosquitto the hub runs only its registry (which keeps the tails) against it.
-    let _external = (kind == BrokerKind::Mosquitto).then(|| {
-        let mut hub = common::plastic();
-        hub.args(["hub", "--external", "--broker", &f.broker.url()]);
-        let hub = common::Proc::spawn(hub, "plastic hub --broker");
-        hub.wait_contains("using the external broker");
-        hub
-    });
+    // The registry keeps the tails, on Mosquitto too.
+    let _external = external_hub(&f, kind);
     f.node("pi-1", &[]);
     let tail = f.mosquitto_sub("plastic/pi-1/log/recent");
     // Nobody watches while the script prints and crashes; the hub keeps it.

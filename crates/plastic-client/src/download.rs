@@ -155,13 +155,7 @@ impl Assembly {
         let Some(expected) = data.sha256 else {
             return Ok(Piece::More(bytes));
         };
-        let got: String = self
-            .hasher
-            .clone()
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = plastic_proto::file::hex(&self.hasher.clone().finalize());
         if got != expected.to_ascii_lowercase() {
             return Err(DownloadError::Mismatch { expected, got });
         }

@@ -341,13 +341,7 @@ impl FileStore {
             });
         }
         let transfer = transfers.remove(&chunk.filename).expect("present above");
-        let actual: String = transfer
-            .hasher
-            .clone()
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let actual = plastic_proto::file::hex(&transfer.hasher.clone().finalize());
         if let Some(expected) = &chunk.sha256 {
             if *expected != actual {
                 self.discard(transfer);

@@ -225,10 +225,12 @@ impl FileChunk {
 
 /// Lowercase hex SHA-256, the form `sha256` fields carry.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(data))
+}
+
+/// Lower-case hex of a digest, as `sha256` fields carry it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Splits a file into chunks of at most `chunk_size` raw bytes each.

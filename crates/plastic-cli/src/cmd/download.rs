@@ -9,34 +9,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use plastic_client::{DownloadError, Downloaded};
 use plastic_proto::{NodeName, RelPath};
 
 use crate::output::Printer;
 use crate::session::Session;
-use crate::target::{resolve, TargetSpec};
-
-/// The one node a download comes from.
-async fn one_node(s: &Session, target: &str) -> Result<NodeName> {
-    let spec = TargetSpec::parse(target)?;
-    if spec.is_multi() {
-        bail!("download from one node at a time (`{target}` can name several)");
-    }
-    let resolved = resolve(&s.client, &spec, s.timeout).await?;
-    if let Some((node, why)) = resolved.unreachable.first() {
-        return Err(crate::exit::Failure::error(
-            crate::exit::FAILED,
-            "NodeNotOnline",
-            format!("{node}: {why}"),
-        ));
-    }
-    resolved
-        .nodes
-        .into_iter()
-        .next()
-        .context("no online node is targeted")
-}
+use crate::target::one_node;
 
 /// `plastic cp NODE:PATH LOCAL`.
 pub async fn to_file(
@@ -54,7 +33,7 @@ pub async fn to_file(
     } else {
         local.to_path_buf()
     };
-    let node = one_node(s, target).await?;
+    let node = one_node(&s.client, target, "download from", s.timeout).await?;
     let printer = Printer {
         json: s.json,
         multi: false,
@@ -113,7 +92,7 @@ fn failed(printer: &Printer, node: &NodeName, e: DownloadError) -> ExitCode {
 /// `plastic fs NODE cat PATH`: the file's bytes on stdout, as they arrive.
 pub async fn cat(s: &Session, target: &str, path: &str) -> Result<ExitCode> {
     let path = RelPath::parse(path)?;
-    let node = one_node(s, target).await?;
+    let node = one_node(&s.client, target, "download from", s.timeout).await?;
     let printer = Printer {
         json: false,
         multi: false,

@@ -16,7 +16,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use plastic_client::ClientError;
 use plastic_proto::command::{Eval, Exec, Interrupt};
@@ -26,7 +26,7 @@ use rustpython_vm::compiler::parser::{self, LexicalErrorType, ParseErrorType};
 use crate::global::Global;
 use crate::output::{shown, shown_text};
 use crate::session::Session;
-use crate::target::{resolve, TargetSpec};
+use crate::target::one_node;
 
 #[derive(Debug, Args, Clone)]
 #[command(
@@ -103,19 +103,7 @@ pub async fn run(global: &Global, args: ReplArgs) -> Result<ExitCode> {
 }
 
 async fn repl(s: &Session, target: &str) -> Result<ExitCode> {
-    let spec = TargetSpec::parse(target)?;
-    if spec.is_multi() {
-        anyhow::bail!("a REPL talks to one node (`{target}` can name several)");
-    }
-    let resolved = resolve(&s.client, &spec, s.timeout).await?;
-    if let Some((node, why)) = resolved.unreachable.first() {
-        return Err(crate::exit::Failure::error(
-            crate::exit::FAILED,
-            "NodeNotOnline",
-            format!("{node}: {why}"),
-        ));
-    }
-    let node = resolved.nodes.into_iter().next().context("no node")?;
+    let node = one_node(&s.client, target, "a REPL talks to", s.timeout).await?;
     // A REPL waits as long as the code runs (Ctrl-C interrupts it), unless told otherwise.
     let timeout = if global_timeout_given() {
         s.timeout
