@@ -1013,8 +1013,8 @@ fn the_hub_refuses_a_message_over_1_mib() {
 }
 
 /// `plastic repl` on a terminal (a pseudo-terminal from util-linux's `script`): the prompt
-/// names the node, an expression prints its value, Ctrl-D leaves with 0, and the input lands
-/// in the history file.
+/// names the node, an expression prints its value, Ctrl-C interrupts the code running on the
+/// node, Ctrl-D leaves with 0, and the input lands in the history file.
 #[test]
 fn repl_on_a_terminal() {
     use std::io::{Read, Write};
@@ -1059,6 +1059,17 @@ fn repl_on_a_terminal() {
     stdin.write_all(b"x = 6\r").unwrap();
     stdin.write_all(b"x * 7\r").unwrap();
     wait_for("42");
+    // Ctrl-C while the node runs something: the node's own KeyboardInterrupt comes back, and
+    // the session goes on.
+    let watch = f.watch();
+    stdin
+        .write_all(b"import plastic, time; plastic.publish('sleeping', 1); time.sleep(60)\r")
+        .unwrap();
+    watch.wait_contains("\"topic\":\"sleeping\"");
+    stdin.write_all(b"\x03").unwrap();
+    wait_for("KeyboardInterrupt");
+    stdin.write_all(b"x + 1\r").unwrap();
+    wait_for("7\r\n");
     stdin.write_all(b"\x04").unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
