@@ -1076,3 +1076,35 @@ fn repl_on_a_terminal() {
     let history = std::fs::read_to_string(home.join("repl_history")).unwrap();
     assert!(history.contains("x * 7"), "{history}");
 }
+
+/// `run` on more nodes than get a log subscription each (16) listens to the fleet's log
+/// filter instead, so every node's crash is still reported and `--follow` still ends.
+#[test]
+fn run_on_many_nodes_sees_every_crash() {
+    let f = Fleet::new(BrokerKind::Embedded);
+    let mut sim = common::plastic();
+    sim.args(["sim", "--nodes", "20", "--name-prefix", "big"])
+        .args(["--broker", &f.broker.url()])
+        .arg("--root")
+        .arg(f.dir.path().join("sim"));
+    let sim = common::Proc::spawn(sim, "plastic sim");
+    sim.wait_contains("20 nodes online");
+    let crash = f.dir.path().join("boom.py");
+    std::fs::write(&crash, "1/0\n").unwrap();
+    let out = f.cli(&["run", "big-*", crash.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr.matches("script `boom` crashed:").count(),
+        20,
+        "{out:?}"
+    );
+    let fine = f.dir.path().join("fine.py");
+    std::fs::write(&fine, "print('ok')\n").unwrap();
+    let out = f.cli(&["run", "big-*", fine.to_str().unwrap(), "--follow"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stderr.matches("script `fine` finished").count(),
+        20,
+        "{out:?}"
+    );
+}

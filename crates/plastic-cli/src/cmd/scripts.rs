@@ -25,6 +25,8 @@ use crate::target::{resolve, TargetSpec};
 
 /// How long `run` without `--follow` keeps listening for a crash after the script started.
 const CRASH_WATCH: Duration = Duration::from_secs(1);
+/// Targets up to this many nodes get one log subscription each; more get the fleet's filter.
+const MAX_LOG_SUBSCRIPTIONS: usize = 16;
 
 #[derive(Debug, Args, Clone)]
 #[command(
@@ -80,8 +82,14 @@ async fn run_in(
     // Listen first: a script can crash before its `run` reply reaches us.
     let spec = TargetSpec::parse(target)?;
     let nodes = resolve(&s.client, &spec, s.timeout).await?.nodes;
-    for node in &nodes {
-        s.client.subscribe(&s.client.topics().log(node)).await?;
+    if nodes.len() > MAX_LOG_SUBSCRIPTIONS {
+        // One filter for the fleet rather than one per node: a hub caps subscriptions per
+        // session (64 by default), and a refused one would hide that node's lines.
+        s.client.subscribe(&s.client.topics().all_logs()).await?;
+    } else {
+        for node in &nodes {
+            s.client.subscribe(&s.client.topics().log(node)).await?;
+        }
     }
     let script = Script {
         script: source,
