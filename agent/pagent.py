@@ -500,6 +500,8 @@ class Agent:
         self.pinged = time.ticks_ms()
         while True:
             await asyncio.sleep_ms(ka - time.ticks_diff(time.ticks_ms(), self.pinged))
+            if self.bye is not None:
+                __import__('pbye').rebase(self)
             try:
                 self.keepalive()
             except OSError as e:
@@ -566,7 +568,11 @@ def run(cfg):
             raise e
         a.offline()
         raise e
-    asyncio.new_event_loop()
+    finally:
+        try:  # a fresh loop for the next run: the old one's tasks must not run on
+            asyncio.new_event_loop()
+        except MemoryError:  # (the locked heap above: the process is ending anyway)
+            pass
     if a.exit == 'reset' and not phw.SIM:
         phw.reset()
     return a.exit

@@ -30,6 +30,14 @@ def build(a):
     a.bye = b
 
 
+def rebase(a):
+    """Sets the clock base again (ticks_ms wraps every 12.4 days; ticks_diff is right
+    within half of that): the agent calls it with each keepalive."""
+    if a.bye is not None:
+        ms = int(time.time() * 1000)
+        a.bye_hi, a.bye_lo, a.bye_t = ms // _M, ms % _M, time.ticks_ms()
+
+
 def _digits(b, j, v, n):  # writes v's last n decimal digits ending at b[j]
     while n:
         b[j] = 48 + v % 10

@@ -209,8 +209,8 @@ def read(a, kw):
     w = 'a whole number of at least 0'
     off = get(kw, 'offset', int, 0, w)
     n = get(kw, 'length', int, 16384, w)
-    if n > MAX_READ:
-        raise PErr(PE, 'invalid `length`: %d is more than %d' % (n, MAX_READ))
+    if n > MAX_READ or n < 1:
+        raise PErr(PE, 'invalid `length`: %d is not from 1 to %d' % (n, MAX_READ))
     p = a.root + '/' + fn
     try:
         st = os.stat(p)

@@ -615,7 +615,7 @@ fn repl_runs_what_it_reads(kind: Kind) {
     let mut f = Fleet::new(BrokerKind::Embedded);
     let watch = f.watch();
     let _agent = start(&mut f, kind, "n1", &watch);
-    let session = "x = 6\nx * 7\nfor i in range(3):\n    print('line', i)\n\n\
+    let session = "\nx = 6\n\n\nx * 7\nfor i in range(3):\n    print('line', i)\n\n\
                    [1,\n 2]\nNone\nprint('a')\nundefined_name\n'still here'\n\
                    def f(a):\n    return a + 1\n\nf(41)\n";
     let out = f.cli_stdin(&["repl", "n1"], session);

@@ -708,6 +708,18 @@ fn downloads_and_directories(kind: BrokerKind) {
     assert!(!out.contains("resumed"), "{out}");
     assert_eq!(std::fs::read(&stale).unwrap(), blob);
     assert!(!f.dir.path().join("stale.bin.part").exists());
+    // A `.part` that is a link is never written through (its target would be truncated).
+    let victim = f.dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let linked = f.dir.path().join("linked.bin");
+    std::os::unix::fs::symlink(&victim, f.dir.path().join("linked.bin.part")).unwrap();
+    let out = f.cli(&["cp", "pi-1:data/blob.bin", linked.to_str().unwrap()]);
+    assert!(
+        out.code == 1 && out.stderr.contains("symbolic link"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!linked.exists());
     // cat: the bytes on stdout.
     std::fs::write(f.dir.path().join("notes.txt"), "line 1\nline 2\n").unwrap();
     f.ok(&[

@@ -226,6 +226,23 @@ impl Client {
         let mut part_name = dest.as_os_str().to_owned();
         part_name.push(".part");
         let part = std::path::PathBuf::from(part_name);
+        // Never through a link: a `.part` planted as a link would have its target read and
+        // truncated. Checked before the transfer, not after it.
+        for path in [&part, &dest.to_path_buf()] {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.file_type().is_symlink() || meta.is_dir() {
+                    return Err(DownloadError::Local(std::io::Error::other(format!(
+                        "{} is a {}: not written through",
+                        path.display(),
+                        if meta.is_dir() {
+                            "folder"
+                        } else {
+                            "symbolic link"
+                        }
+                    ))));
+                }
+            }
+        }
         let mut kept = std::fs::read(&part).unwrap_or_default();
         loop {
             let mut file = std::fs::OpenOptions::new()

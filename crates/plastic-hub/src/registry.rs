@@ -76,7 +76,8 @@ fn keep_tails(client: Client, mut deliveries: UnboundedReceiver<Delivery>) {
                         .publish(&topic, payload, QoS::AtLeastOnce, true)
                         .await
                     {
-                        tracing::debug!(%e, "could not publish a log tail");
+                        tracing::debug!(%e, "could not publish a log tail; again next time");
+                        tails.lock().unwrap().retry(node);
                     }
                 }
             }

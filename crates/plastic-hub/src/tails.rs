@@ -89,6 +89,10 @@ impl Tails {
             };
             tail.bytes -= n;
             self.total -= n;
+            if tail.lines.is_empty() {
+                // (no entry is kept for a node with nothing left: the map stays bounded)
+                self.nodes.remove(&biggest);
+            }
             self.dirty.insert(biggest);
         }
     }
@@ -131,6 +135,11 @@ impl Tails {
                 (node, payload)
             })
             .collect()
+    }
+
+    /// Marks a node's tail to be published again (its last publish failed).
+    pub fn retry(&mut self, node: String) {
+        self.dirty.insert(node);
     }
 
     /// Bytes kept in all.

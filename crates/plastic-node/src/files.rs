@@ -441,7 +441,8 @@ impl FileStore {
         let fd = match rustix::fs::openat(
             &parent,
             name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            // NONBLOCK: a FIFO a script made must not hang the read (refused below).
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -459,6 +460,12 @@ impl FileStore {
         if meta.is_dir() {
             return Err(FileError::IsDirectory(path.as_str().into()));
         }
+        if !meta.is_file() {
+            return Err(FileError::Io(std::io::Error::other(format!(
+                "`{}` is not a regular file",
+                path.as_str()
+            ))));
+        }
         let size = meta.len();
         if offset > size {
             return Err(FileError::PastEnd {
@@ -469,7 +476,16 @@ impl FileStore {
         }
         file.seek(SeekFrom::Start(offset))?;
         let mut data = Vec::with_capacity(length.min(size - offset) as usize);
-        (&mut file).take(length).read_to_end(&mut data)?;
+        // No more than the size read above: a file that grows meanwhile is read as it was.
+        (&mut file)
+            .take(length.min(size - offset))
+            .read_to_end(&mut data)?;
+        // A file that shrank meanwhile ends where the bytes did.
+        let size = if (data.len() as u64) < length.min(size - offset) {
+            offset + data.len() as u64
+        } else {
+            size
+        };
         let sha256 = if offset + data.len() as u64 >= size {
             file.seek(SeekFrom::Start(0))?;
             let mut hasher = Sha256::new();
@@ -771,6 +787,17 @@ mod tests {
         assert!(matches!(
             store.read_chunk(&missing, 0, 10),
             Err(FileError::NotFound(_))
+        ));
+        // A FIFO (a script can make one) is refused at once, not read forever.
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let pipe = RelPath::parse("pipe").unwrap();
+        assert!(matches!(
+            store.read_chunk(&pipe, 0, 10),
+            Err(FileError::Io(_))
         ));
         let dir = RelPath::parse("d").unwrap();
         assert!(matches!(

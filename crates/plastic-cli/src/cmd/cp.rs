@@ -95,6 +95,9 @@ fn folder_files(dir: &Path, under: &RelPath) -> Result<Vec<(std::path::PathBuf, 
                 (_, k) if k.is_symlink() => eprintln!("skipped {shown}: a symbolic link"),
                 (None, _) => eprintln!("skipped {shown}: not a name a node path can hold"),
                 (Some(r), k) if k.is_dir() => todo.push((local, r.as_str().to_owned())),
+                (Some(_), k) if k.is_file() && entry.metadata()?.len() > MAX_FILE_SIZE => {
+                    eprintln!("skipped {shown}: over {MAX_FILE_SIZE} bytes, the most a node takes")
+                }
                 (Some(r), k) if k.is_file() => out.push((local, r)),
                 _ => eprintln!("skipped {shown}: not a regular file"),
             }

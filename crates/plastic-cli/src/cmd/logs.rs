@@ -59,11 +59,11 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     let (s, mut deliveries) = Session::open_listening(global).await?;
     let topics = s.client.topics().clone();
     if args.follow {
-        // Live lines first, so none falls between the kept tail and the subscription.
+        // Live log lines first. Lines of the last second before this subscription are in
+        // neither the live stream nor the tail yet: the tail's next update (at most a second
+        // later) brings them, and every line is printed once (`Printed`). Events come through
+        // the tail only (the hub stamps them; a live copy would carry another time).
         s.client.subscribe(&topics.log(&node)).await?;
-        s.client
-            .subscribe(&format!("{}/#", topics.events(&node)))
-            .await?;
     }
     s.client
         .subscribe(&topics.log_recent(node.as_str()))
@@ -77,16 +77,19 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
             Some(TopicKind::LogRecent(_)) => {
                 tail = serde_json::from_slice(&d.payload).unwrap_or_default();
             }
-            _ => live.push(line_of(&d)),
+            Some(TopicKind::Log(_)) => live.push(line_of(&d)),
+            _ => {}
         }
     }
     let newer = |line: &Value| since.is_none_or(|t| line["time"].as_f64().unwrap_or(0.0) >= t);
     let kept: Vec<&Value> = tail.iter().filter(|l| newer(l)).collect();
     let skip = kept.len().saturating_sub(args.lines);
-    let mut last_time = f64::MIN;
+    let mut printed = Printed::default();
+    for line in &kept[..skip] {
+        printed.seen(line); // not shown, but not news when the tail comes again
+    }
     for line in &kept[skip..] {
-        print_line(line, s.json);
-        last_time = last_time.max(line["time"].as_f64().unwrap_or(f64::MIN));
+        printed.show(line, s.json);
     }
     if tail.is_empty() && !args.follow {
         eprintln!(
@@ -94,12 +97,8 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
         );
     }
     if args.follow {
-        // Lines that came while the tail was read, and are not in it.
-        for line in live
-            .iter()
-            .filter(|l| l["time"].as_f64().unwrap_or(0.0) > last_time)
-        {
-            print_line(line, s.json);
+        for line in &live {
+            printed.show(line, s.json);
         }
         // On stderr, so the lines stay clean; scripts and tests wait for it.
         eprintln!("following {node} (Ctrl-C stops)");
@@ -110,16 +109,54 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
                 _ = &mut shutdown => break,
                 d = deliveries.recv() => {
                     let Some(d) = d else { break };
-                    if matches!(d.kind, Some(TopicKind::LogRecent(_))) {
-                        continue;
+                    match d.kind {
+                        Some(TopicKind::LogRecent(_)) => {
+                            let tail: Vec<Value> = serde_json::from_slice(&d.payload).unwrap_or_default();
+                            for line in &tail {
+                                printed.show(line, s.json);
+                            }
+                        }
+                        Some(TopicKind::Log(_)) => printed.show(&line_of(&d), s.json),
+                        _ => {}
                     }
-                    print_line(&line_of(&d), s.json);
                 }
             }
         }
     }
     s.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines printed so far (by time, source and text), so a line that comes both live and
+/// in a tail is printed once. Bounded: the oldest keys go first.
+#[derive(Default)]
+struct Printed {
+    keys: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Printed {
+    const KEEP: usize = 4096;
+
+    fn seen(&mut self, line: &Value) -> bool {
+        let key = format!("{}|{}|{}", line["time"], line["source"], line["text"]);
+        if !self.keys.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn show(&mut self, line: &Value, json: bool) {
+        if self.seen(line) {
+            print_line(line, json);
+        }
+    }
 }
 
 /// A live delivery as a log line (events become lines of source `event:<sub-topic>`, as the

@@ -126,12 +126,23 @@ fn global_timeout_given() -> bool {
 async fn scripted(s: &Session, node: &NodeName, timeout: Duration) -> Result<ExitCode> {
     let mut lines: Vec<String> = Vec::new();
     let mut all_ok = true;
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
+    // Read on a blocking thread: the client's connection (keepalives) runs on this one, and
+    // input may come slowly.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(64);
+    tokio::task::spawn_blocking(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(line) = rx.recv().await {
         lines.push(line?);
         let source = lines.join("\n");
         match classify(&source) {
             Input::Incomplete => continue,
+            // A blank line between inputs is nothing to run.
+            _ if source.trim().is_empty() => lines.clear(),
             kind => {
                 all_ok &= send(s, node, &source, kind, timeout).await?;
                 lines.clear();

@@ -96,6 +96,7 @@ async fn run_in(
         name: name.clone(),
     };
     let render = Render::typed(|r: ScriptStarted| format!("script `{}` started", r.name));
+    let mut presence = s.client.presence_events();
     let code = request_each_with(s, target, &script, render, true).await?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
@@ -109,6 +110,17 @@ async fn run_in(
         tokio::select! {
             _ = &mut deadline, if !follow => break,
             _ = &mut shutdown, if follow => return Ok(ExitCode::from(130)),
+            // A node that goes away ends its part: no end line will come from it.
+            event = presence.recv() => {
+                if let Ok(event) = event {
+                    let p = event.current;
+                    if p.state != plastic_proto::NodeState::Online {
+                        if let Some(text) = watch.gone(&p.name, p.state.as_str()) {
+                            eprintln!("{text}");
+                        }
+                    }
+                }
+            }
             delivery = deliveries.recv() => {
                 let Some(d) = delivery else { break };
                 let Some(TopicKind::Log(node)) = d.kind else { continue };
@@ -159,6 +171,20 @@ impl ScriptWatch {
             ended: nodes.into_iter().map(|n| (n, false)).collect(),
             crashed: false,
         }
+    }
+
+    /// `node` went offline or lost: its script will say no more.
+    fn gone(&mut self, node: &str, state: &str) -> Option<String> {
+        let ended = self.ended.get_mut(node)?;
+        if *ended {
+            return None;
+        }
+        *ended = true;
+        self.crashed = true;
+        Some(format!(
+            "{node}: the node went {state} before script `{}` ended",
+            self.name
+        ))
     }
 
     fn all_ended(&self) -> bool {
@@ -263,5 +289,17 @@ mod tests {
         assert!(w.crashed && !w.all_ended());
         assert_eq!(w.line("b", &log("s", "finished")), None);
         assert!(w.all_ended());
+    }
+
+    #[test]
+    fn a_node_that_goes_away_ends_its_part() {
+        let mut w = ScriptWatch::new("s", ["a".to_owned()].into_iter(), true);
+        assert_eq!(w.gone("x", "lost"), None, "not a node of this run");
+        assert_eq!(
+            w.gone("a", "lost").as_deref(),
+            Some("a: the node went lost before script `s` ended")
+        );
+        assert!(w.all_ended() && w.crashed);
+        assert_eq!(w.gone("a", "offline"), None, "said once");
     }
 }

@@ -91,10 +91,10 @@ impl BuiltIn for ReadFile {
     fn parse(kwargs: &Map<String, Value>) -> Result<Self, ProtoError> {
         let filename = get_str(kwargs, "filename")?.ok_or(ProtoError::Missing("filename"))?;
         let length = get_u64(kwargs, "length")?.unwrap_or(Self::DEFAULT_LENGTH);
-        if length > Self::MAX_LENGTH {
+        if length == 0 || length > Self::MAX_LENGTH {
             return Err(ProtoError::Invalid {
                 field: "length",
-                reason: format!("{length} is more than {}", Self::MAX_LENGTH),
+                reason: format!("{length} is not from 1 to {}", Self::MAX_LENGTH),
             });
         }
         Ok(ReadFile {
