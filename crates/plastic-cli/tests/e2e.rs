@@ -828,7 +828,22 @@ fn logs_kept_by_the_hub(kind: BrokerKind) {
     std::fs::write(&crash, "for i in range(30):\n    print('tick', i)\n1/0\n").unwrap();
     assert_eq!(f.cli(&["run", "pi-1", crash.to_str().unwrap()]).code, 1);
     tail.wait_contains("ZeroDivisionError");
-    let out = f.ok(&["logs", "pi-1", "-n", "3"]);
+    // A broker may hand a new subscriber the retained tail before the one just delivered to
+    // existing subscribers (rmqtt stores it a moment later): read until `logs` shows it.
+    let logs_until = |args: &[&str], needle: &str| -> String {
+        let deadline = std::time::Instant::now() + common::WAIT;
+        loop {
+            let out = f.ok(args);
+            if out.contains(needle) {
+                return out;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {needle:?}: {out}"
+            );
+        }
+    };
+    let out = logs_until(&["logs", "pi-1", "-n", "3"], "ZeroDivisionError");
     let lines: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("[script:chatty]"))
@@ -866,9 +881,7 @@ fn logs_kept_by_the_hub(kind: BrokerKind) {
         "import plastic\nplastic.publish('temp', {'c': 21})",
     ]);
     tail.wait_contains("event:temp");
-    assert!(f
-        .ok(&["logs", "pi-1", "-n", "1"])
-        .contains("[event:temp] {\"c\":21}"));
+    logs_until(&["logs", "pi-1", "-n", "1"], "[event:temp] {\"c\":21}");
     let mut follow = common::plastic();
     follow
         .args(["logs", "pi-1", "-f", "-n", "0"])
