@@ -159,23 +159,10 @@ impl Printed {
     }
 }
 
-/// A live delivery as a log line (events become lines of source `event:<sub-topic>`, as the
-/// hub keeps them).
+/// A live log delivery as a line (a payload that is not JSON shows as its text).
 fn line_of(d: &plastic_client::Delivery) -> Value {
-    let body: Value = serde_json::from_slice(&d.payload)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.payload).into_owned()));
-    match &d.kind {
-        Some(TopicKind::Log(_)) => body,
-        Some(TopicKind::Events(node)) | Some(TopicKind::EventsSub(node, _)) => {
-            let sub = match &d.kind {
-                Some(TopicKind::EventsSub(_, sub)) => format!("event:{sub}"),
-                _ => "event".to_owned(),
-            };
-            serde_json::json!({"time": unix_now(), "node": node, "source": sub,
-                "level": "info", "text": body.to_string()})
-        }
-        _ => body,
-    }
+    serde_json::from_slice(&d.payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.payload).into_owned()))
 }
 
 fn print_line(line: &Value, json: bool) {
