@@ -1049,7 +1049,9 @@ fn repl_on_a_terminal() {
     let home = f.dir.path().join("home");
     let plastic = env!("CARGO_BIN_EXE_plastic");
     let mut child = std::process::Command::new(common::which("script"))
-        .args(["-qec", &format!("{plastic} repl pi-1"), "/dev/null"])
+        // `exec`: `script` runs the command through $SHELL, and dash (Debian's /bin/sh) forks
+        // instead of replacing itself; the terminal's SIGINT would then end the shell.
+        .args(["-qec", &format!("exec {plastic} repl pi-1"), "/dev/null"])
         .env("PLASTIC_BROKER", f.broker.url())
         .env("PLASTIC_HOME", &home)
         .env("TERM", "dumb")
@@ -1093,8 +1095,8 @@ fn repl_on_a_terminal() {
     watch.wait_contains("\"topic\":\"sleeping\"");
     stdin.write_all(b"\x03").unwrap();
     wait_for("KeyboardInterrupt");
-    stdin.write_all(b"x + 1\r").unwrap();
-    wait_for("7\r\n");
+    stdin.write_all(b"x + 1000\r").unwrap();
+    wait_for("1006");
     stdin.write_all(b"\x04").unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
