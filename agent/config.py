@@ -9,6 +9,7 @@ BROKER_TLS = False          # True: TLS to the broker (port 8883 usually; set BR
 BROKER_CA = ''              # PEM CA certificate file on the board; '' = TLS without verification (insecure)
 NODE_NAME = ''              # '' = platform + hex of machine.unique_id(), e.g. esp8266-a1b2c3
 GROUPS = []                 # e.g. ['lab', 'kitchen']
+POOLS = ()                  # pools whose requests this node shares (one member takes each), e.g. ['workers']
 TOPIC_PREFIX = 'plastic'
 WDT_TIMEOUT_MS = None       # None = 8000 on boards, off (0) on the unix port; 0 = off
 KEEPALIVE = 30              # seconds; PINGREQ every KEEPALIVE/2

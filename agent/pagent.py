@@ -138,6 +138,8 @@ class Agent:
         p = {'name': self.name, 'state': state, 'platform': phw.PLATFORM, 'version': VERSION,
              'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now(),
              'boot': self.boot, 'window': self.dedup}  # senders keep at most this many in flight
+        if self.pools:
+            p['pools'] = self.pools
         m = self.mq.rx
         m = self.use('pconn').room(self) if m is None else len(m)
         if m < P.MAX_PAYLOAD:
@@ -202,10 +204,15 @@ class Agent:
         if type(d) is not dict:
             self.log_err('ProtocolError', 'a message must be a JSON object; %d bytes on %s not answered' % (n, topic))
             return
+        t = d.get('type') or d.get('message_type')
+        if t == 'taken':  # a pool member's notice to a sender: not a request, never answered
+            return
+        if self.tpool and t != 'result' and topic.startswith(self.tpool):
+            self.use('pcold').taken(self, d)  # a pool's request: say we took it, then as usual
         if self.sig and not self.sig.gate(self, d, data, n):
             return
         data = None
-        if self.pumping and (d.get('type') or d.get('message_type')) != 'result':
+        if self.pumping and t != 'result':
             if len(self.queue) < 8:
                 self.queue.append(d)
             else:
@@ -240,7 +247,9 @@ class Agent:
         if mid and t != 'result':
             r = self.recent.get(mid, self)
             if r is not self:
-                if r and r is not True and rt:
+                if r is False:  # named by an `abort` before it came: not run
+                    self.use('pcmd').aborted(self, rt, mid)
+                elif r and r is not True and rt:
                     self.pub(self.pre + '/' + rt + '/in', r, 1)  # the very same reply
                 return
             self.recent[mid] = None  # running

@@ -4,7 +4,7 @@ import phw
 from pproto import PErr, PE, get, need
 
 NAMES = ('blink led', 'read GPIOs', 'write GPIOs', 'ping', 'info', 'stop', 'reset', 'list files', 'remove file',
-         'read file', 'make dir', 'remove dir', 'interrupt')
+         'read file', 'make dir', 'remove dir', 'interrupt', 'abort')
 
 
 def _pin(v, k):
@@ -82,6 +82,8 @@ def run(a, c, kw):
     if c == 'interrupt':  # a request that blocks keeps the agent from reading this: none runs now
         get(kw, 'id', str)
         return {'interrupted': []}
+    if c == 'abort':
+        return abort(a, need(kw, 'id', str))
     if c == 'reset':
         a.reset()
         return {'resetting': True}
@@ -98,3 +100,32 @@ def run(a, c, kw):
     import os
     os.remove(a.root + '/' + fn)
     return {'removed': fn}
+
+
+def abort(a, i):
+    """`abort` (docs/protocol.md): the agent reads no messages while it runs code, so a request
+    it has seen is finished (or, an async function's, running: left to end); one not seen yet
+    is remembered as aborted (False) in the duplicate memory, and refused when it comes."""
+    if not i or len(i) > 128:
+        raise PErr(PE, 'field `id` must be a string of 1 to 128 characters')
+    r = a.recent.get(i, a)
+    if r is a:
+        a.recent[i] = False
+        a.order.append(i)
+        s = a.sig
+        if s:
+            a.ots.append(None)  # (no time stamp: the replay floor stays)
+        if len(a.order) > a.dedup:
+            a.recent.pop(a.order.pop(0), None)
+            if s:
+                s.forget(a.ots.pop(0))
+        r = False
+    return {'aborted': i, 'was': 'unseen' if r is False else 'running' if r is None else 'finished'}
+
+
+def aborted(a, rt, mid):
+    """A request an `abort` named before it came: answered Aborted, not run. The reply is kept
+    as any other (the id is finished now), so a copy gets the very same reply; its message is
+    short so the reply fits `DEDUP_REPLY_MAX` (the correlation id names the request)."""
+    a.reply(rt, mid, False, None, {'kind': 'Aborted', 'traceback': '',
+                                  'message': 'aborted before it arrived; it was not run'})

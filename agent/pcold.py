@@ -19,6 +19,9 @@ def init(a, cfg):
     a.t_status = pre + '/' + name + '/status'
     a.t_log = pre + '/' + name + '/log'
     a.groups = [P.check_name(g, 'group') for g in _cfg(cfg, 'GROUPS', [])]
+    g = _cfg(cfg, 'POOLS', ())
+    a.pools = [P.check_name(p, 'pool') for p in g] if g else ()  # (no list at all for none)
+    a.tpool = pre + '/pool/' if g else None  # the pools' topics start so
     a.ns = {'__name__': '__plastic__', 'print': a.print}
     a.cap = a.blinker = a.serve = a.exit = a.conn = None
     a.hooked = a.inside = False  # inside: a script's sleep is serving the node
@@ -43,7 +46,7 @@ def init(a, cfg):
         sys.path.append(root)
     a.root = root.rstrip('/')
     a.xfer = {}
-    a.recent = {}  # message_id -> None (running), True (done) or the reply to resend
+    a.recent = {}  # message_id -> None (running), True (done), the reply to resend, False (aborted)
     a.order = []
     d = _cfg(cfg, 'DEDUP', None)
     if d is None:  # each remembered id costs ~0.4 KB with its kept reply: 8 on a small heap
@@ -86,6 +89,20 @@ def status(a, data):
     if s and s != 'online':
         _print('[plastic] presence says %s: online again' % s)
         a.pub(a.t_status, a.presence('online'), 1, True)
+
+
+def taken(a, d):
+    """A request came through a pool's topic (docs/protocol.md, "Pools"): before handling it,
+    tell its sender that this node took it (when it has an id and an address)."""
+    mid = d.get('message_id')
+    rt = a.rt(d)
+    if mid and isinstance(mid, str) and rt:
+        try:
+            a.pub(a.pre + '/' + rt + '/in', json.dumps({'type': 'taken', 'correlation_id': mid, 'sender': a.name,
+                                                        'message_id': P.new_id(), 'time_stamp': P.now()}), 1)
+        except OSError:  # the connection is gone: the request is not handled either
+            a.raw = None
+            raise
 
 
 def function(a, d):

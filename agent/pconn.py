@@ -1,5 +1,5 @@
 # Connecting (loaded for each connection and dropped again, LEAN): the receive buffer (once),
-# CONNECT with the will, the subscriptions, `online`. Small, so that it loads in a tight heap.
+# CONNECT with the will, the subscriptions (pools' shared ones too), `online`. Small, so that it loads in a tight heap.
 import gc, time, socket, select, struct
 from micropython import const
 from pagent import _cfg
@@ -42,6 +42,8 @@ def connect(a):
     ts = [a.pre + '/' + a.name + '/in', a.pre + '/all/in']
     for g in a.groups:
         ts.append(a.pre + '/group/' + g + '/in')
+    for g in a.pools:  # shared: the broker gives each request to one member
+        ts.append('$share/plastic/' + a.pre + '/pool/' + g + '/in')
     subscribe(m, ts, 1)
     ts = None
     m.publish(a.t_status, a.presence('online'), 1, True)

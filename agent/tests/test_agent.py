@@ -228,9 +228,10 @@ def test_every_vector(client, node):
             continue
         p = dict(v["payload"])
         p.setdefault("need_result", True)
-        is_result = (p.get("type") or p.get("message_type")) == "result"
+        # a reply, or a pool member's `taken` notice, is never answered; refusals are logged
+        is_result = (p.get("type") or p.get("message_type")) in ("result", "taken")
         mid = client.send(node.name, p)
-        if is_result:  # a reply is never answered; refusals are logged
+        if is_result:
             ping(client, node)
             got = client.log_kinds(node.name, since)
             if exp["parse"] == "ok" and got or exp["parse"] == "error" and exp["kind"] not in got:
@@ -773,6 +774,149 @@ def test_a_flood_of_replies_does_not_push_requests_out_of_the_duplicate_memory(c
     again = client.request(node.name, msg)  # the very same request, delivered again
     assert again["ok"] is True
     assert client.ok(node.name, {"type": "eval", "to_evaluate": "flood_n"}) == 1
+
+
+# ---- abort ------------------------------------------------------------------------------------
+
+def replies_to(client, mid, since):
+    return [json.loads(t) for (tp, t, _) in client.seen[since:]
+            if tp == "plastic/%s/in" % client.name and '"correlation_id": "%s"' % mid in t]
+
+
+def test_abort_before_a_request_arrives_refuses_it_when_it_does(client, node):
+    """docs/protocol.md, `abort`: an id the node has not seen is remembered as aborted; the
+    request is then answered Aborted (a copy gets the same reply), never runs, and is finished."""
+    mid = uuid.uuid4().hex
+    assert client.ok(node.name, cmd("abort", id=mid)) == {"aborted": mid, "was": "unseen"}
+    assert client.ok(node.name, cmd("abort", id=mid)) == {"aborted": mid, "was": "unseen"}  # still so
+    msg = {"type": "exec", "to_exec": "abort_ran = 1", "need_result": False, "message_id": mid,
+           "sender": client.name}
+    since = client.mark()
+    client.send(node.name, msg)  # (an error is answered even without need_result)
+    r = client.reply(node.name, mid, since)
+    assert r["ok"] is False and r["error"]["kind"] == "Aborted", r
+    assert r["error"]["message"] == "aborted before it arrived; it was not run", r
+    assert r["sender"] == node.name and r["receiver"] == client.name and len(r["message_id"]) == 32
+    client.send(node.name, dict(msg, need_result=True))  # a duplicate: not run
+    ping(client, node)
+    got = replies_to(client, mid, since)
+    # The first reply, or (over DEDUP_REPLY_MAX, as this one may be with long names) nothing.
+    assert got[0]["error"]["kind"] == "Aborted" and got[1:] in ([], [got[0]]), got
+    assert client.ok(node.name, cmd("abort", id=mid)) == {"aborted": mid, "was": "finished"}
+    assert client.ok(node.name, {"type": "eval", "to_evaluate": "'abort_ran' in globals()"}) is False
+    assert client.log_kinds(node.name, since) == []
+
+
+def test_abort_of_a_finished_request_leaves_it_as_it_is(client, node):
+    mid = client.send(node.name, {"type": "exec", "to_exec": "abort_done = 1", "need_result": True})
+    ping(client, node)
+    assert client.ok(node.name, cmd("abort", id=mid)) == {"aborted": mid, "was": "finished"}
+    since = client.mark()  # its duplicate still gets the kept reply, not Aborted
+    client.send(node.name, {"type": "exec", "to_exec": "abort_done = 2", "need_result": True, "message_id": mid})
+    r = client.reply(node.name, mid, since)
+    assert r["ok"] is True and r["result"] is None, r
+    assert client.ok(node.name, {"type": "eval", "to_evaluate": "abort_done"}) == 1
+
+
+def test_abort_of_an_async_function_still_running_says_running(client, node):
+    """An `async` function's coroutine runs as a task: the agent leaves it to end (like
+    `interrupt`, it cannot reach it) and says so; its reply comes as usual."""
+    client.ok(node.name, {"type": "exec", "to_exec":
+                          "import asyncio\nabort_go = asyncio.Event()\nasync def abort_wait():\n"
+                          "    await abort_go.wait()\n    return 'ended'"})
+    since = client.mark()
+    mid = client.send(node.name, {"type": "function", "function": "abort_wait", "need_result": True})
+    assert client.ok(node.name, cmd("abort", id=mid)) == {"aborted": mid, "was": "running"}
+    client.ok(node.name, {"type": "exec", "to_exec": "abort_go.set()"})
+    r = client.reply(node.name, mid, since)
+    assert r["ok"] is True and r["result"] == "ended", r
+    assert client.ok(node.name, cmd("abort", id=mid)) == {"aborted": mid, "was": "finished"}
+
+
+@pytest.mark.parametrize("kwargs,words", [({}, "missing field `id`"), ({"id": 5}, "field `id` must be"),
+                                          ({"id": ""}, "1 to 128"), ({"id": "x" * 129}, "1 to 128"), ({"id": None}, "missing field `id`")])
+def test_abort_needs_an_id(client, node, kwargs, words):
+    r = client.request(node.name, {"type": "command", "command": "abort", "kwargs": kwargs})
+    assert r["ok"] is False and r["error"]["kind"] == "ProtocolError" and words in r["error"]["message"], r
+
+
+def test_a_taken_notice_is_ignored(client, node):
+    since = client.mark()
+    mid = client.send(node.name, {"type": "taken", "correlation_id": uuid.uuid4().hex, "sender": "w-1"})
+    client.send(node.name, {"type": "taken"})  # malformed: ignored all the same
+    ping(client, node)
+    assert not replies_to(client, mid, since) and client.log_kinds(node.name, since) == []
+
+
+# ---- pools --------------------------------------------------------------------------------------
+
+def test_a_pool_gives_each_request_to_one_member(tmp_root, broker, client, node, mode):
+    """docs/protocol.md, "Pools": two members of a pool share 20 requests through the broker's
+    shared subscription (Mosquitto takes turns); each is answered once, by the member whose
+    `taken` came first, and both members get some."""
+    pool = "workers-" + uuid.uuid4().hex[:8]  # (a past run's persistent sessions share nothing here)
+    members = [Agent(tmp_root, mode, broker.port, POOLS=[pool, "other"]) for _ in range(2)]
+    since = client.mark()
+    for a in members:
+        a.start()
+    try:
+        for a in members:
+            st = client.status(a.name, "online", since, timeout=20)
+            assert st["pools"] == [pool, "other"] and st["groups"] == ["lab"], st
+        assert "pools" not in client.status(node.name, "online")  # in no pool: no `pools`
+        since = client.mark()
+        mids = []
+        for i in range(20):
+            m = {"type": "eval", "to_evaluate": "%d * 2" % i, "need_result": True, "message_id": uuid.uuid4().hex,
+                 "sender": client.name, "receiver": "pool:" + pool, "time_stamp": 1.0}
+            client.publish("plastic/pool/%s/in" % pool, json.dumps(m))
+            mids.append(m["message_id"])
+        for mid in mids:
+            client.reply(node.name, mid, since)
+        for a in members:  # anything still on its way to a member has arrived by its ping
+            ping(client, a)
+        names = {a.name for a in members}
+        took = {a.name: 0 for a in members}
+        for i, mid in enumerate(mids):
+            got = replies_to(client, mid, since)
+            assert [d["type"] for d in got] == ["taken", "result"], got
+            t, r = got
+            assert t["sender"] == r["sender"] and r["sender"] in names, got
+            assert set(t) == {"type", "correlation_id", "sender", "message_id", "time_stamp"}, t
+            assert len(t["message_id"]) == 32 and t["message_id"] != mid and isinstance(t["time_stamp"], (int, float))
+            assert r["ok"] is True and r["result"] == i * 2 and r["receiver"] == client.name, r
+            took[r["sender"]] += 1
+        print("\nPOOL[%s] requests per member: %s" % (mode, sorted(took.values())))
+        assert all(took.values()), took
+        # no id, or no address: no notice (the request is handled all the same)
+        since = client.mark()
+        client.publish("plastic/pool/%s/in" % pool, json.dumps({"type": "eval", "to_evaluate": "1", "need_result": True,
+                                                                "sender": client.name}))
+        client.publish("plastic/pool/%s/in" % pool, json.dumps({"type": "eval", "to_evaluate": "pool_x",
+                                                                "message_id": uuid.uuid4().hex}))
+        r = client.wait(lambda tp, t, rt: tp == "plastic/%s/in" % client.name and '"correlation_id": ""' in t, since)
+        assert json.loads(r[1])["result"] == 1
+        line = client.wait(lambda tp, t, rt: tp.endswith("/log") and "NameError" in t and "pool_x" in t, since)
+        assert line[0] in ("plastic/%s/log" % a.name for a in members)
+        for a in members:
+            ping(client, a)
+        assert not [t for (tp, t, _) in client.seen[since:] if '"taken"' in t]
+    finally:
+        for a in members:
+            a.kill()
+
+
+def test_pool_names_are_checked(tmp_root, broker, client, mode):
+    import time
+    a = Agent(tmp_root, mode, broker.port, POOLS=["no/slash"])
+    a.start()
+    try:
+        end = time.monotonic() + TIMEOUT
+        while "invalid pool 'no/slash'" not in a.output():  # main.py reports it and starts again
+            assert time.monotonic() < end, a.output()
+            time.sleep(0.05)  # polling a process's output, which has no event to wait on
+    finally:
+        a.kill()
 
 
 def test_stale_request_is_refused_with_expired(client, node):

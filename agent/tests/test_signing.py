@@ -368,6 +368,47 @@ def test_a_replay_after_a_restart_is_refused(tmp_path, sbroker, client, mode):
         a.kill()
 
 
+def test_a_signed_abort_refuses_the_signed_request_it_names(client, keyed):
+    n = counter(client, keyed)
+    payload, mid = signed(client, keyed, {"type": "exec", "to_exec": "sig_n += 1"})
+    assert sok(client, keyed, {"type": "command", "command": "abort", "kwargs": {"id": mid}}) == \
+        {"aborted": mid, "was": "unseen"}
+    m = envelope(client, keyed, {"type": "exec", "to_exec": "sig_n += 1"}, message_id=mid)
+    refused(client, keyed, json.dumps(m).encode(), mid, "Unsigned", "signed")  # checked first, as ever
+    r = send_raw(client, keyed, payload, mid)  # then the signed one: Aborted, not run
+    assert r["ok"] is False and r["error"]["kind"] == "Aborted", r
+    # Its copy is a duplicate of a finished request: the kept reply again, or nothing when the
+    # reply was over DEDUP_REPLY_MAX; never a run.
+    assert sok(client, keyed, {"type": "command", "command": "abort", "kwargs": {"id": mid}}) == \
+        {"aborted": mid, "was": "finished"}
+    assert counter(client, keyed) == n
+
+
+def test_a_keyed_pool_member_refuses_pool_requests(tmp_root, sbroker, client, mode):
+    """docs/protocol.md, "Pools": a signed request names one node, so a node with a key refuses
+    a pool's requests (BadSignature), after its `taken` notice; nothing runs."""
+    pool = "keyed-" + uuid.uuid4().hex[:8]
+    a = Agent(tmp_root, mode, sbroker.port, NODE_KEY=KEY, POOLS=[pool])
+    since = client.mark()
+    a.start()
+    try:
+        assert client.status(a.name, "online", since, timeout=20)["pools"] == [pool]
+        assert sok(client, a, {"type": "exec", "to_exec": "sig_n = 0"}) is None
+        topic = "plastic/pool/%s/in" % pool
+        since = client.mark()
+        payload, mid = signed(client, a, {"type": "exec", "to_exec": "sig_n += 1"}, receiver="pool:" + pool)
+        refused(client, a, payload, mid, "BadSignature", "signed for `pool:%s`" % pool, topic=topic)
+        m = envelope(client, a, {"type": "exec", "to_exec": "sig_n += 1"}, receiver="pool:" + pool)
+        refused(client, a, json.dumps(m).encode(), m["message_id"], "Unsigned", "signed", topic=topic)
+        for i in (mid, m["message_id"]):
+            got = [json.loads(t)["type"] for (tp, t, _) in client.seen[since:]
+                   if tp == "plastic/%s/in" % client.name and '"correlation_id": "%s"' % i in t]
+            assert got == ["taken", "result"], got
+        assert counter(client, a) == 0
+    finally:
+        a.kill()
+
+
 def test_keyed_agent_memory(client, keyed):
     info = sok(client, keyed, {"type": "command", "command": "info"})
     print("\nHEAP[keyed %s] heap=%d free_memory=%d mem_peak=%d" % (keyed.mode, info["heap"], info["free_memory"], info["mem_peak"]))

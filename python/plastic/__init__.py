@@ -16,12 +16,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import collections
 import inspect
 import json
 import math
 import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
@@ -30,6 +32,7 @@ from . import _plastic
 __all__ = [
     "Client",
     "View",
+    "LoadBalancedView",
     "AsyncResult",
     "PlasticError",
     "RemoteError",
@@ -39,6 +42,7 @@ __all__ = [
     "Expired",
     "Forbidden",
     "Busy",
+    "Aborted",
     "NodeNotOnline",
     "NoTarget",
     "Disconnected",
@@ -111,6 +115,10 @@ class Busy(PlasticError):
     """The node has too many requests in progress and did not run this one."""
 
 
+class Aborted(PlasticError):
+    """The request was aborted (`AsyncResult.abort()`, `plastic abort`) before it ran."""
+
+
 class NodeNotOnline(PlasticError):
     """A node named in the target is offline, lost or unknown; nothing was sent to it."""
 
@@ -154,6 +162,7 @@ _ERRORS = {
     "Expired": Expired,
     "Forbidden": Forbidden,
     "Busy": Busy,
+    "Aborted": Aborted,
     "NodeNotOnline": NodeNotOnline,
     "NoTarget": NoTarget,
     "Closed": Disconnected,
@@ -246,7 +255,10 @@ def _function_source(f: Callable) -> tuple:
 def _is_single(target: str) -> bool:
     t = target.strip()
     return not (
-        t == "all" or t.startswith("group:") or "," in t or any(c in t for c in "*?[")
+        t == "all"
+        or t.startswith(("group:", "pool:"))
+        or "," in t
+        or any(c in t for c in "*?[")
     )
 
 
@@ -308,13 +320,14 @@ class AsyncResult:
         return self._pending.elapsed
 
     def abort(self, timeout: float = 5.0) -> None:
-        """Interrupts the request on the nodes still running it (the protocol's `interrupt`
-        command): Python there raises `KeyboardInterrupt`, so `get()` then raises a
-        `RemoteError` of that kind for those nodes. Does nothing once done. The MicroPython
-        agent runs one thing at a time and cannot be interrupted from the network while it
-        runs Python: it answers that nothing was interrupted and the request runs on.
-        Raises the node's error if a node refused the interrupt (a hub without `eval` rights
-        for this user, a node too old to know `interrupt`)."""
+        """Aborts the request on the nodes it went to (the protocol's `abort` command): one
+        still waiting there, or not delivered yet, never runs and `get()` raises `Aborted`
+        for that node; one running is interrupted (`RemoteError` of kind
+        `KeyboardInterrupt`); one finished is left as it is. Does nothing once done. The
+        MicroPython agent reads no messages while it runs Python: the request it runs goes
+        on, but those sent after it do not run. For a pool, every online member is told.
+        Raises the node's error if a node refused the abort (a hub without `eval` rights
+        for this user)."""
         if self.ready():
             return None
         replies = json.loads(self._pending.abort(timeout))
@@ -767,6 +780,135 @@ class View:
         return self._run("reset", {}, block=block, timeout=timeout)
 
 
+class LoadBalancedView(View):
+    """A pool (`"pool:NAME"`, docs/protocol.md "Pools"), as ipyparallel's LoadBalancedView:
+    each request goes to exactly one online member, which the broker picks. Results are the
+    value itself (not `{node: value}`); `ar.outcomes` says which member ran it."""
+
+    def __init__(self, client: "Client", target: str, **options: Any) -> None:
+        if not target.strip().startswith("pool:"):
+            raise ValueError(f"a load-balanced view is a pool, `pool:NAME`; not {target!r}")
+        super().__init__(client, target, **options)
+        self._single = True
+
+    def __repr__(self) -> str:
+        return f"<LoadBalancedView {self.target!r} of {self.client.name}>"
+
+    def map(
+        self,
+        f: Callable,
+        *iterables: Iterable[Any],
+        block: Optional[bool] = None,
+        timeout: Optional[float] = None,
+        in_flight: Optional[int] = None,
+    ):
+        """`f(*args)` for each tuple of arguments from `iterables` (as `map`), each on one
+        member: the results, in order. Ships `f`'s source as `apply` does. At most
+        `in_flight` tasks wait at once (default: 32 per online member), so no member is
+        handed more than it can queue. `block=False` returns a `MapResult` (`get()`,
+        `ready()`, `abort()`, awaitable)."""
+        name, source = _function_source(f)
+        calls = [list(args) for args in zip(*iterables)]
+        for n, args in enumerate(calls):
+            for i, a in enumerate(args):
+                _check_json(a, f"argument {i + 1} of {name}() in task {n}")
+        members = len(self.targets)
+        if members == 0:
+            raise NoTarget(f"no member of {self.target} is online", kind="NoTarget")
+        limit = in_flight or 32 * members
+        if limit < 1:
+            raise ValueError("in_flight must be at least 1")
+        result = MapResult(self, name, source, calls, limit, self._timeout(timeout))
+        blocking = self.block if block is None else block
+        return result.get() if blocking else result
+
+
+class MapResult:
+    """`LoadBalancedView.map(..., block=False)`: tasks go out as room frees up (a thread of
+    its own), results come back in order."""
+
+    def __init__(
+        self,
+        view: LoadBalancedView,
+        name: str,
+        source: str,
+        calls: List[list],
+        limit: int,
+        timeout: float,
+    ) -> None:
+        import threading
+
+        self._view = view
+        self._results: List[Optional[AsyncResult]] = [None] * len(calls)
+        self._done = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._stop = False
+        started = time.monotonic()
+
+        def feed() -> None:
+            window: "collections.deque[AsyncResult]" = collections.deque()
+            try:
+                for i, args in enumerate(calls):
+                    if self._stop:
+                        break
+                    while len(window) >= limit:
+                        window.popleft().wait(timeout)
+                    payload = {"source": source, "name": name, "args": args, "kwargs": {}}
+                    ar = view._run("apply", payload, block=False, timeout=timeout)
+                    self._results[i] = ar
+                    window.append(ar)
+                for ar in window:
+                    ar.wait(timeout)
+            except BaseException as e:  # handed to get()
+                self._error = e
+            finally:
+                self._elapsed = time.monotonic() - started
+                self._done.set()
+
+        self._elapsed = 0.0
+        self._thread = threading.Thread(target=feed, name="plastic-map", daemon=True)
+        self._thread.start()
+
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def elapsed(self) -> float:
+        return self._elapsed
+
+    def get(self, timeout: Optional[float] = None) -> List[Any]:
+        """The results in order; raises the first task's error (a `RemoteError`, `Aborted`,
+        `NodeLost`...) with `task` set to its index."""
+        if not self._done.wait(timeout):
+            raise Timeout(f"map on {self._view.target} not done within {timeout} s", kind="Timeout")
+        if self._error is not None:
+            raise self._error
+        out = []
+        for i, ar in enumerate(self._results):
+            if ar is None:
+                raise PlasticError(f"task {i} was not sent (aborted)", kind="Aborted")
+            try:
+                out.append(ar.get(0))
+            except PlasticError as e:
+                e.task = i
+                raise
+        return out
+
+    def abort(self, timeout: float = 5.0) -> None:
+        """Sends no more tasks and aborts those sent and not done."""
+        self._stop = True
+        for ar in self._results:
+            if ar is not None and not ar.ready():
+                ar.abort(timeout)
+
+    def __await__(self):
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, self.get).__await__()
+
+
 class _Done:
     """A finished request, in the shape of `_plastic.Pending`."""
 
@@ -866,6 +1008,12 @@ class Client:
     def view(self, target: str, **options: Any) -> View:
         """A View of TARGET; options: `block`, `timeout`, `ttl`."""
         return View(self, target, **options)
+
+    def load_balanced_view(self, pool: str, **options: Any) -> LoadBalancedView:
+        """A LoadBalancedView of a pool (`"pool:NAME"`, or just `"NAME"`): each request to
+        one member. Options as `view`."""
+        target = pool if pool.startswith("pool:") else f"pool:{pool}"
+        return LoadBalancedView(self, target, **options)
 
     def __getitem__(self, key: Union[str, slice, Iterable[str]]) -> View:
         if isinstance(key, slice):

@@ -19,7 +19,7 @@ use plastic_client::{
     BrokerUrl, Client, ClientError, ClientOptions, DownloadError, KeyRing, UploadError,
     UploadOptions,
 };
-use plastic_proto::command::{Eval, Interrupt};
+use plastic_proto::command::{Abort, Eval};
 use plastic_proto::{NodeName, Operation, RelPath, Reply, Topics};
 use pyo3::exceptions::{PyConnectionError, PyValueError};
 use pyo3::prelude::*;
@@ -37,15 +37,16 @@ type OnEach = Option<Arc<Py<PyAny>>>;
 /// The (node, message id) pairs a job has sent, newest last.
 pub type Sent = Arc<Mutex<Vec<(NodeName, String)>>>;
 
-/// Sends the protocol's `interrupt` for each request in `sent` (a node's requests that ended
-/// already match nothing and are not touched). Returns each node's reply as an outcome.
-pub async fn interrupt(client: &Client, sent: &Sent, timeout: Duration) -> Vec<Value> {
+/// Sends the protocol's `abort` for each request in `sent`: one running is interrupted, one
+/// waiting on the node or not delivered yet never runs, one finished is left as it is.
+/// Returns each node's reply as an outcome.
+pub async fn abort(client: &Client, sent: &Sent, timeout: Duration) -> Vec<Value> {
     let targets: Vec<(NodeName, String)> = sent.lock().unwrap().clone();
     let mut set = JoinSet::new();
     for (node, id) in targets {
         let client = client.clone();
         set.spawn(async move {
-            let request = Interrupt { id: Some(id) }.to_request();
+            let request = Abort { id }.to_request();
             let outcome = client.request(&node, request, timeout).await;
             reply_outcome(node.as_str(), outcome)
         });
@@ -159,7 +160,7 @@ impl Core {
     /// The nodes TARGET means now: `{"nodes", "broadcast", "unreachable": [[node, why]]}`.
     fn resolve(&self, py: Python<'_>, target: &str, timeout: f64) -> PyResult<String> {
         let timeout = seconds(timeout, "timeout")?;
-        let spec = Spec::parse(target).map_err(PyValueError::new_err)?;
+        let spec = Spec::parse(target).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let (client, fleet) = (self.client.clone(), self.fleet.clone());
         let resolved = block_on(
             py,
@@ -169,6 +170,7 @@ impl Core {
         Ok(json!({
             "nodes": resolved.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "broadcast": resolved.broadcast.map(|(_, receiver)| receiver),
+            "pool": resolved.pool,
             "unreachable": resolved.unreachable,
         })
         .to_string())
@@ -198,7 +200,7 @@ impl Core {
                 // too, as the CLI's Ctrl-C does; nobody waits for their answers.
                 let client = self.client.clone();
                 runtime().spawn(async move {
-                    interrupt(&client, &sent, Duration::from_secs(5)).await;
+                    abort(&client, &sent, Duration::from_secs(5)).await;
                 });
                 Err(e)
             }
@@ -346,7 +348,7 @@ impl Core {
         if let Some(ttl) = ttl {
             seconds(ttl, "ttl")?;
         }
-        let spec = Spec::parse(target).map_err(PyValueError::new_err)?;
+        let spec = Spec::parse(target).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let args: Value = serde_json::from_str(args)
             .map_err(|e| PyValueError::new_err(format!("arguments are not JSON: {e}")))?;
         let work = ops::build(op, &args, data).map_err(PyValueError::new_err)?;
@@ -399,7 +401,8 @@ impl Job {
         if resolved.nodes.is_empty() {
             if outcomes.is_empty() {
                 let message = match &self.spec {
-                    Spec::Glob(pattern, _) => format!("no online node matches `{pattern}`"),
+                    Spec::Glob(pattern) => format!("no online node matches `{pattern}`"),
+                    Spec::Pool(pool) => format!("no member of pool `{pool}` is online"),
                     _ => format!("no online node is targeted by `{}`", self.target),
                 };
                 return json!({"outcomes": [], "error": {"kind": "NoTarget", "message": message}});
@@ -408,13 +411,32 @@ impl Job {
         }
         let mut request = match &self.work {
             Work::Request(r) => Some(r.clone()),
-            Work::Sequence(_) | Work::Upload(_) | Work::Download { .. } => None,
+            Work::Apply { .. } | Work::Upload(_) | Work::Download { .. } => None,
         };
         if let (Some(r), Some(ttl)) = (request.as_mut(), self.ttl) {
             r.set_ttl(ttl);
         }
         // A signed request is for one node (its receiver is signed): nodes with keys get
         // their own copy instead of a broadcast.
+        if let Some(pool) = &resolved.pool {
+            let whole = match &self.work {
+                Work::Apply { whole, .. } => Some(whole.clone()),
+                _ => None,
+            };
+            let Some(mut request) = request.or(whole) else {
+                let message = "a pool takes requests (eval, exec, call, apply), not file transfers: name its members";
+                return json!({"outcomes": [], "error": {"kind": "ClientError", "message": message}});
+            };
+            // The id goes down for every online member: whichever takes it, `abort` reaches it.
+            self.stamp(&mut request, &resolved.nodes);
+            let outcome = match self.client.request_pool(pool, request, self.timeout).await {
+                Ok((member, outcome)) => reply_outcome(&member, outcome),
+                Err(e) => failure(&format!("pool:{pool}"), kind_of(&e), &e.to_string()),
+            };
+            emit(&self.on_each, &outcome);
+            outcomes.push(outcome);
+            return json!({"outcomes": outcomes, "error": null});
+        }
         let broadcast = match (&resolved.broadcast, &request) {
             (Some(b), Some(_)) => match self.client.signs_for_any(&resolved.nodes) {
                 Ok(false) => Some(b.clone()),
@@ -489,7 +511,12 @@ impl Job {
                 let outcome = self.client.request(node, request, self.timeout).await;
                 reply_outcome(&name, outcome)
             }
-            (Work::Sequence(requests), None) => {
+            (
+                Work::Apply {
+                    steps: requests, ..
+                },
+                None,
+            ) => {
                 let mut last = failure(&name, "ClientError", "nothing to send");
                 let mut stdout = String::new();
                 for request in requests {

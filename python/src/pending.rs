@@ -9,7 +9,7 @@ use plastic_client::Client;
 use pyo3::prelude::*;
 use tokio::task::AbortHandle;
 
-use crate::connection::{interrupt, Sent};
+use crate::connection::{abort, Sent};
 use crate::runtime::block_on;
 
 #[derive(Default)]
@@ -149,10 +149,11 @@ impl Pending {
         true
     }
 
-    /// Sends the protocol's `interrupt` for this request to every node it went to (those
-    /// still running it raise `KeyboardInterrupt` there, and answer with that error) and
-    /// waits up to `timeout` for their answers: `[{"node", "ok", "result": {"interrupted":
-    /// [ids]}, ...}]` as JSON text. Does nothing once done.
+    /// Sends the protocol's `abort` for this request to every node it went to (one running
+    /// it raises `KeyboardInterrupt` there and answers with that error; one that has not run
+    /// it yet never will, and answers `Aborted`) and waits up to `timeout` for their answers:
+    /// `[{"node", "ok", "result": {"aborted": id, "was": ...}}, ...]` as JSON text. Does
+    /// nothing once done.
     #[pyo3(signature = (timeout=5.0))]
     fn abort(&self, py: Python<'_>, timeout: f64) -> PyResult<String> {
         if self.shared.state.lock().unwrap().result.is_some() {
@@ -160,7 +161,7 @@ impl Pending {
         }
         let timeout = Duration::from_secs_f64(timeout.clamp(0.001, 1e6));
         let (client, sent) = (self.shared.client.clone(), self.shared.sent.clone());
-        let replies = block_on(py, async move { interrupt(&client, &sent, timeout).await })?;
+        let replies = block_on(py, async move { abort(&client, &sent, timeout).await })?;
         Ok(serde_json::Value::Array(replies).to_string())
     }
 

@@ -1,6 +1,7 @@
-//! TARGET to nodes, with the CLI's rules (crates/plastic-cli/src/target.rs): a node name, a
-//! comma list, a glob (`esp-*`), `group:NAME` or `all`. `all` and `group:` go out as one
-//! broadcast publish unless a targeted node has a key (signed requests are for one node).
+//! TARGET to nodes: parsed and resolved by `plastic_client::target`, the CLI's rules (a node
+//! name, a comma list, a glob (`esp-*`), `group:NAME`, `pool:NAME` or `all`). `all` and
+//! `group:` go out as one broadcast publish unless a targeted node has a key (signed requests
+//! are for one node); `pool:` as one publish to the pool, which one member takes.
 //!
 //! Unlike a CLI run, a Python client lives long: it follows every node's presence from the
 //! start (`Fleet`, fed by the client's presence events), so resolving a target costs no round
@@ -11,50 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use plastic_client::Client;
-use plastic_proto::{name::validate_name, NodeName, NodeState, Presence};
+use plastic_client::{resolve_in, Client};
+pub use plastic_client::{Resolved, Target as Spec};
+use plastic_proto::{NodeName, NodeState, Presence};
 use tokio::sync::broadcast::error::RecvError;
-
-#[derive(Debug, Clone)]
-pub enum Spec {
-    Names(Vec<NodeName>),
-    Glob(String, globset::GlobMatcher),
-    Group(String),
-    All,
-}
-
-impl Spec {
-    pub fn parse(text: &str) -> Result<Spec, String> {
-        let text = text.trim();
-        if text == "all" {
-            return Ok(Spec::All);
-        }
-        if let Some(group) = text.strip_prefix("group:") {
-            validate_name(group).map_err(|e| e.to_string())?;
-            return Ok(Spec::Group(group.to_owned()));
-        }
-        if text.contains(['*', '?', '[']) {
-            let glob =
-                globset::Glob::new(text).map_err(|e| format!("invalid glob `{text}`: {e}"))?;
-            return Ok(Spec::Glob(text.to_owned(), glob.compile_matcher()));
-        }
-        let names = text
-            .split(',')
-            .map(|n| NodeName::parse(n.trim()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        Ok(Spec::Names(names))
-    }
-}
-
-/// Who a request goes to.
-pub struct Resolved {
-    pub nodes: Vec<NodeName>,
-    /// For `all` and `group:`: the broadcast topic and the `receiver` to address.
-    pub broadcast: Option<(String, String)>,
-    /// Named nodes that cannot be reached, with the reason.
-    pub unreachable: Vec<(String, String)>,
-}
 
 /// The fleet as this client last heard it: every node's latest presence.
 #[derive(Default)]
@@ -115,50 +76,10 @@ impl Fleet {
         if self.stale.load(Ordering::SeqCst) {
             self.refresh(client, timeout).await?;
         }
-        let online = |p: &&Presence| p.state == NodeState::Online;
-        let names = |ps: Vec<&Presence>| {
-            ps.into_iter()
-                .filter_map(|p| NodeName::parse(&p.name).ok())
-                .collect::<Vec<_>>()
-        };
-        let topics = client.topics();
-        let fleet = match spec {
-            Spec::Names(wanted) => return self.resolve_names(client, wanted, timeout).await,
-            _ => self.snapshot(),
-        };
-        Ok(match spec {
-            Spec::All => Resolved {
-                nodes: names(fleet.iter().filter(online).collect()),
-                broadcast: Some((topics.all_inbox(), "all".into())),
-                unreachable: vec![],
-            },
-            Spec::Group(g) => Resolved {
-                nodes: names(
-                    fleet
-                        .iter()
-                        .filter(online)
-                        .filter(|p| p.groups.iter().any(|x| x == g))
-                        .collect(),
-                ),
-                broadcast: Some((
-                    topics.group_inbox(g).map_err(|e| e.to_string())?,
-                    format!("group:{g}"),
-                )),
-                unreachable: vec![],
-            },
-            Spec::Glob(_, matcher) => Resolved {
-                nodes: names(
-                    fleet
-                        .iter()
-                        .filter(online)
-                        .filter(|p| matcher.is_match(&p.name))
-                        .collect(),
-                ),
-                broadcast: None,
-                unreachable: vec![],
-            },
-            Spec::Names(_) => unreachable!("names are resolved above"),
-        })
+        match spec {
+            Spec::Names(wanted) => self.resolve_names(client, wanted, timeout).await,
+            _ => resolve_in(spec, &self.snapshot(), client.topics()).map_err(|e| e.to_string()),
+        }
     }
 
     async fn resolve_names(
@@ -178,8 +99,7 @@ impl Fleet {
             }
             return Ok(Resolved {
                 nodes,
-                broadcast: None,
-                unreachable: vec![],
+                ..Resolved::default()
             });
         }
         // Names never heard of may have just started: ask the broker for their presence.
@@ -205,28 +125,11 @@ impl Fleet {
                 }
             }
         }
-        let mut nodes = Vec::new();
-        let mut unreachable = Vec::new();
-        for name in wanted {
-            match state(name) {
-                Some(NodeState::Online) => {
-                    if !nodes.contains(name) {
-                        nodes.push(name.clone())
-                    }
-                }
-                Some(s) => {
-                    unreachable.push((name.to_string(), format!("node {name} is {}", s.as_str())))
-                }
-                None => unreachable.push((
-                    name.to_string(),
-                    format!("unknown node `{name}`: no presence seen (see Client.nodes())"),
-                )),
-            }
-        }
-        Ok(Resolved {
-            nodes,
-            broadcast: None,
-            unreachable,
-        })
+        let known: Vec<Presence> = wanted
+            .iter()
+            .filter_map(|n| client.presence_of(n.as_str()))
+            .collect();
+        resolve_in(&Spec::Names(wanted.to_vec()), &known, client.topics())
+            .map_err(|e| e.to_string())
     }
 }

@@ -143,10 +143,12 @@ class Fleet:
 
         self.watch.wait_line(match, f"with {name}'s event {topic}")
 
-    def node(self, name: str, *groups: str) -> Proc:
+    def node(self, name: str, *groups: str, pools: tuple = ()) -> Proc:
         args = [self.bin, "node", "--name", name, "--broker", self.broker, "--root", self.tmp / "nodes" / name]
         for g in groups:
             args += ["--group", g]
+        for p in pools:
+            args += ["--pool", p]
         proc = self._spawn(args, f"node {name}")
         proc.wait_line(lambda l: "online" in l, "saying online")
         return proc

@@ -262,6 +262,51 @@ def test_abort_interrupts_the_running_request(client, fleet):
     assert ar.abort() is None
 
 
+def test_abort_drops_a_queued_request_which_never_runs(client, fleet):
+    fleet.node("abort-2")
+    v = client["abort-2"]
+    busy = v.eval(
+        "__import__('plastic').publish('busy', 1) or __import__('time').sleep(30)", block=False
+    )
+    fleet.wait_event("abort-2", "busy")
+    queued = v.exec("ran = True", block=False)
+    queued.abort()
+    with pytest.raises(plastic.Aborted) as e:
+        queued.get(timeout=10)
+    assert e.value.node == "abort-2" and not busy.ready()
+    busy.abort()
+    with pytest.raises(plastic.RemoteError):
+        busy.get(timeout=10)
+    assert v.eval("'ran' in globals()") is False
+
+
+def test_a_load_balanced_view_maps_each_task_onto_one_member(client, fleet):
+    fleet.node("lb-1", pools=("crunch",))
+    fleet.node("lb-2", pools=("crunch",))
+    lb = client.load_balanced_view("crunch")
+    assert repr(lb).startswith("<LoadBalancedView 'pool:crunch'")
+
+    def area(r):
+        global done
+        done = globals().get("done", 0) + 1
+        return 3 * r * r
+
+    assert lb.map(area, range(40)) == [3 * r * r for r in range(40)]
+    done = [client[n].eval("globals().get('done', 0)") for n in ("lb-1", "lb-2")]
+    assert sum(done) == 40 and all(done), done
+    assert lb.apply_sync(area, 5) == 75
+    assert lb.eval("6*7") == 42
+    mapped = lb.map(area, [1, 2], block=False)
+    assert mapped.get(timeout=15) == [3, 12]
+    with pytest.raises(plastic.RemoteError) as e:
+        lb.map(area, [1, "x"])
+    assert e.value.task == 1 and e.value.kind == "TypeError"
+    with pytest.raises(plastic.NoTarget):
+        client.load_balanced_view("nobody").map(area, [1])
+    with pytest.raises(ValueError):
+        plastic.LoadBalancedView(client, "pi-1")
+
+
 def test_eval_async_with_asyncio(client):
     async def main():
         one = await client["pi-1"].eval_async("2+3")
@@ -349,6 +394,7 @@ def test_error_kinds_map_to_their_exceptions():
     # hub's refusals; their mapping is the same table as the kinds exercised above.
     for kind, cls in [("Forbidden", plastic.Forbidden), ("Busy", plastic.Busy),
                       ("Expired", plastic.Expired), ("NodeLost", plastic.NodeLost),
+                      ("Aborted", plastic.Aborted),
                       ("Timeout", plastic.Timeout), ("NameError", plastic.RemoteError)]:
         e = plastic._error("n", {"kind": kind, "message": "m", "traceback": ""})
         assert type(e) is cls and e.kind == kind

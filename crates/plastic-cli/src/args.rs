@@ -24,7 +24,7 @@ Examples:
   plastic run pi-1 examples/script_to_deploy.py # deploy and start a script
   plastic cp functions.py pi-1:functions.py     # upload a file
 
-TARGET is a node name, a comma list (pi-1,pi-2), a glob ('sim-*'), group:NAME or all.
+TARGET is a node name, a comma list (pi-1,pi-2), a glob ('sim-*'), group:NAME, pool:NAME or all.
 Docs: README.md, docs/protocol.md, docs/security.md.";
 
 #[derive(Debug, Parser)]
@@ -120,6 +120,9 @@ pub enum Command {
     Reset(cmd::system::TargetArgs),
     /// Raise KeyboardInterrupt in the eval/exec/call running on nodes (what Ctrl-C sends)
     Interrupt(cmd::system::InterruptArgs),
+    /// Abort one request by message id: dropped if it waits, interrupted if it runs, refused
+    /// when it arrives if it has not yet
+    Abort(cmd::system::AbortArgs),
     /// Prepare a board to join the hub: its node user, key and agent bundle
     Board {
         #[command(subcommand)]
@@ -222,6 +225,7 @@ async fn request_command(s: &Session, command: Command) -> Result<ExitCode> {
         Command::Info(args) => cmd::system::info(s, args).await,
         Command::Reset(args) => cmd::system::reset(s, args).await,
         Command::Interrupt(args) => cmd::system::interrupt(s, args).await,
+        Command::Abort(args) => cmd::system::abort(s, args).await,
         other => unreachable!("{other:?} is routed by `run`"),
     }
 }

@@ -51,6 +51,11 @@ fn start(f: &mut Fleet, kind: Kind, name: &str, watch: &Proc) -> Option<Proc> {
     start_keyed(f, kind, name, watch, None)
 }
 
+/// [`start`], the node a member of `pool`.
+fn start_pooled(f: &mut Fleet, kind: Kind, name: &str, watch: &Proc, pool: &str) -> Option<Proc> {
+    start_with(f, kind, name, watch, None, Some(pool))
+}
+
 /// [`start`], with a node key the node then requires on every request.
 fn start_keyed(
     f: &mut Fleet,
@@ -59,15 +64,26 @@ fn start_keyed(
     watch: &Proc,
     key_file: Option<&std::path::Path>,
 ) -> Option<Proc> {
+    start_with(f, kind, name, watch, key_file, None)
+}
+
+fn start_with(
+    f: &mut Fleet,
+    kind: Kind,
+    name: &str,
+    watch: &Proc,
+    key_file: Option<&std::path::Path>,
+    pool: Option<&str>,
+) -> Option<Proc> {
     if kind == Kind::Rust {
-        match key_file {
-            None => {
-                f.node(name, &["conf"]);
-            }
-            Some(key) => {
-                f.node_with(name, &["--key-file", key.to_str().unwrap()]);
-            }
+        let mut extra = vec!["--group", "conf"];
+        if let Some(key) = key_file {
+            extra = vec!["--key-file", key.to_str().unwrap()];
         }
+        if let Some(pool) = pool {
+            extra.extend(["--pool", pool]);
+        }
+        f.node_with(name, &extra);
         return None;
     }
     let dir = f.dir.path().join(format!("board-{name}"));
@@ -82,6 +98,9 @@ fn start_keyed(
     ]);
     if let Some(key) = key_file {
         bundle.arg("--node-key").arg(key);
+    }
+    if let Some(pool) = pool {
+        bundle.args(["--pool", pool]);
     }
     if kind == Kind::AgentMpy {
         bundle.arg("--mpy").env(
@@ -637,7 +656,85 @@ fn repl_runs_what_it_reads(kind: Kind) {
     assert_eq!(f.ok(&["eval", "n1", "y"]), "7\n", "{kind:?}");
 }
 
+/// `abort` and pools alike on every node (docs/protocol.md): an id aborted before it arrives
+/// is refused `Aborted` and never runs, a finished one is left as it is; a pool member
+/// announces its pool and answers the pool's tasks, telling the sender first that it took
+/// them (the CLI then follows that member).
+fn abort_and_pools(kind: Kind) {
+    use plastic_proto::command::{AbortReply, AbortedWas};
+    let mut f = Fleet::new(BrokerKind::Embedded);
+    let watch = f.watch();
+    let _agent = start_pooled(&mut f, kind, "n1", &watch, "workers");
+    let json = |args: &[&str]| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        f.ok(&all)
+    };
+    let reply: AbortReply = exact(kind, "abort", &json(&["abort", "n1", "later-1"]));
+    assert_eq!(reply.was, AbortedWas::Unseen, "{kind:?}");
+    let out = f.cli(&[
+        "send",
+        "n1",
+        r#"{"type": "exec", "to_exec": "ran_later = True", "message_id": "later-1", "need_result": true}"#,
+    ]);
+    assert!(
+        out.code == 1 && out.stderr.contains("Aborted"),
+        "{kind:?}: {out:?}"
+    );
+    let reply: AbortReply = exact(kind, "abort", &json(&["abort", "n1", "later-1"]));
+    assert_eq!(reply.was, AbortedWas::Finished, "{kind:?}");
+    assert_eq!(
+        f.ok(&["eval", "n1", "'ran_later' in globals()"]),
+        "false\n",
+        "{kind:?}"
+    );
+    let out = f.cli(&["abort", "n1", "x".repeat(200).as_str()]);
+    assert!(
+        out.code == 1 && out.stderr.contains("ProtocolError"),
+        "{kind:?}: {out:?}"
+    );
+
+    let ls = f.ok(&["--json", "ls"]);
+    assert!(ls.contains(r#""pools":["workers"]"#), "{kind:?}: {ls}");
+    let replies = f.mosquitto_sub("plastic/tester/in");
+    f.mosquitto_pub(
+        "plastic/pool/workers/in",
+        br#"{"type": "eval", "to_evaluate": "2+3", "message_id": "pooled-1", "need_result": true, "sender": "tester"}"#,
+    );
+    // The agent writes JSON with spaces, the Rust node without: compare values.
+    let message = |ty: &str| {
+        let line = replies.wait_line(
+            |l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["type"] == ty),
+            ty,
+        );
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    let taken = message("taken");
+    assert_eq!(
+        (&taken["correlation_id"], &taken["sender"]),
+        (&Value::from("pooled-1"), &Value::from("n1")),
+        "{kind:?}: {taken}"
+    );
+    let reply = message("result");
+    assert_eq!(
+        (&reply["correlation_id"], &reply["result"]),
+        (&Value::from("pooled-1"), &Value::from(5)),
+        "{kind:?}: {reply}"
+    );
+    assert_eq!(
+        replies.output_so_far().matches("\"taken\"").count(),
+        1,
+        "{kind:?}: one notice, from the one member that took it"
+    );
+    assert_eq!(
+        f.ok(&["eval", "pool:workers", "6*7"]),
+        "n1: 42\n",
+        "{kind:?}"
+    );
+}
+
 conformance!(
+    abort_and_pools,
     repl_runs_what_it_reads,
     downloads_and_directories,
     seed_messages_errors_and_falsy_results,

@@ -269,6 +269,18 @@ impl Client {
         Ok(())
     }
 
+    /// Unsubscribes (and no longer re-subscribes after a reconnect). Does not wait for the
+    /// broker's UNSUBACK: what is sent after it on this connection follows it in order.
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), ClientError> {
+        self.inner
+            .subscriptions
+            .lock()
+            .unwrap()
+            .retain(|s| s != filter);
+        self.inner.mqtt.unsubscribe(filter).await?;
+        Ok(())
+    }
+
     /// Publishes raw bytes.
     pub async fn publish(
         &self,

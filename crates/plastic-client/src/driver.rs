@@ -15,7 +15,7 @@ use rumqttc::{Event, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::state::{ConnectFailure, Delivery, Inner};
+use crate::state::{Arrived, ConnectFailure, Delivery, Inner};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -44,6 +44,20 @@ pub(crate) async fn run(
                 }
             }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    .count();
+                if refused > 0 {
+                    // A hub with users refuses what the user may not read (another node's
+                    // inbox, a group or pool not in its users entry): say so, the rest works.
+                    tracing::warn!(
+                        broker = %inner.broker,
+                        "the broker refused {refused} of {} subscriptions (see the hub's log for which and why)",
+                        ack.return_codes.len()
+                    );
+                }
                 if let Some(waiter) = inner.suback_by_pkid.lock().unwrap().remove(&ack.pkid) {
                     let _ = waiter.send(());
                 }
@@ -138,10 +152,19 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
                         }
                         return;
                     }
+                    Peeked::Taken {
+                        correlation_id,
+                        member,
+                    } => {
+                        if let Some(tx) = inner.pending.lock().unwrap().get(&correlation_id) {
+                            let _ = tx.send(Arrived::Taken(member));
+                        }
+                        return;
+                    }
                     Peeked::Reply(reply) => {
                         let pending = inner.pending.lock().unwrap();
                         if let Some(tx) = pending.get(&reply.correlation_id) {
-                            let _ = tx.send(*reply);
+                            let _ = tx.send(Arrived::Reply(reply));
                             return;
                         }
                         tracing::debug!(id = %reply.correlation_id, "late or unknown reply dropped");
@@ -174,9 +197,14 @@ fn route(inner: &Inner, publish: rumqttc::Publish, deliveries: &mpsc::UnboundedS
 enum Peeked {
     Reply(Box<Reply>),
     Marker(String),
+    Taken {
+        correlation_id: String,
+        member: String,
+    },
 }
 
-/// Cheap check for the two message kinds the client consumes itself; anything else (requests
+/// Cheap check for the message kinds the client consumes itself (replies, markers, pool
+/// members' notices); anything else (requests
 /// to a node) goes to the owner untouched.
 fn peek_reply(payload: &[u8]) -> Option<Peeked> {
     let value: Value = serde_json::from_slice(payload).ok()?;
@@ -192,6 +220,14 @@ fn peek_reply(payload: &[u8]) -> Option<Peeked> {
             .get("marker")?
             .as_str()
             .map(|m| Peeked::Marker(m.to_owned())),
+        "taken" => serde_json::from_value::<plastic_proto::Taken>(value)
+            .ok()
+            .and_then(|t| {
+                Some(Peeked::Taken {
+                    correlation_id: t.correlation_id,
+                    member: t.sender?,
+                })
+            }),
         _ => None,
     }
 }

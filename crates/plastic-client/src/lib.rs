@@ -12,7 +12,8 @@
 //! loop that waits for their replies), `wait.rs` (the pure state machine that decides what
 //! waiting means: replies, lost nodes, restarts, resends, timeouts), `upload.rs` (chunked,
 //! resumable, sha256-checked file uploads), `driver.rs` (the event loop task), `state.rs`
-//! (what the client and the driver share; neither imports the other).
+//! (what the client and the driver share; neither imports the other), `target.rs` (TARGET
+//! names, parsed and resolved against presence, for every front end).
 
 mod broker;
 mod client;
@@ -23,6 +24,7 @@ mod keys;
 mod presence;
 mod request;
 mod state;
+mod target;
 mod tls;
 mod upload;
 mod wait;
@@ -34,6 +36,7 @@ pub use error::ClientError;
 pub use keys::KeyRing;
 pub use presence::PresenceEvent;
 pub use state::Delivery;
+pub use target::{resolve_in, Resolved, Target, TargetError};
 pub use upload::{
     chunk_size_for, Progress, UploadError, UploadEvent, UploadFile, UploadOptions, Uploaded,
     DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK,

@@ -8,7 +8,7 @@ use rumqttc::QoS;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::state::PendingGuard;
+use crate::state::{Arrived, PendingGuard};
 use crate::wait::{Outcome, Resend, Wait, WaitConfig};
 use crate::{Client, ClientError};
 
@@ -115,6 +115,33 @@ impl Client {
             .await
     }
 
+    /// Sends a request to a pool (docs/protocol.md, "Pools"): exactly one member takes it. The
+    /// outcome is named by the member that took it (or `pool:<pool>` when none did before
+    /// `timeout`). Never published twice: another member could run a copy.
+    pub async fn request_pool(
+        &self,
+        pool: &str,
+        mut request: Request,
+        timeout: Duration,
+    ) -> Result<(String, Result<Reply, ClientError>), ClientError> {
+        let topic = self
+            .inner
+            .topics
+            .pool_inbox(pool)
+            .map_err(ClientError::Proto)?;
+        // The member that takes it is known only then: follow every node's presence, so its
+        // loss is seen.
+        self.track_presence().await?;
+        request.set_need_result(true);
+        let receiver = format!("pool:{pool}");
+        let id = request.stamp(&self.inner.name, &receiver, now());
+        let payload = request.to_bytes();
+        let mut outcomes = self
+            .publish_and_wait(&id, &topic, &payload, [(receiver, None)], false, timeout)
+            .await?;
+        outcomes.pop().ok_or(ClientError::Closed)
+    }
+
     /// Registers the request's id, publishes it and waits. Presence and connection changes
     /// are listened to from before the publish, so none is missed.
     async fn publish_and_wait(
@@ -131,10 +158,12 @@ impl Client {
         let mut presence = self.presence_events();
         let mut connection = self.connection();
         let connected = connection.borrow_and_update().is_some();
+        let pool = expected_pool(topic, &self.inner.topics);
         let config = WaitConfig {
             broadcast,
-            resend: true,
+            resend: !pool,
             connected,
+            pool,
         };
         let wait = Wait::new(expected, config, Instant::now().into_std(), timeout);
         self.publish(topic, payload.to_vec(), QoS::AtLeastOnce, false)
@@ -150,7 +179,7 @@ impl Client {
     async fn collect(
         &self,
         mut wait: Wait,
-        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        rx: &mut mpsc::UnboundedReceiver<Arrived>,
         presence: &mut tokio::sync::broadcast::Receiver<crate::PresenceEvent>,
         connection: &mut tokio::sync::watch::Receiver<Option<u64>>,
         sent: &Sent<'_>,
@@ -167,8 +196,12 @@ impl Client {
                 break;
             };
             tokio::select! {
-                reply = rx.recv() => match reply {
-                    Some(reply) => wait.handle_reply(reply, now_std()),
+                arrived = rx.recv() => match arrived {
+                    Some(Arrived::Reply(reply)) => wait.handle_reply(*reply, now_std()),
+                    Some(Arrived::Taken(member)) => {
+                        let boot = self.presence_of(&member).and_then(|p| p.boot);
+                        wait.handle_taken(&member, boot);
+                    }
                     None => return Err(ClientError::Closed),
                 },
                 event = presence.recv() => {
@@ -214,6 +247,14 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// True when `topic` is a pool's inbox: the wait then follows the member that takes it.
+fn expected_pool(topic: &str, topics: &plastic_proto::Topics) -> bool {
+    matches!(
+        topics.parse(topic),
+        Some(plastic_proto::TopicKind::PoolInbox(_))
+    )
 }
 
 fn now() -> f64 {

@@ -40,7 +40,7 @@ pub(crate) struct Inner {
     pub(crate) name: NodeName,
     pub(crate) topics: Topics,
     /// Waiting requests by message id. An entry may receive several replies (broadcasts).
-    pub(crate) pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+    pub(crate) pending: Mutex<HashMap<String, mpsc::UnboundedSender<Arrived>>>,
     /// Waiters for `sync` markers sent to our own inbox.
     pub(crate) markers: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Every filter subscribed so far; re-sent on each reconnect.
@@ -99,6 +99,14 @@ impl Inner {
     }
 }
 
+/// What arrives for a pending request in the client's inbox.
+#[derive(Debug)]
+pub(crate) enum Arrived {
+    Reply(Box<Reply>),
+    /// A pool member took it (docs/protocol.md, "Pools"): the member's name.
+    Taken(String),
+}
+
 /// Removes a pending request's entry however its wait ends (reply, timeout, cancellation).
 pub(crate) struct PendingGuard<'a> {
     inner: &'a Inner,
@@ -106,7 +114,7 @@ pub(crate) struct PendingGuard<'a> {
 }
 
 impl<'a> PendingGuard<'a> {
-    pub(crate) fn new(inner: &'a Inner, id: &str, tx: mpsc::UnboundedSender<Reply>) -> Self {
+    pub(crate) fn new(inner: &'a Inner, id: &str, tx: mpsc::UnboundedSender<Arrived>) -> Self {
         inner.pending.lock().unwrap().insert(id.to_owned(), tx);
         PendingGuard {
             inner,

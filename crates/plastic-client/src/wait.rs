@@ -76,6 +76,10 @@ pub(crate) struct WaitConfig {
     pub resend: bool,
     /// The connection is up when the wait starts.
     pub connected: bool,
+    /// Sent to a pool: the one expected name is a placeholder (`pool:<name>`) until a member
+    /// says it took the request (`taken`) or replies; from then on that member is the node
+    /// waited for (docs/protocol.md, "Pools").
+    pub pool: bool,
 }
 
 #[derive(Debug)]
@@ -156,10 +160,41 @@ impl Wait {
         self.finished || self.waiting().next().is_none()
     }
 
+    /// A pool member took the request: it is now the node waited for, with its `boot` as
+    /// known now. Only the first member counts (a broker could deliver a copy to another
+    /// member; its duplicate reply is dropped like any other).
+    pub(crate) fn handle_taken(&mut self, member: &str, boot: Option<String>) {
+        if !self.config.pool || self.finished || member.is_empty() {
+            return;
+        }
+        let placeholder = match self.expected.iter().next() {
+            Some((name, e))
+                if !e.settled && self.expected.len() == 1 && name.starts_with("pool:") =>
+            {
+                name.clone()
+            }
+            _ => return,
+        };
+        self.expected.remove(&placeholder);
+        self.expected.insert(
+            member.to_owned(),
+            Expected {
+                boot,
+                lost_until: None,
+                offline: false,
+                settled: false,
+            },
+        );
+    }
+
     /// A reply correlated with this request.
     pub(crate) fn handle_reply(&mut self, reply: Reply, _now: Instant) {
         if self.finished {
             return;
+        }
+        if let Some(sender) = reply.sender.as_deref().filter(|_| self.config.pool) {
+            // A reply before any `taken` (a refusal) names the member itself.
+            self.handle_taken(sender, None);
         }
         let who = self.attribute(&reply);
         match self.expected.get_mut(&who) {
@@ -378,6 +413,7 @@ mod tests {
             protocol: 1,
             address: None,
             groups: vec![],
+            pools: vec![],
             since: 0.0,
             max_payload: None,
             window: None,
@@ -390,6 +426,7 @@ mod tests {
             broadcast: false,
             resend: true,
             connected: true,
+            pool: false,
         };
         Wait::new(
             [("pi-1".to_owned(), boot.map(str::to_owned))],
@@ -404,6 +441,7 @@ mod tests {
             broadcast: true,
             resend: true,
             connected: true,
+            pool: false,
         };
         let expected = nodes
             .iter()
@@ -694,12 +732,68 @@ mod tests {
             broadcast: false,
             resend: false,
             connected: true,
+            pool: false,
         };
         let mut w = Wait::new([("pi-1".into(), Some("b1".into()))], config, t0, TIMEOUT);
         w.handle_reconnect(t0);
         w.handle_presence(&presence("pi-1", NodeState::Online, Some("b1")), t0);
         assert_eq!(w.poll_resend(online(&[("pi-1", "b1")])), None);
         assert_eq!(w.poll_timeout(), Some(t0 + TIMEOUT), "no resend timer");
+    }
+
+    fn pool(t0: Instant) -> Wait {
+        let config = WaitConfig {
+            broadcast: false,
+            resend: false,
+            connected: true,
+            pool: true,
+        };
+        Wait::new([("pool:workers".to_owned(), None)], config, t0, TIMEOUT)
+    }
+
+    /// A pool request waits for whoever took it: that member's reply settles it, its loss
+    /// ends it as lost, another member's presence does not matter, and without any member
+    /// taking it the pool times out.
+    #[test]
+    fn a_pool_request_follows_the_member_that_took_it() {
+        let t0 = Instant::now();
+        let mut w = pool(t0);
+        w.handle_presence(&presence("w-2", NodeState::Lost, Some("b2")), t0);
+        w.handle_taken("w-1", Some("b1".into()));
+        w.handle_taken("w-2", Some("b2".into()));
+        w.handle_presence(&presence("w-2", NodeState::Lost, Some("b2")), t0);
+        assert_eq!(w.poll_timeout(), Some(t0 + TIMEOUT));
+        w.handle_reply(reply(Some("w-1"), 1), t0);
+        assert_eq!(summary(w), [("w-1".into(), "reply 1".into())]);
+
+        let mut w = pool(t0);
+        w.handle_taken("w-1", Some("b1".into()));
+        w.handle_presence(&presence("w-1", NodeState::Lost, Some("b1")), t0);
+        w.handle_timeout(t0 + LOST_GRACE);
+        assert_eq!(summary(w), [("w-1".into(), "lost: lost".into())]);
+
+        let mut w = pool(t0);
+        w.handle_taken("w-1", Some("b1".into()));
+        w.handle_presence(&presence("w-1", NodeState::Online, Some("b9")), t0);
+        assert_eq!(
+            summary(w),
+            [("w-1".into(), "lost: lost (it restarted)".into())]
+        );
+
+        // A reply with no notice before it (a refusal) names its member.
+        let mut w = pool(t0);
+        w.handle_reply(reply(Some("w-3"), 1), t0);
+        assert_eq!(summary(w), [("w-3".into(), "reply 1".into())]);
+
+        let mut w = pool(t0);
+        w.handle_timeout(t0 + TIMEOUT);
+        assert_eq!(summary(w), [("pool:workers".into(), "timeout".into())]);
+        let mut w = pool(t0);
+        assert_eq!(
+            w.poll_resend(online(&[])),
+            None,
+            "a pool request is never sent again"
+        );
     }
 
     #[test]

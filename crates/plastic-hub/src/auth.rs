@@ -221,7 +221,13 @@ impl Handler for PolicyHandler {
             Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
                 let username = session.id.username_ref();
                 let filter: &str = subscribe.topic_filter.as_ref();
-                let mut checked = self.policy.check_subscribe(username, filter);
+                // rmqtt hands the filter without its `$share/<group>/`: put it back, so the
+                // rules see what the client asked for (pools are shared subscriptions).
+                let asked = match subscribe.opts.shared_group() {
+                    Some(group) => format!("$share/{group}/{filter}"),
+                    None => filter.to_owned(),
+                };
+                let mut checked = self.policy.check_subscribe(username, &asked);
                 if checked.is_ok() && username != HUB_USER {
                     let cap = self.limits.subscriptions_per_session;
                     let have = match session.subscriptions().await {

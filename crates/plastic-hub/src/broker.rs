@@ -81,6 +81,8 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("registering the retainer plugin")?;
+    // Pools are MQTT shared subscriptions; rmqtt's default refuses them.
+    *scx.extends.shared_subscription_mut().await = Box::new(crate::pools::TakeTurns::default());
     let limits = opts.limits.clone();
     let gate = Gate::new(limits.clone());
     let refusals = crate::auth::install(&scx, opts.policy.clone(), &limits, gate.clone()).await;

@@ -13,6 +13,7 @@ mod gate;
 mod hasher;
 pub mod limits;
 pub mod policy;
+mod pools;
 mod registry;
 pub mod tails;
 pub mod users;

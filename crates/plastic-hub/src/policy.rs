@@ -88,6 +88,7 @@ enum Dest<'a> {
     Inbox(&'a str),
     All,
     Group(&'a str),
+    Pool(&'a str),
 }
 
 pub struct Policy {
@@ -356,10 +357,23 @@ impl Policy {
                 user.role
             ))
         };
+        let is_node = user.role == Role::Node;
+        // A pool's members subscribe to its inbox as a shared subscription, and nobody else
+        // subscribes to it at all (a plain subscriber would get every task besides the member
+        // that takes it).
+        if let Some(shared) = filter.strip_prefix(plastic_proto::POOL_SHARE) {
+            return match self.levels(shared).as_deref() {
+                Some(["pool", p, "in"])
+                    if is_node && !p.contains(['+', '#']) && user.pools.contains(*p) =>
+                {
+                    Ok(())
+                }
+                _ => deny(),
+            };
+        }
         let Some(levels) = self.levels(filter) else {
             return deny();
         };
-        let is_node = user.role == Role::Node;
         // A wildcard is never a name anyone owns.
         let own = |x: &str| {
             !x.contains(['+', '#'])
@@ -406,6 +420,7 @@ impl Policy {
         let dest = match levels.as_slice() {
             ["all", "in"] => Dest::All,
             ["group", g, "in"] => Dest::Group(g),
+            ["pool", p, "in"] => Dest::Pool(p),
             [x, "in"] if owns(username, x) => return Ok(()),
             // Only a valid node name is matched against patterns (bounded length, no wildcards).
             [x, "in"] if NodeName::parse(x).is_ok() => Dest::Inbox(x),
@@ -498,6 +513,10 @@ impl Policy {
                     .nodes
                     .iter()
                     .any(|p| matches!(p, crate::users::NodePattern::Group(x) if x == g)),
+                Dest::Pool(pool) => user
+                    .nodes
+                    .iter()
+                    .any(|p| matches!(p, crate::users::NodePattern::Pool(x) if x == pool)),
                 Dest::Inbox(node) => {
                     let groups = self.groups.lock().unwrap();
                     let node_groups = groups.get(node).map(Vec::as_slice).unwrap_or(&[]);
@@ -508,6 +527,7 @@ impl Policy {
                 let target = match dest {
                     Dest::All => "every node (all)".to_owned(),
                     Dest::Group(g) => format!("group:{g}"),
+                    Dest::Pool(p) => format!("pool:{p}"),
                     Dest::Inbox(node) => node.to_owned(),
                 };
                 return Err(refuse(format!(
@@ -556,6 +576,11 @@ mod tests {
                 .collect(),
             groups: if role == Role::Node {
                 ["lab".to_owned()].into()
+            } else {
+                Default::default()
+            },
+            pools: if role == Role::Node {
+                ["workers".to_owned()].into()
             } else {
                 Default::default()
             },
@@ -967,5 +992,38 @@ mod tests {
             .check_publish("ops", "plastic/esp-1/status", b"{}")
             .is_err());
         assert!(p.check_publish("ops", "elsewhere", b"{}").is_err());
+    }
+
+    /// Pools: a node user takes tasks only from its own pools, and only through the shared
+    /// subscription; nobody reads a pool's inbox plainly. Sending to a pool needs `pool:<p>`
+    /// in `--nodes` (or no `--nodes` limit).
+    #[test]
+    fn pools_are_joined_by_their_node_users_and_reached_by_pattern() {
+        let p = policy();
+        assert!(p
+            .check_subscribe("esp-1", "$share/plastic/plastic/pool/workers/in")
+            .is_ok());
+        for denied in [
+            "$share/plastic/plastic/pool/other/in",
+            "$share/plastic/plastic/pool/+/in",
+            "$share/other/plastic/pool/workers/in",
+            "plastic/pool/workers/in",
+            "$share/plastic/plastic/esp-1/in",
+        ] {
+            assert!(p.check_subscribe("esp-1", denied).is_err(), "{denied}");
+        }
+        assert!(p
+            .check_subscribe("alice", "$share/plastic/plastic/pool/workers/in")
+            .is_err());
+        let eval = |sender: &str| {
+            format!(r#"{{"type":"eval","to_evaluate":"1","sender":"{sender}"}}"#).into_bytes()
+        };
+        assert!(p
+            .check_publish("ops", "plastic/pool/workers/in", &eval("ops.a"))
+            .is_ok());
+        let d = p
+            .check_publish("alice", "plastic/pool/workers/in", &eval("alice.a"))
+            .unwrap_err();
+        assert!(d.reason.contains("not pool:workers"), "{}", d.reason);
     }
 }

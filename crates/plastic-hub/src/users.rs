@@ -98,6 +98,8 @@ impl fmt::Display for Role {
 pub enum NodePattern {
     Glob(String),
     Group(String),
+    /// `pool:NAME`: may send tasks to the pool (a name glob is not enough, as for groups).
+    Pool(String),
 }
 
 impl TryFrom<String> for NodePattern {
@@ -107,10 +109,14 @@ impl TryFrom<String> for NodePattern {
             validate_name(g).map_err(|e| UsersError::Invalid(format!("group `{g}`: {e}")))?;
             return Ok(NodePattern::Group(g.to_owned()));
         }
+        if let Some(p) = s.strip_prefix("pool:") {
+            validate_name(p).map_err(|e| UsersError::Invalid(format!("pool `{p}`: {e}")))?;
+            return Ok(NodePattern::Pool(p.to_owned()));
+        }
         let literal = s.replace(['*', '?'], "a");
         if validate_name(&literal).is_err() && literal != "a" {
             return Err(UsersError::Invalid(format!(
-                "node pattern `{s}`: node-name characters with `*` and `?` wildcards, or group:NAME"
+                "node pattern `{s}`: node-name characters with `*` and `?` wildcards, group:NAME or pool:NAME"
             )));
         }
         Ok(NodePattern::Glob(s))
@@ -122,6 +128,7 @@ impl From<NodePattern> for String {
         match p {
             NodePattern::Glob(g) => g,
             NodePattern::Group(g) => format!("group:{g}"),
+            NodePattern::Pool(p) => format!("pool:{p}"),
         }
     }
 }
@@ -132,6 +139,7 @@ impl NodePattern {
         match self {
             NodePattern::Glob(g) => glob_match(g.as_bytes(), node.as_bytes()),
             NodePattern::Group(g) => groups.iter().any(|x| x == g),
+            NodePattern::Pool(_) => false,
         }
     }
 }
@@ -165,6 +173,10 @@ pub struct User {
     /// in its presence. Empty (and absent, in users files from before): none.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub groups: BTreeSet<String>,
+    /// Node users only: the pools whose tasks the node may take (subscribe to, shared, as
+    /// `$share/plastic/<prefix>/pool/<p>/in`). Empty: none.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pools: BTreeSet<String>,
 }
 
 impl User {
@@ -358,6 +370,7 @@ mod tests {
             allow: BTreeSet::new(),
             nodes: vec![],
             groups: BTreeSet::new(),
+            pools: BTreeSet::new(),
         }
     }
 

@@ -25,7 +25,8 @@
 //! 8. a body the protocol refuses gets its `ProtoError` kind.
 
 use plastic_proto::{
-    sign, Body, Envelope, ErrorInfo, Incoming, NodeKey, ProtoError, SignatureError, MAX_PAYLOAD,
+    sign, Body, Envelope, ErrorInfo, Incoming, NodeKey, ProtoError, Reply, SignatureError, Taken,
+    MAX_PAYLOAD,
 };
 
 use crate::recent::{Recent, Seen, SentReply, CAPACITY};
@@ -138,11 +139,11 @@ pub fn admit(input: &AdmissionInput<'_>, recent: &mut Recent) -> Admission {
     let Incoming { envelope, body } = incoming;
     // Replies are not requests: never signed, never remembered (a flood of them must not push
     // requests out of the duplicate memory), and never answered.
-    if envelope.message_type.as_deref() == Some("result") {
+    // A pool member's `taken` notice is the same: for a sender, never a request.
+    if matches!(envelope.message_type.as_deref(), Some("result" | "taken")) {
         return Admission::Ignore(match body {
-            Ok(Body::Result(reply)) => Ignored::Reply {
-                correlation_id: reply.correlation_id,
-            },
+            Ok(Body::Result(Reply { correlation_id, .. }))
+            | Ok(Body::Taken(Taken { correlation_id, .. })) => Ignored::Reply { correlation_id },
             Ok(_) => unreachable_reply(),
             Err(e) => unanswerable(&e),
         });
@@ -161,6 +162,10 @@ pub fn admit(input: &AdmissionInput<'_>, recent: &mut Recent) -> Admission {
                 return Admission::Ignore(Ignored::StillRunning { message_id: id });
             }
             Seen::Done(reply) => return Admission::AnswerFromMemory(reply),
+            Seen::Aborted => {
+                let message = "aborted before it arrived; it was not run";
+                return failed(envelope, ErrorInfo::new("Aborted", message));
+            }
             Seen::Replayed => {
                 let e = SignatureError::Replayed(format!(
                     "message_id {id} may have run before (stamped before the last {CAPACITY} requests or this node's start); a signed request runs at most once"
@@ -326,6 +331,7 @@ mod tests {
                     "BadSignature" => "BadSignature",
                     "Stale" => "Stale",
                     "Replayed" => "Replayed",
+                    "Aborted" => "Aborted",
                     other => panic!("unexpected kind {other}"),
                 },
                 r.remembered,
@@ -366,6 +372,7 @@ mod tests {
             assert_eq!(r.begin(id, signed_at), Seen::New);
             r.finish(id, Some(("t/cached".into(), b"first reply".to_vec())));
         }
+        r.abort("aborted");
         r.begin("done-quiet", None);
         r.finish("done-quiet", None);
         r
@@ -456,8 +463,18 @@ mod tests {
                 bytes(json!({"type": "result", "correlation_id": "c", "ok": true})),
                 Want::Quiet,
             )),
+            row(
+                "a pool member's notice",
+                bytes(json!({"type": "taken", "correlation_id": "c", "sender": "w-1"})),
+                Want::Quiet,
+            ),
             // Plain requests.
             row("new", bytes(request("n-1")), Want::Run),
+            row(
+                "aborted before it arrived",
+                bytes(request("aborted")),
+                Want::Refuse("Aborted", true, false),
+            ),
             row(
                 "no message_id",
                 bytes(json!({"type": "eval", "to_evaluate": "1"})),

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use plastic_proto::command::{
-    BlinkLed, BlinkReply, InfoReply, InterruptReply, ResetReply, StopReply, PONG,
+    AbortReply, AbortedWas, BlinkLed, BlinkReply, InfoReply, InterruptReply, ResetReply, StopReply,
+    PONG,
 };
 use plastic_proto::{Command, ErrorInfo, PROTOCOL_VERSION};
 use serde_json::{json, Value};
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 use crate::blink::BlinkPlan;
 use crate::facilities::Facilities;
 use crate::files::{FileError, FileStore};
+use crate::recent::AbortLookup;
 
 /// What the dispatcher does after replying (only `reset` needs this).
 #[derive(Debug, PartialEq)]
@@ -110,6 +112,10 @@ pub async fn apply(node: &Facilities<'_>, command: Command) -> (Result<Value, Er
             let interrupted = node.engine.current().interrupt(id.as_deref()).await;
             to_value(InterruptReply { interrupted })
         }
+        Command::Abort(plastic_proto::command::Abort { id }) => {
+            let was = abort(node, &id).await;
+            to_value(AbortReply { aborted: id, was })
+        }
         Command::ListFiles(_) => blocking(node, |files| files.list())
             .await
             .map(|files| Value::Array(files.into_iter().map(|(p, s)| json!([p, s])).collect()))
@@ -205,6 +211,35 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()).into()))
 }
 
+/// Where `abort` finds its request: Python work on the engine first (dropped while it waits,
+/// interrupted while it runs), else the duplicate memory, which remembers an id it has not
+/// seen so the request is refused when it arrives.
+async fn abort(node: &Facilities<'_>, id: &str) -> AbortedWas {
+    let engine = node.engine.current();
+    if let Some(was) = engine.abort(id).await {
+        return was;
+    }
+    let lookup = node.recent.lock().unwrap().abort(id);
+    match lookup {
+        AbortLookup::Unseen => AbortedWas::Unseen,
+        AbortLookup::Finished => AbortedWas::Finished,
+        AbortLookup::Running => {
+            // Admitted on another worker thread a moment ago: it reaches the engine's list
+            // within microseconds. Anything else in progress (a file chunk, a deploy) is not
+            // Python work and finishes as it is.
+            for _ in 0..ADMITTED_TO_QUEUED_TRIES {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if let Some(was) = engine.abort(id).await {
+                    return was;
+                }
+            }
+            AbortedWas::Running
+        }
+    }
+}
+
+const ADMITTED_TO_QUEUED_TRIES: usize = 10;
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -254,6 +289,7 @@ mod tests {
         blinker: Blinker,
         files: Arc<FileStore>,
         engine: EngineSlot,
+        recent: std::sync::Mutex<crate::recent::Recent>,
         _dir: tempfile::TempDir,
     }
 
@@ -272,6 +308,7 @@ mod tests {
                 blinker: Blinker::default(),
                 engine: EngineSlot::new(PythonEngine::new(host, dir.path().to_path_buf())),
                 files,
+                recent: std::sync::Mutex::new(crate::recent::Recent::new(0.0)),
                 _dir: dir,
             }
         }
@@ -287,6 +324,7 @@ mod tests {
                 blinker: &self.blinker,
                 files: &self.files,
                 engine: &self.engine,
+                recent: &self.recent,
             };
             apply(&facilities, command).await
         }
@@ -364,6 +402,28 @@ mod tests {
         assert_eq!(
             (reset.unwrap(), after),
             (json!({"resetting": true}), After::Reset)
+        );
+    }
+
+    /// `abort` of an id the node has not seen remembers it (the request is refused when it
+    /// arrives); of a finished one, changes nothing.
+    #[tokio::test]
+    async fn abort_remembers_unseen_ids_and_leaves_finished_ones() {
+        let f = Fixture::new();
+        let abort = |id: &str| json!({ "id": id });
+        assert_eq!(
+            f.ok("abort", abort("later")).await,
+            json!({"aborted": "later", "was": "unseen"})
+        );
+        assert_eq!(
+            f.recent.lock().unwrap().begin("later", None),
+            crate::recent::Seen::Aborted
+        );
+        f.recent.lock().unwrap().begin("done", None);
+        f.recent.lock().unwrap().finish("done", None);
+        assert_eq!(
+            f.ok("abort", abort("done")).await,
+            json!({"aborted": "done", "was": "finished"})
         );
     }
 

@@ -95,8 +95,11 @@ pub async fn run(
             (quiet(result), after)
         }
         // Admission drops results before they get here; refuse rather than trust that.
-        Body::Result(_) => (
-            Outcome::error(ErrorInfo::new("ProtocolError", "a result is not a request")),
+        Body::Result(_) | Body::Taken(_) => (
+            Outcome::error(ErrorInfo::new(
+                "ProtocolError",
+                "a reply or notice is not a request",
+            )),
             After::Nothing,
         ),
     }

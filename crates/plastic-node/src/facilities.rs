@@ -10,6 +10,7 @@ use crate::blink::Blinker;
 use crate::files::FileStore;
 use crate::gpio::Gpio;
 use crate::python::PythonEngine;
+use crate::recent::Recent;
 
 /// Who the node is, for `info`.
 pub struct About {
@@ -57,4 +58,6 @@ pub struct Facilities<'a> {
     pub blinker: &'a Blinker,
     pub files: &'a Arc<FileStore>,
     pub engine: &'a EngineSlot,
+    /// The duplicate memory: `abort` remembers there an id it has not seen yet.
+    pub recent: &'a Mutex<Recent>,
 }

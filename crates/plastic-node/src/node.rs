@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub topics: Topics,
     pub platform: String,
     pub groups: Vec<String>,
+    /// Pools whose tasks this node takes (docs/protocol.md, "Pools").
+    pub pools: Vec<String>,
     /// The node's files live here; uploads and deployed scripts cannot leave it.
     pub root: PathBuf,
     pub gpio: Arc<dyn Gpio>,
@@ -69,6 +71,8 @@ pub struct Node {
     herald: Herald,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
     resets: mpsc::UnboundedReceiver<()>,
+    /// The shared subscriptions of its pools, given up before a clean stop.
+    pool_filters: Vec<String>,
 }
 
 impl Node {
@@ -80,6 +84,7 @@ impl Node {
             &config.name,
             &config.platform,
             &config.groups,
+            &config.pools,
             &config.broker,
             now,
         );
@@ -98,6 +103,13 @@ impl Node {
                     .map_err(std::io::Error::other)?,
             );
         }
+        let pool_filters = config
+            .pools
+            .iter()
+            .map(|p| config.topics.pool_share(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        opts.subscriptions.extend(pool_filters.iter().cloned());
         // A persistent session: QoS 1 requests (and unacknowledged replies) survive a dropped
         // connection; duplicates that redelivery can cause are caught by `recent`.
         opts.clean_session = false;
@@ -146,6 +158,7 @@ impl Node {
             client,
             deliveries,
             resets,
+            pool_filters,
         })
     }
 
@@ -179,7 +192,7 @@ impl Node {
                 delivery = self.deliveries.recv() => {
                     let Some(delivery) = delivery else { break Ended::Shutdown };
                     match delivery.kind {
-                        Some(TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_)) => {
+                        Some(kind @ (TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_) | TopicKind::PoolInbox(_))) => {
                             while handlers.try_join_next().is_some() {}
                             let in_flight = handlers.len();
                             let shared = shared.clone();
@@ -188,6 +201,7 @@ impl Node {
                                     payload: &delivery.payload,
                                     retained: delivery.retain,
                                     in_flight,
+                                    from_pool: matches!(kind, TopicKind::PoolInbox(_)),
                                 };
                                 request::handle(&shared, arrival).await
                             });
@@ -225,6 +239,12 @@ impl Node {
                 "{} requests still running at shutdown were abandoned",
                 handlers.len()
             );
+        }
+        // A broker keeps a stopped member's persistent session, and Mosquitto keeps handing it
+        // its turn of the pool's tasks, which would wait there until it came back: leave the
+        // pools first. (A member that dies cannot; a task's `ttl` bounds that wait.)
+        for filter in &self.pool_filters {
+            let _ = self.client.unsubscribe(filter).await;
         }
         self.client.shutdown(Some(self.herald.offline())).await;
         ended

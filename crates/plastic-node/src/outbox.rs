@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use plastic_client::Client;
-use plastic_proto::{unix_seconds, Envelope, ErrorInfo, NodeName, Reply, Topics, MAX_PAYLOAD};
+use plastic_proto::{
+    unix_seconds, Envelope, ErrorInfo, NodeName, Reply, Taken, Topics, MAX_PAYLOAD,
+};
 use rumqttc::QoS;
 
 use crate::admission::Refusal;
@@ -100,6 +102,18 @@ impl Outbox {
             );
         }
         self.answer(&envelope, Outcome::error(error), remembered)
+            .await;
+    }
+
+    /// Tells the sender of a pool request that this node took it (docs/protocol.md, "Pools"),
+    /// so the sender knows whose fate decides the request's. Nothing for a request without an
+    /// id or an address: there is nobody waiting to tell.
+    pub async fn taken(&self, envelope: &Envelope) {
+        let (Some(id), Some(to)) = (&envelope.message_id, envelope.reply_target()) else {
+            return;
+        };
+        let notice = Taken::new(id, self.name.as_str());
+        self.publish(&self.topics.inbox(&to), notice.to_bytes())
             .await;
     }
 

@@ -18,6 +18,7 @@ pub fn initial(
     name: &NodeName,
     platform: &str,
     groups: &[String],
+    pools: &[String],
     broker: &BrokerUrl,
     now: f64,
 ) -> Presence {
@@ -29,6 +30,7 @@ pub fn initial(
         protocol: PROTOCOL_VERSION,
         address: local_address(broker),
         groups: groups.to_vec(),
+        pools: pools.to_vec(),
         since: now,
         max_payload: None,
         window: None,
@@ -150,6 +152,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             address: None,
             groups: vec![],
+            pools: vec![],
             since: 1.0,
             max_payload: None,
             window: None,

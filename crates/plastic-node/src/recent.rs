@@ -32,10 +32,29 @@ pub enum Seen {
     /// A signed request not remembered and not newer than everything forgotten: it may have
     /// run before. Not recorded.
     Replayed,
+    /// Named by an `abort` before it arrived: answer `Aborted`, do not run it.
+    Aborted,
+}
+
+/// What the memory knows of an id an `abort` names (it never holds the request itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortLookup {
+    Running,
+    Finished,
+    /// Not seen: now remembered as aborted, so it is refused when it arrives.
+    Unseen,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Running,
+    Done(Option<SentReply>),
+    /// Aborted before it arrived.
+    Aborted,
 }
 
 pub struct Recent {
-    entries: HashMap<String, Option<Option<SentReply>>>,
+    entries: HashMap<String, Entry>,
     /// Ids oldest first, with the signed request's time stamp.
     order: VecDeque<(String, Option<f64>)>,
     replay_floor: f64,
@@ -66,16 +85,36 @@ impl Recent {
     /// between.
     pub fn begin(&mut self, id: &str, signed_at: Option<f64>) -> Seen {
         match self.entries.get(id) {
-            Some(None) => return Seen::Running,
-            Some(Some(reply)) => return Seen::Done(reply.clone()),
+            Some(Entry::Running) => return Seen::Running,
+            Some(Entry::Done(reply)) => return Seen::Done(reply.clone()),
+            Some(Entry::Aborted) => return Seen::Aborted,
             None => {}
         }
         if signed_at.is_some_and(|ts| ts <= self.replay_floor) {
             return Seen::Replayed;
         }
+        self.remember(id, Entry::Running, signed_at);
+        Seen::New
+    }
+
+    /// What an `abort` of `id` finds; an id never seen is remembered as aborted (it takes a
+    /// place in the memory like any request, so a flood of aborts is bounded the same way).
+    pub fn abort(&mut self, id: &str) -> AbortLookup {
+        match self.entries.get(id) {
+            Some(Entry::Running) => AbortLookup::Running,
+            Some(Entry::Done(_)) => AbortLookup::Finished,
+            Some(Entry::Aborted) => AbortLookup::Unseen,
+            None => {
+                self.remember(id, Entry::Aborted, None);
+                AbortLookup::Unseen
+            }
+        }
+    }
+
+    fn remember(&mut self, id: &str, entry: Entry, signed_at: Option<f64>) {
         if self.order.len() >= CAPACITY {
             if let Some((old, stamp)) = self.order.pop_front() {
-                if let Some(Some(Some((topic, payload)))) = self.entries.remove(&old) {
+                if let Some(Entry::Done(Some((topic, payload)))) = self.entries.remove(&old) {
                     self.kept_bytes -= topic.len() + payload.len();
                 }
                 if let Some(stamp) = stamp {
@@ -83,9 +122,8 @@ impl Recent {
                 }
             }
         }
-        self.entries.insert(id.to_owned(), None);
+        self.entries.insert(id.to_owned(), entry);
         self.order.push_back((id.to_owned(), signed_at));
-        Seen::New
     }
 
     pub fn finish(&mut self, id: &str, reply: Option<SentReply>) {
@@ -95,7 +133,7 @@ impl Recent {
             if reply.is_some() {
                 self.kept_bytes += size;
             }
-            *entry = Some(reply);
+            *entry = Entry::Done(reply);
         }
     }
 }
@@ -119,6 +157,34 @@ mod tests {
         }
         assert_eq!(r.entries.len(), CAPACITY);
         assert_eq!(r.begin("a", None), Seen::New, "the oldest id was forgotten");
+    }
+
+    #[test]
+    fn an_aborted_id_is_refused_on_arrival_and_then_answered_from_memory() {
+        let mut r = Recent::new(0.0);
+        assert_eq!(r.abort("x"), AbortLookup::Unseen);
+        assert_eq!(
+            r.abort("x"),
+            AbortLookup::Unseen,
+            "asking again changes nothing"
+        );
+        assert_eq!(r.begin("x", None), Seen::Aborted);
+        r.finish("x", Some(("t".into(), b"aborted".to_vec())));
+        assert_eq!(r.abort("x"), AbortLookup::Finished);
+        assert_eq!(
+            r.begin("x", None),
+            Seen::Done(Some(("t".into(), b"aborted".to_vec())))
+        );
+        assert_eq!(r.begin("y", None), Seen::New);
+        assert_eq!(r.abort("y"), AbortLookup::Running);
+        for i in 0..CAPACITY {
+            r.abort(&i.to_string());
+        }
+        assert_eq!(
+            r.entries.len(),
+            CAPACITY,
+            "aborts are bounded like requests"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Arrival<'a> {
     pub retained: bool,
     /// Requests in progress on the node when this one arrived.
     pub in_flight: usize,
+    /// Delivered from a pool's topic: the sender learns who took it (`taken`) before it runs.
+    pub from_pool: bool,
 }
 
 /// Handles one delivery to the end: at most one reply, always through the outbox.
@@ -40,6 +42,9 @@ pub async fn handle(node: &Shared, arrival: Arrival<'_>) {
     match admission {
         Admission::Run(admitted) => {
             let id = admitted.envelope.message_id.clone();
+            if arrival.from_pool {
+                node.outbox().taken(&admitted.envelope).await;
+            }
             let (outcome, after) =
                 dispatch::run(&node.facilities(), admitted.body, id, admitted.deadline).await;
             node.outbox()

@@ -97,6 +97,7 @@ impl Shared {
             blinker: &self.blinker,
             files: &self.files,
             engine: &self.engine,
+            recent: &self.recent,
         }
     }
 

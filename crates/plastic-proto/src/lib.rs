@@ -27,10 +27,10 @@ pub use id::new_message_id;
 pub use message::{Body, Envelope, Incoming};
 pub use name::NodeName;
 pub use presence::{NodeState, Presence};
-pub use reply::{ErrorInfo, Reply, ReplyError};
+pub use reply::{ErrorInfo, Reply, ReplyError, Taken};
 pub use request::Request;
 pub use sign::{NodeKey, SignatureError};
-pub use topic::{TopicKind, Topics};
+pub use topic::{TopicKind, Topics, POOL_SHARE};
 
 /// Largest MQTT payload a node accepts. Bigger requests are refused before parsing, so a
 /// hostile sender cannot make a small board allocate megabytes. Files larger than this travel

@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::command::{Eval, Exec, Function, Script};
 use crate::fields::{get_object, get_str};
-use crate::{Capability, Command, FileChunk, NodeName, ProtoError, Reply, ReplyError, MAX_PAYLOAD};
+use crate::{
+    Capability, Command, FileChunk, NodeName, ProtoError, Reply, ReplyError, Taken, MAX_PAYLOAD,
+};
 
 /// The routing fields of any message.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,6 +87,8 @@ pub enum Body {
     File(FileChunk),
     Function(Function),
     Result(Reply),
+    /// A pool member's notice (docs/protocol.md, "Pools"): for the sender, not a request.
+    Taken(Taken),
 }
 
 impl Body {
@@ -98,6 +102,7 @@ impl Body {
             Body::File(_) => FileChunk::TYPE,
             Body::Function(_) => Function::TYPE,
             Body::Result(_) => Reply::TYPE,
+            Body::Taken(_) => Taken::TYPE,
         }
     }
 
@@ -111,7 +116,7 @@ impl Body {
             Body::Script(s) => s.capability(),
             Body::File(f) => f.capability(),
             Body::Function(f) => f.capability(),
-            Body::Result(_) => return None,
+            Body::Result(_) | Body::Taken(_) => return None,
         })
     }
 
@@ -132,6 +137,7 @@ impl Body {
             Body::Script(op) => output(op, result),
             Body::File(op) => output(op, result),
             Body::Result(_) => Err(ReplyError::Shape("a reply has no reply".into())),
+            Body::Taken(_) => Err(ReplyError::Shape("a notice has no reply".into())),
         }
     }
 
@@ -159,6 +165,7 @@ impl Body {
             FileChunk::TYPE => Body::File(FileChunk::parse(m)?),
             Function::TYPE => Body::Function(Function::parse(m)?),
             Reply::TYPE => Body::Result(Reply::from_map(m)?),
+            Taken::TYPE => Body::Taken(Taken::from_map(m)?),
             other => return Err(ProtoError::UnknownType(other.chars().take(80).collect())),
         })
     }

@@ -10,7 +10,7 @@ use crate::ProtoError;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Words that cannot be node names because they are topic levels with a meaning of their own.
-const RESERVED: &[&str] = &["all", "group"];
+const RESERVED: &[&str] = &["all", "group", "pool"];
 
 /// A validated node name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,7 +22,7 @@ impl NodeName {
         if RESERVED.contains(&name) {
             return Err(ProtoError::BadName {
                 name: name.to_owned(),
-                reason: "`all` and `group` are reserved topic levels",
+                reason: "`all`, `group` and `pool` are reserved topic levels",
             });
         }
         Ok(NodeName(name.to_owned()))

@@ -41,6 +41,9 @@ pub struct Presence {
     pub address: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The pools the node takes tasks for (docs/protocol.md, "Pools"); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
     /// When the node entered this state, seconds since the Unix epoch.
     #[serde(default)]
     pub since: f64,
@@ -92,6 +95,7 @@ mod tests {
             protocol: 1,
             address: Some("127.0.0.1".into()),
             groups: vec!["lab".into()],
+            pools: vec![],
             since: 1.0,
             max_payload: None,
             window: None,

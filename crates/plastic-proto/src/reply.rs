@@ -131,6 +131,47 @@ impl Reply {
     }
 }
 
+/// A pool member's notice that it took a request from the pool's topic, published to the
+/// request's `reply_to` before it runs it (docs/protocol.md, "Pools"). It names the one node
+/// whose fate decides the request's. Not a reply and not a request: nodes ignore it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Taken {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub correlation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_stamp: Option<f64>,
+}
+
+impl Taken {
+    pub const TYPE: &'static str = "taken";
+
+    pub fn new(correlation_id: &str, sender: &str) -> Self {
+        Taken {
+            kind: Self::TYPE.into(),
+            correlation_id: correlation_id.into(),
+            sender: Some(sender.into()),
+            message_id: Some(crate::new_message_id()),
+            time_stamp: Some(crate::unix_seconds(std::time::SystemTime::now())),
+        }
+    }
+
+    pub(crate) fn from_map(m: &Map<String, Value>) -> Result<Self, ProtoError> {
+        serde_json::from_value(Value::Object(m.clone())).map_err(|e| ProtoError::Invalid {
+            field: "taken",
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,12 +7,16 @@
 //! <prefix>/<node>/events       what scripts publish with plastic.publish()
 //! <prefix>/all/in              broadcast to every node
 //! <prefix>/group/<group>/in    broadcast to one group
+//! <prefix>/pool/<pool>/in      a task for one member of a pool ($share/plastic/...)
 //! ```
 
 use crate::name::validate_name;
 use crate::{NodeName, ProtoError};
 
 pub const DEFAULT_PREFIX: &str = "plastic";
+
+/// The shared-subscription prefix of a pool's members: share name `plastic`.
+pub const POOL_SHARE: &str = "$share/plastic/";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -32,6 +36,8 @@ pub enum TopicKind {
     EventsSub(String, String),
     AllInbox,
     GroupInbox(String),
+    /// `<prefix>/pool/<pool>/in`: a task for one member of a pool.
+    PoolInbox(String),
 }
 
 impl Default for Topics {
@@ -83,6 +89,16 @@ impl Topics {
         validate_name(group)?;
         Ok(format!("{}/group/{}/in", self.prefix, group))
     }
+    /// A pool's inbox: what senders publish to (docs/protocol.md, "Pools").
+    pub fn pool_inbox(&self, pool: &str) -> Result<String, ProtoError> {
+        validate_name(pool)?;
+        Ok(format!("{}/pool/{}/in", self.prefix, pool))
+    }
+    /// What a pool's members subscribe to: the pool's inbox as an MQTT shared subscription,
+    /// so the broker hands each task to one member.
+    pub fn pool_share(&self, pool: &str) -> Result<String, ProtoError> {
+        Ok(format!("{POOL_SHARE}{}", self.pool_inbox(pool)?))
+    }
     /// Subscription filter for every node's presence.
     pub fn all_status(&self) -> String {
         format!("{}/+/status", self.prefix)
@@ -123,6 +139,7 @@ impl Topics {
         match (first, second, third) {
             ("all", "in", None) => Some(TopicKind::AllInbox),
             ("group", g, Some("in")) => Some(TopicKind::GroupInbox(g.to_owned())),
+            ("pool", p, Some("in")) => Some(TopicKind::PoolInbox(p.to_owned())),
             (node, "in", None) => Some(TopicKind::Inbox(node.to_owned())),
             (node, "status", None) => Some(TopicKind::Status(node.to_owned())),
             (node, "log", None) => Some(TopicKind::Log(node.to_owned())),
@@ -164,6 +181,16 @@ mod tests {
             t.parse(&t.events_sub(&n, "temp/c").unwrap()),
             Some(TopicKind::EventsSub("pi-1".into(), "temp/c".into()))
         );
+        assert_eq!(t.pool_inbox("workers").unwrap(), "plastic/pool/workers/in");
+        assert_eq!(
+            t.pool_share("workers").unwrap(),
+            "$share/plastic/plastic/pool/workers/in"
+        );
+        assert_eq!(
+            t.parse(&t.pool_inbox("workers").unwrap()),
+            Some(TopicKind::PoolInbox("workers".into()))
+        );
+        assert!(t.pool_inbox("a/b").is_err());
         assert_eq!(t.parse("other/pi-1/in"), None);
         assert_eq!(t.parse("plastic/pi-1/bogus"), None);
     }

@@ -41,6 +41,9 @@ pub fn write_bundle(global: &Global, args: &BundleArgs, broker: &BrokerUrl) -> R
     for g in &args.groups {
         validate_name(g).with_context(|| format!("bad group `{g}`"))?;
     }
+    for p in &args.pools {
+        validate_name(p).with_context(|| format!("bad pool `{p}`"))?;
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     // TLS: the CA that signed the hub's certificate goes onto the board beside the agent.
@@ -92,6 +95,10 @@ pub fn write_bundle(global: &Global, args: &BundleArgs, broker: &BrokerUrl) -> R
         ("NODE_KEY", node_key.into()),
     ];
     let mut settings = settings;
+    // config.py's `POOLS = ()` stays when there are none: an empty list costs a board 32 bytes.
+    if !args.pools.is_empty() {
+        settings.push(("POOLS", args.pools.clone().into()));
+    }
     if let Some(ms) = args.watchdog_ms {
         settings.push(("WDT_TIMEOUT_MS", ms.into()));
     }
@@ -247,6 +254,9 @@ pub struct BundleArgs {
     /// Group to join (repeatable)
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// Pool to take tasks from (repeatable): each request to `pool:NAME` goes to one member
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
     /// Arm machine.WDT with this timeout in milliseconds, 0 for off (default: config.py's, on
     /// for boards)
     #[arg(long)]

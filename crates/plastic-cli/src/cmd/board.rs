@@ -35,6 +35,9 @@ pub struct BoardAddArgs {
     /// Group to join (repeatable); also the groups its node user may join on the hub
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// Pool to take tasks from (repeatable); also the pools its node user may join on the hub
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
     /// Also make a node key: the board then runs only requests signed with it
     #[arg(long)]
     pub key: bool,
@@ -71,6 +74,7 @@ pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
     // The board's user may join the groups the board is configured with, and reaches no
     // other node.
     let groups = super::user::node_groups(Role::Node, &args.groups)?;
+    let pools = super::user::node_pools(Role::Node, &args.pools)?;
     super::user::save_user(
         &users,
         name.as_str(),
@@ -78,6 +82,7 @@ pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
         &password,
         super::user::Reach {
             groups,
+            pools,
             ..Default::default()
         },
         args.force,
@@ -108,6 +113,7 @@ pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
         password: args.password,
         name: Some(name.to_string()),
         groups: args.groups,
+        pools: args.pools,
         watchdog_ms: None,
         mpy: args.mpy,
         node_key,

@@ -16,7 +16,7 @@ use crate::session::Session;
     after_help = "Examples:\n  plastic fs pi-1 ls\n  plastic fs pi-1 cat data/log.csv | tail\n  plastic fs pi-1 rm data/old.csv\n  plastic fs pi-1 mkdir data"
 )]
 pub struct FsArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     #[command(subcommand)]
     pub action: FsAction,

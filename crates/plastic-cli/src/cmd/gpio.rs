@@ -15,7 +15,7 @@ use crate::session::Session;
     after_help = "Examples:\n  plastic gpio pi-1 read          # [[0,1],[1,1],[2,1],...]\n  plastic gpio pi-1 read 2 4\n  plastic gpio pi-1 write 2=0 2=1 2=0"
 )]
 pub struct GpioArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     #[command(subcommand)]
     pub action: GpioAction,
@@ -41,7 +41,7 @@ pub enum GpioAction {
     after_help = "Examples:\n  plastic blink pi-1 --times 10 --on 0.05 --off 0.05\n  plastic blink all --forever        # until `plastic stop all`"
 )]
 pub struct BlinkArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// How many times to blink
     #[arg(long, default_value_t = BlinkLed::default().times)]

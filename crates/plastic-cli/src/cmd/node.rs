@@ -54,6 +54,7 @@ pub fn node_config(
         topics: Topics::new(&global.prefix)?,
         platform: platform.to_owned(),
         groups,
+        pools: vec![],
         root,
         gpio: Arc::new(SimGpio::esp8266()),
         interpreter: None,
@@ -102,6 +103,10 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
         anyhow::bail!("--max-skew must be a positive number of seconds");
     }
     config.max_skew = args.max_skew;
+    for p in &args.pools {
+        validate_name(p).with_context(|| format!("bad pool `{p}`"))?;
+    }
+    config.pools = args.pools.clone();
     let signed = config.key.is_some();
     let broker = config.broker.clone();
     // Refuse before connecting: a confined node that could not be confined must not run.
@@ -208,10 +213,14 @@ pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
         nodes: count,
         name_prefix: prefix,
         groups,
+        pools,
         root,
     } = args;
     if count == 0 {
         anyhow::bail!("--nodes must be at least 1");
+    }
+    for p in &pools {
+        validate_name(p).with_context(|| format!("bad pool `{p}`"))?;
     }
     let base = root.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("plastic-sim-{}", std::process::id()))
@@ -226,6 +235,7 @@ pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
         let name = format!("{prefix}-{i}");
         let mut config = node_config(global, &name, groups.clone(), base.join(&name), "sim")?;
         config.interpreter = Some(interpreter.clone());
+        config.pools = pools.clone();
         let node = Node::start(config.clone())?;
         all_announced.push(node.announcements());
         let mut stop = stop_tx.subscribe();
@@ -280,6 +290,9 @@ pub struct NodeArgs {
     /// Group to join (repeatable)
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// Pool to take tasks from (repeatable): each request to `pool:NAME` goes to one member
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
     /// Directory for the node's files (default: $PLASTIC_HOME/nodes/NAME, PLASTIC_HOME
     /// defaulting to ~/.plastic)
     #[arg(long)]
@@ -313,6 +326,9 @@ pub struct SimArgs {
     /// Group to put every simulated node in (repeatable)
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// Pool every simulated node takes tasks from (repeatable)
+    #[arg(long = "pool")]
+    pub pools: Vec<String>,
     /// Directory for the nodes' files (default: a fresh temporary directory)
     #[arg(long)]
     pub root: Option<PathBuf>,

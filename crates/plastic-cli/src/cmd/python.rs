@@ -16,7 +16,7 @@ use crate::session::Session;
     after_help = "Examples:\n  plastic eval pi-1 '2+3'\n  plastic eval 'sim-*' 'machine.Pin(2).value()'\n  plastic --json eval all 'len(plastic.name)'"
 )]
 pub struct EvalArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// One Python expression; its value is printed as JSON (a repr string for values JSON
     /// cannot hold)
@@ -28,7 +28,7 @@ pub struct EvalArgs {
     after_help = "Examples:\n  plastic exec pi-1 'print(\"Testing exec !\")'\n  plastic exec group:lab 'import functions'\n  plastic exec pi-1 -f setup.py                 # the statements in a file\n  echo 'print(1)' | plastic exec pi-1 -         # from standard input"
 )]
 pub struct ExecArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// Python statements; what they print is shown. `-` reads them from standard input
     #[arg(required_unless_present = "file", conflicts_with = "file")]
@@ -63,7 +63,7 @@ impl ExecArgs {
     after_help = "Examples:\n  plastic call pi-1 functions.add '{\"a\":2,\"b\":3}'   # kwargs\n  plastic call pi-1 functions.add '[2,3]'             # args"
 )]
 pub struct CallArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// The callable's (dotted) name in the node's namespace; `mod.f` imports `mod`
     pub function: String,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use plastic_client::ClientError;
-use plastic_proto::command::Interrupt;
+use plastic_proto::command::Abort;
 use plastic_proto::{NodeName, Operation, Reply, Request};
 use tokio::task::JoinSet;
 
@@ -88,8 +88,9 @@ pub async fn request_raw(
         .get("message_id")
         .and_then(|v| v.as_str())
         .map(str::to_owned);
-    let ids: Vec<(NodeName, String)> = match (&resolved.broadcast, given) {
-        (Some(_), given) => {
+    let one_id = resolved.broadcast.is_some() || resolved.pool.is_some();
+    let ids: Vec<(NodeName, String)> = match (one_id, given) {
+        (true, given) => {
             let id = given.unwrap_or_else(plastic_proto::new_message_id);
             resolved
                 .nodes
@@ -97,8 +98,10 @@ pub async fn request_raw(
                 .map(|n| (n.clone(), id.clone()))
                 .collect()
         }
-        (None, Some(id)) if resolved.nodes.len() == 1 => vec![(resolved.nodes[0].clone(), id)],
-        (None, _) => resolved
+        (false, Some(id)) if resolved.nodes.len() == 1 => {
+            vec![(resolved.nodes[0].clone(), id)]
+        }
+        (false, _) => resolved
             .nodes
             .iter()
             .map(|n| (n.clone(), plastic_proto::new_message_id()))
@@ -126,18 +129,15 @@ pub async fn request_raw(
     })
 }
 
-/// Ctrl-C while waiting: asks every targeted node to interrupt this request (KeyboardInterrupt
-/// in its eval/exec/function; a queued copy never runs), then leaves with 130, as a shell
-/// does for SIGINT. Nodes that cannot interrupt (the agent) answer nothing useful; we do not
-/// wait for answers.
+/// Ctrl-C while waiting: asks every targeted node (for a pool, every online member) to abort
+/// this request (`abort`: KeyboardInterrupt in a running eval/exec/function, a queued one
+/// never runs, and one not delivered yet, as to a busy board, is refused when it arrives),
+/// then leaves with 130, as a shell does for SIGINT. We do not wait for answers.
 async fn interrupt_and_leave(s: &Session, ids: &[(NodeName, String)]) -> Result<ExitCode> {
     for (node, id) in ids {
-        let interrupt = Interrupt {
-            id: Some(id.clone()),
-        }
-        .to_request();
-        if let Err(e) = s.client.send(node, interrupt).await {
-            eprintln!("{node}: could not send the interrupt: {e}");
+        let abort = Abort { id: id.clone() }.to_request();
+        if let Err(e) = s.client.send(node, abort).await {
+            eprintln!("{node}: could not send the abort: {e}");
         }
     }
     eprintln!("interrupted");
@@ -153,7 +153,15 @@ pub async fn dispatch(
     ids: &[(NodeName, String)],
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<Vec<(String, Result<Reply, ClientError>)>> {
-    let mut outcomes = if let Some((topic, receiver)) = &resolved.broadcast {
+    let mut outcomes = if let Some(pool) = &resolved.pool {
+        let Some((_, id)) = ids.first() else {
+            return Ok(vec![]);
+        };
+        request
+            .fields
+            .insert("message_id".into(), id.as_str().into());
+        vec![s.client.request_pool(pool, request, s.timeout).await?]
+    } else if let Some((topic, receiver)) = &resolved.broadcast {
         let Some((_, id)) = ids.first() else {
             return Ok(vec![]);
         };

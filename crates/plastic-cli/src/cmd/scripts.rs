@@ -33,7 +33,7 @@ const MAX_LOG_SUBSCRIPTIONS: usize = 16;
     after_help = "Examples:\n  plastic run pi-1 examples/script_to_deploy.py   # the seed's blink-forever script\n  plastic run 'sim-*' sensor.py --name sensor"
 )]
 pub struct RunArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// The Python file to deploy (saved as NAME.py on the node and started)
     pub script: PathBuf,
@@ -51,7 +51,7 @@ pub struct RunArgs {
     after_help = "Examples:\n  plastic stop pi-1                  # every script and the blink\n  plastic stop pi-1 --name sensor"
 )]
 pub struct StopArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// Stop only this script (default: every script and the blink)
     #[arg(long)]

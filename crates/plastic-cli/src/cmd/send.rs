@@ -16,7 +16,7 @@ use crate::target::{resolve, TargetSpec};
     after_help = "Examples:\n  plastic send pi-1 '{\"type\":\"eval\",\"to_evaluate\":\"2+3\",\"need_result\":true}'\n  plastic send pi-1 '{\"type\":\"command\",\"command\":\"blink led\",\"kwargs\":{\"times\":3}}' --no-wait"
 )]
 pub struct SendArgs {
-    /// Node name, comma list, glob ('sim-*'), group:NAME or all
+    /// Node name, comma list, glob ('sim-*'), group:NAME, pool:NAME or all
     pub target: String,
     /// The message: a JSON object; envelope fields it lacks (message_id, sender...) are added
     pub message: String,
@@ -48,9 +48,17 @@ pub async fn run(s: &Session, args: SendArgs) -> Result<ExitCode> {
         for (node, why) in &resolved.unreachable {
             printer.failure(node, "NodeNotOnline", why);
         }
-        match &resolved.broadcast {
+        let pool = resolved
+            .pool
+            .as_ref()
+            .map(|p| {
+                let topic = s.client.topics().pool_inbox(p)?;
+                anyhow::Ok((topic, format!("pool:{p}")))
+            })
+            .transpose()?;
+        match pool.as_ref().or(resolved.broadcast.as_ref()) {
             Some((topic, receiver)) => {
-                request.stamp(
+                let id = request.stamp(
                     s.client.name(),
                     receiver,
                     plastic_proto::unix_seconds(std::time::SystemTime::now()),
@@ -58,6 +66,9 @@ pub async fn run(s: &Session, args: SendArgs) -> Result<ExitCode> {
                 s.client
                     .publish(topic, request.to_bytes(), rumqttc::QoS::AtLeastOnce, false)
                     .await?;
+                if !s.json {
+                    println!("sent {id} to {receiver}");
+                }
             }
             None => {
                 for node in &resolved.nodes {

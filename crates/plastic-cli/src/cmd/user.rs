@@ -19,9 +19,18 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
             allow,
             nodes,
             groups,
+            pools,
             password_stdin,
             users,
-        } => add(&name, &role, &allow, &nodes, &groups, password_stdin, users),
+        } => add(
+            &name,
+            &role,
+            &allow,
+            &nodes,
+            (&groups, &pools),
+            password_stdin,
+            users,
+        ),
         UserAction::Remove { name, users } => {
             let path = users_file(users);
             let mut all = Users::load(&path)?;
@@ -90,7 +99,7 @@ fn add(
     role: &str,
     allow: &[String],
     nodes: &[String],
-    groups: &[String],
+    (groups, pools): (&[String], &[String]),
     password_stdin: bool,
     users: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -109,6 +118,7 @@ fn add(
         .map(|n| NodePattern::try_from(n.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let groups = node_groups(role, groups)?;
+    let pools = node_pools(role, pools)?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -134,6 +144,7 @@ fn add(
             allow,
             nodes,
             groups,
+            pools,
         },
         true,
     )?;
@@ -180,7 +191,7 @@ pub enum UserAction {
         /// command
         #[arg(long, value_delimiter = ',')]
         allow: Vec<String>,
-        /// Nodes the user may address: name globs (lab-*) or group:NAME. Default for operators:
+        /// Nodes the user may address: name globs (lab-*), group:NAME or pool:NAME. Default for operators:
         /// all; for node users: none (whoever can exec on a node has its user's rights)
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
@@ -188,6 +199,10 @@ pub enum UserAction {
         /// groups' topics). Default: none
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Node users: the pools whose tasks the node may take (`plastic node --pool`).
+        /// Default: none
+        #[arg(long, value_delimiter = ',')]
+        pools: Vec<String>,
         /// Read the password from standard input (one line) instead of making one
         #[arg(long)]
         password_stdin: bool,
@@ -223,6 +238,18 @@ pub fn node_groups(role: Role, groups: &[String]) -> Result<BTreeSet<String>> {
     Ok(groups)
 }
 
+/// The pools a node user may take tasks from, checked; other roles take none.
+pub fn node_pools(role: Role, pools: &[String]) -> Result<BTreeSet<String>> {
+    let pools: BTreeSet<String> = pools.iter().filter(|p| !p.is_empty()).cloned().collect();
+    if role != Role::Node && !pools.is_empty() {
+        anyhow::bail!("--pools is for node users: the pools the node takes tasks from");
+    }
+    for p in &pools {
+        plastic_proto::name::validate_name(p).map_err(|e| anyhow::anyhow!("pool `{p}`: {e}"))?;
+    }
+    Ok(pools)
+}
+
 /// What a user may do beyond its role: capabilities, the nodes it may address and (node
 /// users) the groups it may join.
 #[derive(Debug, Default, Clone)]
@@ -230,6 +257,7 @@ pub struct Reach {
     pub allow: BTreeSet<Capability>,
     pub nodes: Vec<NodePattern>,
     pub groups: BTreeSet<String>,
+    pub pools: BTreeSet<String>,
 }
 
 /// Adds (or, with `replace`, replaces) a user in the users file at `path`, keeping only the
@@ -257,6 +285,7 @@ pub fn save_user(
             allow: reach.allow,
             nodes: reach.nodes,
             groups: reach.groups,
+            pools: reach.pools,
         },
     )?;
     all.save(path)?;

@@ -8,10 +8,11 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use plastic_proto::command::AbortedWas;
 use plastic_proto::ErrorInfo;
 use rustpython_vm::builtins::PyCode;
 use rustpython_vm::compiler::Mode;
@@ -96,6 +97,38 @@ struct Ticket {
     flag: Arc<StopFlag>,
     /// Turns true when the job's outcome is in.
     done: tokio::sync::watch::Sender<bool>,
+    /// [`QUEUED`], then [`RUNNING`] when the engine thread takes the job, or [`ABORTED`] when
+    /// an `abort` got there first: one compare-and-swap decides, so a job never both runs and
+    /// answers `Aborted`.
+    state: AtomicU8,
+    /// Woken by a successful abort, so the waiting request answers at once, not when the
+    /// engine thread reaches the dropped job.
+    aborted: tokio::sync::Notify,
+}
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const ABORTED: u8 = 2;
+
+impl Ticket {
+    /// The engine thread's claim on the job; false when it was aborted first.
+    fn start(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// An abort's claim on the job; false when it already started.
+    fn abort(&self) -> bool {
+        let won = self
+            .state
+            .compare_exchange(QUEUED, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            self.aborted.notify_one();
+        }
+        won
+    }
 }
 
 /// Takes a finished request off its node's list, even when its caller stopped waiting.
@@ -268,6 +301,8 @@ impl PythonEngine {
             id,
             flag: Arc::default(),
             done: tokio::sync::watch::channel(false).0,
+            state: AtomicU8::new(QUEUED),
+            aborted: tokio::sync::Notify::new(),
         });
         self.node.requests.lock().unwrap().push(ticket.clone());
         let _guard = TicketGuard {
@@ -278,11 +313,14 @@ impl PythonEngine {
             node: self.node.clone(),
             work,
             deadline,
-            ticket: Some(ticket),
+            ticket: Some(ticket.clone()),
         }) {
             return Outcome::engine_gone();
         }
-        rx.await.unwrap_or_else(|_| Outcome::engine_gone())
+        tokio::select! {
+            outcome = rx => outcome.unwrap_or_else(|_| Outcome::engine_gone()),
+            () = ticket.aborted.notified() => Outcome::error(aborted_before_start()),
+        }
     }
 
     /// Evaluates `code` (a request without a message id; see [`PythonEngine::request`]).
@@ -342,6 +380,25 @@ impl PythonEngine {
         let mut ids: Vec<String> = hit.iter().filter_map(|t| t.id.clone()).collect();
         ids.sort();
         ids
+    }
+
+    /// `abort` of the request whose message id is `id`, if it is this node's Python work: one
+    /// waiting for its turn is dropped (it answers `Aborted` now and never runs), one running
+    /// is interrupted as by [`PythonEngine::interrupt`]. `None`: no such request here.
+    pub async fn abort(&self, id: &str) -> Option<AbortedWas> {
+        let ticket = self
+            .node
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|t| t.id.as_deref() == Some(id))
+            .cloned()?;
+        if ticket.abort() {
+            return Some(AbortedWas::Waiting);
+        }
+        self.interrupt(Some(id)).await;
+        Some(AbortedWas::Running)
     }
 
     /// Tells Python that the module file `module` changed, so the next `import` reads it anew.
@@ -546,6 +603,10 @@ fn engine_thread(jobs: mpsc::Receiver<Job>, signals: UserSignalReceiver) {
             ticket,
         } in jobs
         {
+            if ticket.as_ref().is_some_and(|t| !t.start()) {
+                fail(work, &aborted_before_start());
+                continue;
+            }
             if ticket.as_ref().is_some_and(|t| t.flag.is_stopped()) {
                 fail(work, &interrupted_before_start());
                 continue;
@@ -630,6 +691,13 @@ impl Drop for CurrentJob {
         CURRENT_JOB.with(|c| c.set(0));
         STOP.with(|s| *s.borrow_mut() = None);
     }
+}
+
+fn aborted_before_start() -> ErrorInfo {
+    ErrorInfo::new(
+        "Aborted",
+        "aborted by request while it waited for its turn; it was not run",
+    )
 }
 
 fn interrupted_before_start() -> ErrorInfo {

@@ -4,7 +4,7 @@
 //!
 //! | family | message types and built-in commands | reply |
 //! |---|---|---|
-//! | [`python`] | `eval`, `exec`, `function`, command `interrupt` | the value / `null` / the return value, [`InterruptReply`] |
+//! | [`python`] | `eval`, `exec`, `function`, commands `interrupt`, `abort` | the value / `null` / the return value, [`InterruptReply`], [`AbortReply`] |
 //! | [`scripts`] | `script`, command `stop` | [`ScriptStarted`], [`StopReply`] |
 //! | [`gpio`] | `read GPIOs`, `write GPIOs` | [`PinValues`] |
 //! | [`blink`] | `blink led` | [`BlinkReply`] |
@@ -53,7 +53,7 @@ pub use files::{
     Removed,
 };
 pub use gpio::{PinValues, ReadGpios, WriteGpios};
-pub use python::{Eval, Exec, Function, Interrupt, InterruptReply};
+pub use python::{Abort, AbortReply, AbortedWas, Eval, Exec, Function, Interrupt, InterruptReply};
 pub use scripts::{Script, ScriptStarted, Stop, StopReply};
 pub use system::{Info, InfoReply, Ping, Reset, ResetReply, PONG};
 
@@ -195,6 +195,7 @@ builtins! {
     Stop(Stop),
     Reset(Reset),
     Interrupt(Interrupt),
+    Abort(Abort),
     ListFiles(ListFiles),
     RemoveFile(RemoveFile),
     ReadFile(ReadFile),
@@ -265,6 +266,10 @@ mod tests {
             Interrupt { id: None }.into(),
             Interrupt {
                 id: Some("0123abcd".into()),
+            }
+            .into(),
+            Abort {
+                id: "0123abcd".into(),
             }
             .into(),
             ListFiles.into(),

@@ -194,6 +194,76 @@ impl InterruptReply {
     }
 }
 
+/// Ends the request whose `message_id` is `id` without running it if it can: dropped while it
+/// waits for its turn, interrupted while it runs, remembered (and refused `Aborted` on
+/// arrival) when the node has not received it yet. What `AsyncResult.abort()` sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Abort {
+    pub id: String,
+}
+
+/// Where the aborted request was when the abort arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AbortedWas {
+    /// Queued behind other Python work: dropped, answered `Aborted`.
+    Waiting,
+    /// Running: interrupted (its reply is `KeyboardInterrupt`).
+    Running,
+    /// Not received yet: it will be answered `Aborted` when it arrives.
+    Unseen,
+    /// Already answered: nothing changed.
+    Finished,
+}
+
+/// `{"aborted": id, "was": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortReply {
+    pub aborted: String,
+    pub was: AbortedWas,
+}
+
+impl BuiltIn for Abort {
+    const NAME: &'static str = "abort";
+    /// As [`Interrupt`]: stopping Python work needs what starting it needs.
+    const CAPABILITY: Capability = Capability::Eval;
+    fn parse(kwargs: &Map<String, Value>) -> Result<Self, ProtoError> {
+        match get_str(kwargs, "id")? {
+            Some(id) if !id.is_empty() && id.len() <= 128 => Ok(Abort { id: id.to_owned() }),
+            _ => Err(ProtoError::Invalid {
+                field: "id",
+                reason:
+                    "abort needs `id`, the message_id of the request to abort (1 to 128 characters)"
+                        .into(),
+            }),
+        }
+    }
+    fn kwargs(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("id".into(), self.id.as_str().into());
+        m
+    }
+}
+
+impl Reply for Abort {
+    type Output = AbortReply;
+}
+
+impl AbortReply {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self.was {
+            AbortedWas::Waiting => "aborted before it ran".to_owned(),
+            AbortedWas::Running => "it was running: interrupted".to_owned(),
+            AbortedWas::Unseen => {
+                "not received yet: it will be refused (Aborted) when it arrives".to_owned()
+            }
+            AbortedWas::Finished => "it had already finished: nothing to abort".to_owned(),
+        }
+    }
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -223,6 +293,30 @@ mod tests {
             crate::command::capability_for("command", Some("interrupt")),
             Some(Capability::Eval)
         );
+    }
+
+    #[test]
+    fn abort_needs_an_id_and_eval_and_replies_where_the_request_was() {
+        let ok = Command::parse("abort", json!({"id": "ab12"}).as_object().unwrap());
+        assert_eq!(ok.unwrap(), Command::Abort(Abort { id: "ab12".into() }));
+        for bad in [json!({}), json!({"id": 5}), json!({"id": ""})] {
+            let err = Command::parse("abort", bad.as_object().unwrap()).unwrap_err();
+            assert_eq!(err.kind(), "ProtocolError", "{bad}");
+        }
+        assert_eq!(
+            crate::command::capability_for("command", Some("abort")),
+            Some(Capability::Eval)
+        );
+        let abort = Command::Abort(Abort { id: "ab12".into() });
+        abort
+            .check_result(&json!({"aborted": "ab12", "was": "unseen"}))
+            .unwrap();
+        assert!(abort
+            .check_result(&json!({"aborted": "ab12", "was": "gone"}))
+            .is_err());
+        assert!(abort
+            .check_result(&json!({"aborted": "ab12", "was": "running", "x": 1}))
+            .is_err());
     }
 
     #[test]
