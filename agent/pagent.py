@@ -272,7 +272,7 @@ class Agent:
                 late = P.now() - ts - ttl
                 if late > 0 and P.now() > 1577836800:  # only a set clock can judge
                     raise PErr('Expired', "the request's time to live ran out %.3f s before it arrived; it was not run" % late)
-            cap = t == 'eval' or t == 'exec' or t == 'function'
+            cap = t == 'eval' or t == 'exec' or t == 'function' or t == 'apply'
             if cap:
                 self.cap = [0]
                 try:
@@ -398,6 +398,9 @@ class Agent:
 
     def _t_function(self, d):
         return self.use('pcold').function(self, d)
+
+    def _t_apply(self, d):
+        return self.use('pcold').apply(self, d)
 
     def _t_script(self, d):
         return self.use('pscript').deploy(self, d.get('name') or 'main', d['script'])

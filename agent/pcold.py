@@ -105,6 +105,16 @@ def taken(a, d):
             raise
 
 
+def apply(a, d):
+    """`apply` (docs/protocol.md): the source defines the function in the node's namespace,
+    then it is called with the request's arguments."""
+    n = d['name']
+    exec(d['source'], a.ns)
+    if n not in a.ns:
+        raise NameError('the source does not define `%s`' % n)
+    return a.ns[n](*(d.get('args') or ()), **(d.get('kwargs') or {}))
+
+
 def function(a, d):
     f = d.get('function') or d.get('name')
     parts = f.split('.')

@@ -3,7 +3,7 @@
 import os, time, binascii
 
 MAX_PAYLOAD = 262144
-TYPES = ('command', 'eval', 'exec', 'script', 'file', 'function', 'result')
+TYPES = ('command', 'eval', 'exec', 'script', 'file', 'function', 'apply', 'result')
 _OK = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-'
 _F64 = 1e9 + 0.5 != 1e9  # double precision floats (unix port, ESP32 with doubles)
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -82,8 +82,14 @@ def check(d):
     elif t == 'script':
         check_name(get(d, 'name', str, 'main'), 'script name')
         need(d, 'script', str)
-    elif t == 'function':
-        f = get(d, 'function', str) or need(d, 'name', str)
+    elif t == 'function' or t == 'apply':
+        if t == 'apply':
+            need(d, 'source', str)
+            f = need(d, 'name', str)
+            if '.' in f:
+                raise PErr(PE, 'invalid `name`: `%s` is not a Python name' % f[:80])
+        else:
+            f = get(d, 'function', str) or need(d, 'name', str)
         for p in f.split('.'):
             if not p or not (p[0] == '_' or p[0].isalpha()) or not chars_ok(p) or '.' in p or '-' in p:
                 raise PErr(PE, 'invalid `function`: `%s` is not a (dotted) Python name' % f[:80])

@@ -4,6 +4,9 @@
 Starts its own hub and `plastic sim --nodes 10` on 127.0.0.1, then measures
   latency     sequential `View.eval("2+3")` on one node after a warm-up: p50/p90/p99/mean us;
   throughput  `eval(..., block=False)` with 256 requests in flight over the 10 nodes: req/s;
+  lb.map      `load_balanced_view("bench").map(f, range(10000))` of a trivial function over
+              the 10 nodes as one pool (`plastic sim --pool bench`): tasks/s, beside IPython
+              Parallel's LoadBalancedView throughput;
 and, on the same connection to the same nodes in the same run, interleaved with those, the
 Rust client's own loops (`Client::request`, timed in Rust inside the extension: the figure
 the Python layer is to be within 1.2x of). With --rust-json / --ipp-json (compare.sh passes
@@ -27,8 +30,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FULL = {"warmup": 1000, "latency": 5000, "rounds": 5, "pipelined": 50000, "window": 256}
-QUICK = {"warmup": 100, "latency": 500, "rounds": 2, "pipelined": 4000, "window": 64}
+FULL = {"warmup": 1000, "latency": 5000, "rounds": 5, "pipelined": 50000, "window": 256, "map": 10000, "map_rounds": 3}
+QUICK = {"warmup": 100, "latency": 500, "rounds": 2, "pipelined": 4000, "window": 64, "map": 2000, "map_rounds": 1}
 NODES = 10
 
 
@@ -126,6 +129,27 @@ def python_throughput(views, count, window):
             "seconds": round(seconds, 3), "rps": round(done / seconds, 1)}
 
 
+def twice(x):
+    return 2 * x
+
+
+def lb_map(lb, count, rounds):
+    """The best of `rounds` maps of `count` trivial tasks (the first one warms up each
+    member: it compiles the function once)."""
+    lb.map(twice, range(200))
+    best = None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        out = lb.map(twice, range(count))
+        seconds = time.perf_counter() - t0
+        if out != [2 * x for x in range(count)]:
+            raise RuntimeError("lb.map gave other results")
+        if best is None or seconds < best:
+            best = seconds
+    return {"nodes": NODES, "tasks": count, "rounds": rounds, "seconds": round(best, 3),
+            "tps": round(count / best, 1)}
+
+
 def measure(plastic_bin, counts):
     import plastic
 
@@ -136,7 +160,7 @@ def measure(plastic_bin, counts):
         broker = f"mqtt://127.0.0.1:{port}"
         log(f"hub on {broker}; starting {NODES} simulated nodes")
         sim = Child([plastic_bin, "sim", "--nodes", str(NODES), "--name-prefix", "b", "--broker", broker,
-                     "--root", f"/tmp/plastic-pybench-{os.getpid()}"])
+                     "--pool", "bench", "--root", f"/tmp/plastic-pybench-{os.getpid()}"])
         sim.wait_for(f"{NODES} nodes online")
         c = plastic.Client(broker, timeout=30)
         try:
@@ -154,8 +178,10 @@ def measure(plastic_bin, counts):
             log(f"throughput: {counts['pipelined']} requests, window {counts['window']}, {NODES} nodes")
             py_tp = python_throughput([c[n] for n in names], counts["pipelined"], counts["window"])
             rust_rps = c._core.rust_throughput(names, counts["pipelined"], counts["window"])
+            log(f"lb.map: {counts['map']} tasks over the pool of {NODES}, best of {counts['map_rounds']}")
+            mapped = lb_map(c.load_balanced_view("bench"), counts["map"], counts["map_rounds"])
             return {
-                "python": {"latency": stats(py), "throughput": py_tp},
+                "python": {"latency": stats(py), "throughput": py_tp, "lb_map": mapped},
                 "rust_same_connection": {
                     "latency": stats(rust),
                     "throughput": {"nodes": NODES, "window": counts["window"],
@@ -211,6 +237,9 @@ def report(result):
         f"| Python client, `eval(block=False)` | {tp['nodes']} | {tp['window']} | {tp['requests']:,} | {tp['rps']:,.1f} |",
         f"| Rust client, same connection | {rtp['nodes']} | {rtp['window']} | {rtp['requests']:,} | {rtp['rps']:,.1f} |",
     ]
+    m = result["python"]["lb_map"]
+    lines.append(f"| Python client, `load_balanced_view(...).map` of a trivial function | {m['nodes']} (one pool) "
+                 f"| 32 per member | {m['tasks']:,} | {m['tps']:,.1f} |")
     if result.get("ipyparallel"):
         t = result["ipyparallel"]["throughput"]
         lines.append(f"| IPython Parallel, LoadBalancedView | 2 engines | all | {t['tasks']:,} | {t['tps']:,.1f} |")
@@ -222,7 +251,14 @@ def report(result):
         ipp = result["ipyparallel"]["latency"]["p50_us"]
         lines.append(f"| Python p50 at least 15x lower than IPython Parallel `apply_sync` | {ipp / py:.2f}x "
                      f"({ipp:,.1f} vs {py:,.1f} µs) | **{'pass' if ipp / py >= 15 else 'miss'}** |")
+    if result.get("ipyparallel"):
+        lb_ratio = m["tps"] / result["ipyparallel"]["throughput"]["tps"]
+        lines.append(f"| `lb.map` of 10,000 trivial tasks over 10 nodes at least 20x IPython Parallel's "
+                     f"LoadBalancedView throughput | {lb_ratio:.1f}x ({m['tps']:,.0f} vs "
+                     f"{result['ipyparallel']['throughput']['tps']:,.0f} tasks/s) | **{'pass' if lb_ratio >= 20 else 'miss'}** |")
     result["targets"] = {"python_over_rust_p50": round(ratio, 3)}
+    if result.get("ipyparallel"):
+        result["targets"]["lb_map_over_ipyparallel"] = round(lb_ratio, 2)
     if result.get("ipyparallel"):
         result["targets"]["ipyparallel_over_python_p50"] = round(result["ipyparallel"]["latency"]["p50_us"] / py, 2)
     return "\n".join(lines) + "\n"

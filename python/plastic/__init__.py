@@ -16,14 +16,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
-import collections
 import inspect
 import json
 import math
 import os
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
@@ -818,95 +816,79 @@ class LoadBalancedView(View):
         limit = in_flight or 32 * members
         if limit < 1:
             raise ValueError("in_flight must be at least 1")
-        result = MapResult(self, name, source, calls, limit, self._timeout(timeout))
+        ttl = self.ttl if self.ttl is not None else self.client.ttl
+        pending = self.client._core.submit_map(
+            self.target, name, source, json.dumps(calls), self._timeout(timeout), limit, ttl
+        )
+        result = MapResult(pending, self.target)
         blocking = self.block if block is None else block
         return result.get() if blocking else result
 
 
 class MapResult:
-    """`LoadBalancedView.map(..., block=False)`: tasks go out as room frees up (a thread of
-    its own), results come back in order."""
+    """`LoadBalancedView.map(..., block=False)`: the tasks go out from Rust as room frees up
+    (at most `in_flight` at once); `get()` gives the results in order."""
 
-    def __init__(
-        self,
-        view: LoadBalancedView,
-        name: str,
-        source: str,
-        calls: List[list],
-        limit: int,
-        timeout: float,
-    ) -> None:
-        import threading
-
-        self._view = view
-        self._results: List[Optional[AsyncResult]] = [None] * len(calls)
-        self._done = threading.Event()
-        self._error: Optional[BaseException] = None
-        self._stop = False
-        started = time.monotonic()
-
-        def feed() -> None:
-            window: "collections.deque[AsyncResult]" = collections.deque()
-            try:
-                for i, args in enumerate(calls):
-                    if self._stop:
-                        break
-                    while len(window) >= limit:
-                        window.popleft().wait(timeout)
-                    payload = {"source": source, "name": name, "args": args, "kwargs": {}}
-                    ar = view._run("apply", payload, block=False, timeout=timeout)
-                    self._results[i] = ar
-                    window.append(ar)
-                for ar in window:
-                    ar.wait(timeout)
-            except BaseException as e:  # handed to get()
-                self._error = e
-            finally:
-                self._elapsed = time.monotonic() - started
-                self._done.set()
-
-        self._elapsed = 0.0
-        self._thread = threading.Thread(target=feed, name="plastic-map", daemon=True)
-        self._thread.start()
+    def __init__(self, pending: "_plastic.Pending", target: str) -> None:
+        self._pending = pending
+        self._target = target
 
     def ready(self) -> bool:
-        return self._done.is_set()
+        return self._pending.done()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        return self._done.wait(timeout)
+        return self._pending.wait(timeout)
 
     @property
     def elapsed(self) -> float:
-        return self._elapsed
+        """Seconds from the first task sent until the last result (or until now)."""
+        return self._pending.elapsed
+
+    @property
+    def outcomes(self) -> List[dict]:
+        """Each task's outcome, in order: `node` (the member that ran it), `ok`, `result`,
+        `error`..."""
+        text = self._pending.result()
+        if text is None:
+            raise Timeout("the map is not done yet", kind="Timeout")
+        return json.loads(text).get("outcomes", [])
 
     def get(self, timeout: Optional[float] = None) -> List[Any]:
-        """The results in order; raises the first task's error (a `RemoteError`, `Aborted`,
-        `NodeLost`...) with `task` set to its index."""
-        if not self._done.wait(timeout):
-            raise Timeout(f"map on {self._view.target} not done within {timeout} s", kind="Timeout")
-        if self._error is not None:
-            raise self._error
+        """The results in order; raises the first failed task's error (`RemoteError`,
+        `NodeLost`, `Timeout`...) with `task` set to its index."""
+        if not self._pending.wait(timeout):
+            raise Timeout(f"map on {self._target} not done within {timeout} s (it goes on)", kind="Timeout")
+        parsed = json.loads(self._pending.result())
+        if parsed.get("cancelled"):
+            raise PlasticError("stopped: no more tasks were sent", kind="Cancelled")
         out = []
-        for i, ar in enumerate(self._results):
-            if ar is None:
-                raise PlasticError(f"task {i} was not sent (aborted)", kind="Aborted")
-            try:
-                out.append(ar.get(0))
-            except PlasticError as e:
+        for i, o in enumerate(parsed["outcomes"]):
+            if not o or not o.get("ok"):
+                o = o or {"node": None, "error": {"kind": "Cancelled", "message": "not sent"}}
+                e = _error(o["node"], o["error"] or {})
                 e.task = i
-                raise
+                raise e
+            out.append(_value(o))
         return out
 
-    def abort(self, timeout: float = 5.0) -> None:
-        """Sends no more tasks and aborts those sent and not done."""
-        self._stop = True
-        for ar in self._results:
-            if ar is not None and not ar.ready():
-                ar.abort(timeout)
+    def abort(self) -> None:
+        """Sends no more tasks and stops waiting; tasks already sent run to their end."""
+        self._pending.cancel()
 
     def __await__(self):
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, self.get).__await__()
+        future = loop.create_future()
+
+        def settle() -> None:
+            if future.done():
+                return
+            try:
+                future.set_result(self.get(0))
+            except BaseException as e:  # handed to the awaiting task
+                future.set_exception(e)
+
+        self._pending.add_done_callback(lambda: loop.call_soon_threadsafe(settle))
+        return future.__await__()
 
 
 class _Done:

@@ -41,7 +41,7 @@ class Core:
     def nodes(self, timeout: float) -> str:
         """Every node's presence, as a JSON list."""
     def resolve(self, target: str, timeout: float) -> str:
-        """`{"nodes", "broadcast", "unreachable"}` as JSON text."""
+        """`{"nodes", "broadcast", "pool", "unreachable"}` as JSON text."""
     def run(
         self,
         target: str,
@@ -68,6 +68,19 @@ class Core:
         data: Optional[bytes] = None,
         on_each: Optional[Callable[[str], object]] = None,
     ) -> Pending: ...
+    def submit_map(
+        self,
+        target: str,
+        name: str,
+        source: str,
+        calls: str,
+        timeout: float,
+        window: int,
+        ttl: Optional[float] = None,
+    ) -> Pending:
+        """`LoadBalancedView.map`: `name(*args)` for each list of `calls` (JSON), each one
+        `apply` request to the pool `target`, at most `window` out at once; the result's
+        `outcomes` are in the order of `calls`."""
     def rust_latency(self, node: str, count: int) -> List[float]:
         """Microseconds per `eval 2+3`, timed in Rust on this connection (the bench's baseline)."""
     def rust_throughput(self, nodes: List[str], count: int, window: int) -> float: ...

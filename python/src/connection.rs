@@ -231,6 +231,87 @@ impl Core {
         Ok(Pending { shared })
     }
 
+    /// `LoadBalancedView.map`: `name(*args)` for each `args` of `calls` (a JSON list of
+    /// lists), each task one request to the pool `target` (the function's `source` travels
+    /// with it), at most `window` tasks out at once, in the background. The result's
+    /// `outcomes` are in the order of `calls`. Kept in Rust: a Python step per task would
+    /// cost more than the task. `cancel()` sends no more tasks; those out run to their end.
+    #[pyo3(signature = (target, name, source, calls, timeout, window, ttl=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit_map(
+        &self,
+        target: &str,
+        name: &str,
+        source: &str,
+        calls: &str,
+        timeout: f64,
+        window: usize,
+        ttl: Option<f64>,
+    ) -> PyResult<Pending> {
+        if self.closed() {
+            return Err(PyConnectionError::new_err("the client is closed"));
+        }
+        let timeout = seconds(timeout, "timeout")?;
+        if let Some(ttl) = ttl {
+            seconds(ttl, "ttl")?;
+        }
+        let Spec::Pool(pool) =
+            Spec::parse(target).map_err(|e| PyValueError::new_err(e.to_string()))?
+        else {
+            return Err(PyValueError::new_err(format!(
+                "map goes to a pool, `pool:NAME`; not `{target}`"
+            )));
+        };
+        let calls: Vec<Value> = serde_json::from_str(calls)
+            .map_err(|e| PyValueError::new_err(format!("arguments are not JSON: {e}")))?;
+        let mut requests = Vec::with_capacity(calls.len());
+        for args in calls {
+            let work = ops::build(
+                "apply",
+                &json!({"source": source, "name": name, "args": args}),
+                None,
+            )
+            .map_err(PyValueError::new_err)?;
+            let ops::Work::Request(mut request) = work else {
+                unreachable!("apply is one request")
+            };
+            if let Some(ttl) = ttl {
+                request.set_ttl(ttl);
+            }
+            requests.push(request);
+        }
+        let client = self.client.clone();
+        let shared = Shared::new(client.clone(), Sent::default());
+        let done = shared.clone();
+        let window = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
+        let task = runtime().spawn(async move {
+            let mut set = JoinSet::new();
+            for (i, request) in requests.into_iter().enumerate() {
+                let Ok(permit) = window.clone().acquire_owned().await else {
+                    break;
+                };
+                let (client, pool) = (client.clone(), pool.clone());
+                set.spawn(async move {
+                    let outcome = match client.request_pool(&pool, request, timeout).await {
+                        Ok((member, outcome)) => reply_outcome(&member, outcome),
+                        Err(e) => failure(&format!("pool:{pool}"), kind_of(&e), &e.to_string()),
+                    };
+                    drop(permit);
+                    (i, outcome)
+                });
+            }
+            let mut outcomes = vec![Value::Null; set.len()];
+            while let Some(joined) = set.join_next().await {
+                if let Ok((i, outcome)) = joined {
+                    outcomes[i] = outcome;
+                }
+            }
+            done.finish(json!({"outcomes": outcomes, "error": null}).to_string());
+        });
+        shared.set_task(task.abort_handle());
+        Ok(Pending { shared })
+    }
+
     /// The bench's baseline: `eval 2+3` on `node` through this very connection, timed in
     /// Rust (`plastic bench`'s latency loop). Microseconds per request.
     fn rust_latency(&self, py: Python<'_>, node: &str, count: usize) -> PyResult<Vec<f64>> {
@@ -411,7 +492,7 @@ impl Job {
         }
         let mut request = match &self.work {
             Work::Request(r) => Some(r.clone()),
-            Work::Apply { .. } | Work::Upload(_) | Work::Download { .. } => None,
+            Work::Upload(_) | Work::Download { .. } => None,
         };
         if let (Some(r), Some(ttl)) = (request.as_mut(), self.ttl) {
             r.set_ttl(ttl);
@@ -419,11 +500,7 @@ impl Job {
         // A signed request is for one node (its receiver is signed): nodes with keys get
         // their own copy instead of a broadcast.
         if let Some(pool) = &resolved.pool {
-            let whole = match &self.work {
-                Work::Apply { whole, .. } => Some(whole.clone()),
-                _ => None,
-            };
-            let Some(mut request) = request.or(whole) else {
+            let Some(mut request) = request else {
                 let message = "a pool takes requests (eval, exec, call, apply), not file transfers: name its members";
                 return json!({"outcomes": [], "error": {"kind": "ClientError", "message": message}});
             };
@@ -510,30 +587,6 @@ impl Job {
                 self.stamp(&mut request, std::slice::from_ref(node));
                 let outcome = self.client.request(node, request, self.timeout).await;
                 reply_outcome(&name, outcome)
-            }
-            (
-                Work::Apply {
-                    steps: requests, ..
-                },
-                None,
-            ) => {
-                let mut last = failure(&name, "ClientError", "nothing to send");
-                let mut stdout = String::new();
-                for request in requests {
-                    let mut request = request.clone();
-                    if let Some(ttl) = self.ttl {
-                        request.set_ttl(ttl);
-                    }
-                    self.stamp(&mut request, std::slice::from_ref(node));
-                    let outcome = self.client.request(node, request, self.timeout).await;
-                    last = reply_outcome(&name, outcome);
-                    stdout.push_str(last["stdout"].as_str().unwrap_or_default());
-                    if last["ok"] != Value::Bool(true) {
-                        break;
-                    }
-                }
-                last["stdout"] = stdout.into();
-                last
             }
             (Work::Upload(file), None) => {
                 let mut options = UploadOptions::new(self.timeout);

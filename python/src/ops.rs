@@ -5,29 +5,19 @@ use std::path::PathBuf;
 
 use plastic_client::UploadFile;
 use plastic_proto::command::{
-    BlinkLed, Eval, Exec, Function, Info, ListFiles, Ping, ReadGpios, RemoveFile, Reset, Script,
-    Stop, WriteGpios,
+    Apply, BlinkLed, Eval, Exec, Function, Info, ListFiles, Ping, ReadGpios, RemoveFile, Reset,
+    Script, Stop, WriteGpios,
 };
 use plastic_proto::{Operation, RelPath, Request};
 use serde_json::{Map, Value};
 
-/// What goes to each node: one request, `apply`'s requests one after the other (the call only
-/// after the definition succeeded), a chunked upload, or a chunked download (`dir`: saved under
+/// What goes to each node: one request, a chunked upload, or a chunked download (`dir`: saved under
 /// `dir/<node>/`; None: the bytes come back in the outcome).
 #[derive(Clone)]
 pub enum Work {
     Request(Request),
-    /// `apply`: define, then call (two requests, so a node keeps the definition); `whole` is
-    /// the same as one `eval`, for a pool, whose two requests could go to two members.
-    Apply {
-        steps: Vec<Request>,
-        whole: Request,
-    },
     Upload(UploadFile),
-    Download {
-        path: RelPath,
-        dir: Option<PathBuf>,
-    },
+    Download { path: RelPath, dir: Option<PathBuf> },
 }
 
 /// Builds the work for `op` from its arguments (a JSON object). Errors are sentences for a
@@ -60,10 +50,15 @@ pub fn build(op: &str, args: &Value, data: Option<Vec<u8>>) -> Result<Work, Stri
         // A function's source, defined in the node's namespace, then called.
         "apply" => {
             let call = function(a, text("name")?)?;
-            Work::Apply {
-                whole: Eval::new(apply_expression(&text("source")?, &call)).to_request(),
-                steps: vec![Exec::new(text("source")?).to_request(), call.to_request()],
-            }
+            Work::Request(
+                Apply {
+                    source: text("source")?,
+                    name: call.name,
+                    args: call.args,
+                    kwargs: call.kwargs,
+                }
+                .to_request(),
+            )
         }
         "script" => {
             let name = text("name")?;
@@ -143,34 +138,6 @@ pub fn build(op: &str, args: &Value, data: Option<Vec<u8>>) -> Result<Work, Stri
         },
         other => return Err(format!("unknown operation `{other}`")),
     })
-}
-
-/// One expression that defines a function from `source` in the node's namespace and calls it
-/// as `call` says: `apply` to a pool, where a definition and a call sent apart could reach two
-/// members. The source and arguments travel as one JSON text inside an ASCII-only string
-/// literal (MicroPython's and CPython's literal rules agree on that much); `call.name` is an
-/// identifier (`_function_source` checks it), so it goes in as written.
-fn apply_expression(source: &str, call: &Function) -> String {
-    let payload = serde_json::json!({"s": source, "a": call.args, "k": call.kwargs}).to_string();
-    let mut ascii = String::with_capacity(payload.len() + 2);
-    for c in payload.chars() {
-        match c {
-            '\\' => ascii.push_str("\\\\"),
-            '\'' => ascii.push_str("\\'"),
-            c if c.is_ascii() => ascii.push(c),
-            // Non-ASCII only occurs inside JSON strings: escape it the JSON way.
-            c => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    ascii.push_str(&format!("\\\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    format!(
-        "(lambda d: (exec(d['s'], globals()), globals()[{name:?}](*d['a'], **d['k']))[1])(__import__('json').loads('{ascii}'))",
-        name = call.name
-    )
 }
 
 fn function(a: &Map<String, Value>, name: String) -> Result<Function, String> {

@@ -699,7 +699,8 @@ fn abort_and_pools(kind: Kind) {
     let replies = f.mosquitto_sub("plastic/tester/in");
     f.mosquitto_pub(
         "plastic/pool/workers/in",
-        br#"{"type": "eval", "to_evaluate": "2+3", "message_id": "pooled-1", "need_result": true, "sender": "tester"}"#,
+        // Long enough (0.2 s) that a Rust node, too, says it took it before it answers.
+        br#"{"type": "eval", "to_evaluate": "__import__('time').sleep(0.2) or 5", "message_id": "pooled-1", "need_result": true, "sender": "tester"}"#,
     );
     // The agent writes JSON with spaces, the Rust node without: compare values.
     let message = |ty: &str| {

@@ -459,7 +459,8 @@ impl Policy {
             .as_deref()
             .or(head.message_type.as_deref())
             .unwrap_or("");
-        if ty == "result" {
+        // Replies and a pool member's `taken` notice are what nodes send back.
+        if ty == "result" || ty == "taken" {
             return if is_node {
                 Ok(())
             } else {
@@ -1025,5 +1026,27 @@ mod tests {
             .check_publish("alice", "plastic/pool/workers/in", &eval("alice.a"))
             .unwrap_err();
         assert!(d.reason.contains("not pool:workers"), "{}", d.reason);
+        // The member tells the sender it took the task; nobody else sends that notice.
+        let taken = br#"{"type":"taken","correlation_id":"c","sender":"esp-1"}"#;
+        assert!(p.check_publish("esp-1", "plastic/ops.a/in", taken).is_ok());
+        let forged = br#"{"type":"taken","correlation_id":"c","sender":"ops.b"}"#;
+        assert!(p.check_publish("ops", "plastic/alice.a/in", forged).is_err());
+    }
+
+    /// `apply` ships code: it needs `exec`, whatever else the user may do.
+    #[test]
+    fn apply_needs_exec() {
+        let p = policy();
+        let apply = br#"{"type":"apply","source":"def f(): pass","name":"f","sender":"alice.a"}"#;
+        let d = p
+            .check_publish("alice", "plastic/lab-1/in", apply)
+            .unwrap_err();
+        assert!(
+            d.reason.contains("needs the `exec` capability"),
+            "{}",
+            d.reason
+        );
+        let ops = br#"{"type":"apply","source":"def f(): pass","name":"f","sender":"ops.a"}"#;
+        assert!(p.check_publish("ops", "plastic/lab-1/in", ops).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 //! commands). Nothing here replies; the outcome goes back to the request path, which hands it
 //! to the outbox.
 
-use plastic_proto::command::{Eval, Exec, Function, Script, ScriptStarted};
+use plastic_proto::command::{Apply, Eval, Exec, Function, Script, ScriptStarted};
 use plastic_proto::{Body, ErrorInfo, RelPath};
 use serde_json::{json, Value};
 
@@ -34,6 +34,27 @@ pub async fn run(
             node.engine
                 .current()
                 .request(PyRequest::Exec(to_exec), id, deadline)
+                .await,
+            After::Nothing,
+        ),
+        Body::Apply(Apply {
+            source,
+            name,
+            args,
+            kwargs,
+        }) => (
+            node.engine
+                .current()
+                .request(
+                    PyRequest::Apply {
+                        source,
+                        name,
+                        args,
+                        kwargs,
+                    },
+                    id,
+                    deadline,
+                )
                 .await,
             After::Nothing,
         ),

@@ -14,7 +14,10 @@ use crate::commands::After;
 use crate::dispatch;
 use crate::state::Shared;
 
-/// One delivery on the node's inbox, `all` or a group's inbox.
+/// How long a pool request may run before its member says it took it (`taken`).
+pub const TAKEN_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// One delivery on the node's inbox, `all`, a group's or a pool's inbox.
 pub struct Arrival<'a> {
     pub payload: &'a [u8],
     /// The broker's retain flag: set on the replay of a retained message.
@@ -42,11 +45,23 @@ pub async fn handle(node: &Shared, arrival: Arrival<'_>) {
     match admission {
         Admission::Run(admitted) => {
             let id = admitted.envelope.message_id.clone();
-            if arrival.from_pool {
-                node.outbox().taken(&admitted.envelope).await;
-            }
-            let (outcome, after) =
-                dispatch::run(&node.facilities(), admitted.body, id, admitted.deadline).await;
+            let facilities = node.facilities();
+            let run = dispatch::run(&facilities, admitted.body, id, admitted.deadline);
+            let (outcome, after) = if arrival.from_pool {
+                // A pool's sender follows the member that took its request; a reply that comes
+                // quickly names the member itself, so the notice goes only when it does not
+                // (docs/protocol.md, "Pools": a third of a pool's messages saved).
+                tokio::pin!(run);
+                tokio::select! {
+                    done = &mut run => done,
+                    () = tokio::time::sleep(TAKEN_AFTER) => {
+                        node.outbox().taken(&admitted.envelope).await;
+                        run.await
+                    }
+                }
+            } else {
+                run.await
+            };
             node.outbox()
                 .answer(&admitted.envelope, outcome, true)
                 .await;

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::command::{Eval, Exec, Function, Script};
+use crate::command::{Apply, Eval, Exec, Function, Script};
 use crate::fields::{get_object, get_str};
 use crate::{
     Capability, Command, FileChunk, NodeName, ProtoError, Reply, ReplyError, Taken, MAX_PAYLOAD,
@@ -86,6 +86,7 @@ pub enum Body {
     Script(Script),
     File(FileChunk),
     Function(Function),
+    Apply(Apply),
     Result(Reply),
     /// A pool member's notice (docs/protocol.md, "Pools"): for the sender, not a request.
     Taken(Taken),
@@ -101,6 +102,7 @@ impl Body {
             Body::Script(_) => Script::TYPE,
             Body::File(_) => FileChunk::TYPE,
             Body::Function(_) => Function::TYPE,
+            Body::Apply(_) => Apply::TYPE,
             Body::Result(_) => Reply::TYPE,
             Body::Taken(_) => Taken::TYPE,
         }
@@ -116,6 +118,7 @@ impl Body {
             Body::Script(s) => s.capability(),
             Body::File(f) => f.capability(),
             Body::Function(f) => f.capability(),
+            Body::Apply(a) => a.capability(),
             Body::Result(_) | Body::Taken(_) => return None,
         })
     }
@@ -132,6 +135,7 @@ impl Body {
             Body::Command(command) => command.check_result(result),
             Body::Eval(op) => output(op, result),
             Body::Function(op) => output(op, result),
+            Body::Apply(op) => output(op, result),
             Body::Exec(_) if result.is_null() => Ok(()),
             Body::Exec(_) => Err(ReplyError::Shape(format!("exec gives null, not {result}"))),
             Body::Script(op) => output(op, result),
@@ -164,6 +168,7 @@ impl Body {
             Script::TYPE => Body::Script(Script::parse(m)?),
             FileChunk::TYPE => Body::File(FileChunk::parse(m)?),
             Function::TYPE => Body::Function(Function::parse(m)?),
+            Apply::TYPE => Body::Apply(Apply::parse(m)?),
             Reply::TYPE => Body::Result(Reply::from_map(m)?),
             Taken::TYPE => Body::Taken(Taken::from_map(m)?),
             other => return Err(ProtoError::UnknownType(other.chars().take(80).collect())),

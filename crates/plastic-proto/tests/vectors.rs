@@ -126,7 +126,7 @@ fn reply_vectors_have_the_documented_shapes() {
         .iter()
         .map(|n| n.to_string())
         .collect();
-    every.extend(["eval", "exec", "script", "file"].map(String::from));
+    every.extend(["eval", "exec", "script", "file", "apply"].map(String::from));
     for kind in every {
         assert!(kinds.contains(&kind), "no reply vector for {kind}");
     }

@@ -30,10 +30,15 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
                 n.state.as_str().to_owned(),
                 n.platform.clone(),
                 n.address.clone().unwrap_or_else(|| "-".into()),
-                if n.groups.is_empty() {
-                    "-".into()
-                } else {
-                    n.groups.join(",")
+                // Groups, then pools as `pool:NAME`, the way a TARGET names them.
+                {
+                    let mut cell: Vec<String> = n.groups.clone();
+                    cell.extend(n.pools.iter().map(|p| format!("pool:{p}")));
+                    if cell.is_empty() {
+                        "-".into()
+                    } else {
+                        cell.join(",")
+                    }
                 },
                 ago(now - n.since),
             ]

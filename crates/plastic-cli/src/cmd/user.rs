@@ -47,7 +47,7 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
         UserAction::List { users } => {
             let path = users_file(users);
             let all = Users::load(&path)?;
-            let rows: Vec<[String; 5]> = all
+            let rows: Vec<[String; 6]> = all
                 .users
                 .iter()
                 .map(|(name, u)| {
@@ -71,10 +71,18 @@ pub fn run(action: UserAction) -> Result<ExitCode> {
                         } else {
                             u.groups.iter().cloned().collect::<Vec<_>>().join(",")
                         },
+                        if u.pools.is_empty() {
+                            "-".into()
+                        } else {
+                            u.pools.iter().cloned().collect::<Vec<_>>().join(",")
+                        },
                     ]
                 })
                 .collect();
-            super::ls::print_table(&["USER", "ROLE", "ALLOW", "NODES", "GROUPS"], &rows);
+            super::ls::print_table(
+                &["USER", "ROLE", "ALLOW", "NODES", "GROUPS", "POOLS"],
+                &rows,
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -58,6 +58,8 @@ enum Work {
     Eval(String, oneshot::Sender<Outcome>),
     Exec(String, oneshot::Sender<Outcome>),
     Call {
+        /// `apply`: Python defining `name`, run first (compiled once, from the code cache).
+        source: Option<String>,
         name: String,
         args: Vec<Value>,
         kwargs: Map<String, Value>,
@@ -256,6 +258,13 @@ pub enum PyRequest {
         args: Vec<Value>,
         kwargs: Map<String, Value>,
     },
+    /// Runs `source` (which defines `name`), then calls `name`.
+    Apply {
+        source: String,
+        name: String,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    },
 }
 
 impl PythonEngine {
@@ -290,6 +299,19 @@ impl PythonEngine {
             PyRequest::Eval(code) => Work::Eval(code, tx),
             PyRequest::Exec(code) => Work::Exec(code, tx),
             PyRequest::Call { name, args, kwargs } => Work::Call {
+                source: None,
+                name,
+                args,
+                kwargs,
+                reply: tx,
+            },
+            PyRequest::Apply {
+                source,
+                name,
+                args,
+                kwargs,
+            } => Work::Call {
+                source: Some(source),
                 name,
                 args,
                 kwargs,
@@ -644,12 +666,22 @@ fn engine_thread(jobs: mpsc::Receiver<Job>, signals: UserSignalReceiver) {
                     }));
                 }
                 Work::Call {
+                    source,
                     name,
                     args,
                     kwargs,
                     reply,
                 } => {
-                    let _ = reply.send(capture(vm, || call(vm, &scope, &name, &args, &kwargs)));
+                    let _ = reply.send(capture(vm, || {
+                        if let Some(source) = source {
+                            state.run_source(vm, &scope, source, Mode::Exec)?;
+                            if scope.globals.get_item_opt(name.as_str(), vm)?.is_none() {
+                                let message = format!("the source does not define `{name}`");
+                                return Err(vm.new_name_error(message, vm.ctx.new_str(name.as_str())));
+                            }
+                        }
+                        call(vm, &scope, &name, &args, &kwargs)
+                    }));
                 }
                 Work::Script {
                     name,

@@ -53,7 +53,9 @@ pub use files::{
     Removed,
 };
 pub use gpio::{PinValues, ReadGpios, WriteGpios};
-pub use python::{Abort, AbortReply, AbortedWas, Eval, Exec, Function, Interrupt, InterruptReply};
+pub use python::{
+    Abort, AbortReply, AbortedWas, Apply, Eval, Exec, Function, Interrupt, InterruptReply,
+};
 pub use scripts::{Script, ScriptStarted, Stop, StopReply};
 pub use system::{Info, InfoReply, Ping, Reset, ResetReply, PONG};
 
@@ -220,6 +222,7 @@ pub fn capability_for(message_type: &str, command: Option<&str>) -> Option<Capab
         Eval::TYPE => Capability::Eval,
         Exec::TYPE => Capability::Exec,
         Function::TYPE => Capability::Call,
+        Apply::TYPE => Capability::Exec,
         Script::TYPE => Capability::Deploy,
         crate::FileChunk::TYPE => Capability::File,
         Command::TYPE => Command::capability_of(command.unwrap_or_default()),

@@ -26,6 +26,59 @@ pub struct Function {
     pub kwargs: Map<String, Value>,
 }
 
+/// Defines a function from its source in the node's namespace and calls it: IPython
+/// Parallel's `apply`, in one request (a pool member gets the definition with the call).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Apply {
+    pub source: String,
+    pub name: String,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+}
+
+impl Apply {
+    pub const TYPE: &'static str = "apply";
+
+    pub(crate) fn parse(m: &Map<String, Value>) -> Result<Self, ProtoError> {
+        let source = get_str(m, "source")?.ok_or(ProtoError::Missing("source"))?;
+        let name = get_str(m, "name")?.ok_or(ProtoError::Missing("name"))?;
+        if !is_identifier(name) {
+            return Err(ProtoError::Invalid {
+                field: "name",
+                reason: format!("`{name}` is not a Python name"),
+            });
+        }
+        let call = Function::parse(&object([
+            ("function", name.into()),
+            ("args", m.get("args").cloned().unwrap_or(Value::Null)),
+            ("kwargs", m.get("kwargs").cloned().unwrap_or(Value::Null)),
+        ]))?;
+        Ok(Apply {
+            source: source.to_owned(),
+            name: call.name,
+            args: call.args,
+            kwargs: call.kwargs,
+        })
+    }
+}
+
+impl Operation for Apply {
+    type Output = Value;
+    /// `exec`: it ships code to run.
+    fn capability(&self) -> Capability {
+        Capability::Exec
+    }
+    fn to_request(&self) -> Request {
+        Request::new(object([
+            ("type", Self::TYPE.into()),
+            ("source", self.source.as_str().into()),
+            ("name", self.name.as_str().into()),
+            ("args", self.args.clone().into()),
+            ("kwargs", self.kwargs.clone().into()),
+        ]))
+    }
+}
+
 impl Eval {
     pub const TYPE: &'static str = "eval";
 
@@ -317,6 +370,28 @@ mod tests {
         assert!(abort
             .check_result(&json!({"aborted": "ab12", "was": "running", "x": 1}))
             .is_err());
+    }
+
+    #[test]
+    fn apply_needs_source_and_a_plain_name_and_exec() {
+        let ok = json!({"type": "apply", "source": "def f(x):\n    return x\n", "name": "f", "args": [1]});
+        let parsed = crate::Incoming::parse(ok.to_string().as_bytes()).unwrap();
+        let Ok(crate::Body::Apply(apply)) = parsed.body else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!((apply.name.as_str(), apply.args.len()), ("f", 1));
+        assert_eq!(
+            crate::command::capability_for("apply", None),
+            Some(Capability::Exec)
+        );
+        for bad in [
+            json!({"type": "apply", "name": "f"}),
+            json!({"type": "apply", "source": "", "name": "a.b"}),
+            json!({"type": "apply", "source": "", "name": "f", "args": {}}),
+        ] {
+            let parsed = crate::Incoming::parse(bad.to_string().as_bytes()).unwrap();
+            assert_eq!(parsed.body.unwrap_err().kind(), "ProtocolError", "{bad}");
+        }
     }
 
     #[test]
