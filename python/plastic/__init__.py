@@ -275,6 +275,35 @@ def _print_output(node: str, text: str, stream=None) -> None:
 # --- results ---------------------------------------------------------------------------------
 
 
+def _future_of(pending: "_plastic.Pending", get: Callable[[float], Any]) -> "asyncio.Future":
+    """An asyncio future settled with `get(0)` (its value or its error) once `pending` is
+    done; cancelling the future cancels `pending`."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle() -> None:
+        if future.done():
+            return
+        try:
+            future.set_result(get(0))
+        except BaseException as e:  # the node's error, raised in the awaiting task
+            future.set_exception(e)
+
+    def done() -> None:  # on a plastic thread: hand over to the loop
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
+
+    def cancelled(f: "asyncio.Future") -> None:
+        if f.cancelled():
+            pending.cancel()
+
+    future.add_done_callback(cancelled)
+    pending.add_done_callback(done)
+    return future
+
+
 class AsyncResult:
     """A request on its way to every node of a view: returned by `block=False` and the
     `*_async` methods. Awaitable (`await ar`) in asyncio, Jupyter included."""
@@ -417,30 +446,7 @@ class AsyncResult:
         return self._future().__await__()
 
     def _future(self) -> "asyncio.Future":
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-
-        def settle() -> None:
-            if future.done():
-                return
-            try:
-                future.set_result(self.get(0))
-            except BaseException as e:  # the node's error, raised in the awaiting task
-                future.set_exception(e)
-
-        def done() -> None:  # on a plastic thread: hand over to the loop
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:
-                pass  # the loop closed meanwhile
-
-        def cancelled(f: "asyncio.Future") -> None:
-            if f.cancelled():
-                self._pending.cancel()
-
-        future.add_done_callback(cancelled)
-        self._pending.add_done_callback(done)
-        return future
+        return _future_of(self._pending, self.get)
 
     def __repr__(self) -> str:
         state = "done" if self.ready() else "pending"
@@ -876,19 +882,7 @@ class MapResult:
         self._pending.cancel()
 
     def __await__(self):
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-
-        def settle() -> None:
-            if future.done():
-                return
-            try:
-                future.set_result(self.get(0))
-            except BaseException as e:  # handed to the awaiting task
-                future.set_exception(e)
-
-        self._pending.add_done_callback(lambda: loop.call_soon_threadsafe(settle))
-        return future.__await__()
+        return _future_of(self._pending, self.get).__await__()
 
 
 class _Done:

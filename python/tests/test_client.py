@@ -298,6 +298,12 @@ def test_a_load_balanced_view_maps_each_task_onto_one_member(client, fleet):
     assert lb.eval("6*7") == 42
     mapped = lb.map(area, [1, 2], block=False)
     assert mapped.get(timeout=15) == [3, 12]
+    assert [o["node"] for o in mapped.outcomes] and {o["node"] for o in mapped.outcomes} <= {"lb-1", "lb-2"}
+
+    async def awaited():
+        return await lb.map(area, [3], block=False)
+
+    assert asyncio.run(awaited()) == [27]
     with pytest.raises(plastic.RemoteError) as e:
         lb.map(area, [1, "x"])
     assert e.value.task == 1 and e.value.kind == "TypeError"
