@@ -207,8 +207,6 @@ class Agent:
         t = d.get('type') or d.get('message_type')
         if t == 'taken':  # a pool member's notice to a sender: not a request, never answered
             return
-        if self.tpool and t != 'result' and topic.startswith(self.tpool):
-            self.use('pcold').taken(self, d)  # a pool's request: say we took it, then as usual
         if self.sig and not self.sig.gate(self, d, data, n):
             return
         data = None
@@ -217,6 +215,10 @@ class Agent:
                 self.queue.append(d)
             else:
                 self.log_err('Busy', 'a blocking plastic.request is running and 8 messages wait already')
+                return
+        if t != 'result' and topic.startswith(self.tpool):
+            self.use('pcold').taken(self, d)  # a pool's request we will handle: say we took it
+        if self.pumping and t != 'result':
             return
         try:
             self.handle(d)

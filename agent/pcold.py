@@ -18,10 +18,10 @@ def init(a, cfg):
     a.pre = pre = _cfg(cfg, 'TOPIC_PREFIX', 'plastic')
     a.t_status = pre + '/' + name + '/status'
     a.t_log = pre + '/' + name + '/log'
-    a.groups = [P.check_name(g, 'group') for g in _cfg(cfg, 'GROUPS', [])]
+    a.groups = [_set_name(g, 'group') for g in _cfg(cfg, 'GROUPS', [])]
     g = _cfg(cfg, 'POOLS', ())
-    a.pools = [P.check_name(p, 'pool') for p in g] if g else ()  # (no list at all for none)
-    a.tpool = pre + '/pool/' if g else None  # the pools' topics start so
+    a.pools = [_set_name(p, 'pool') for p in g] if g else ()  # (no list at all for none)
+    a.tpool = pre + '/pool/'  # pools' topics start so (also a pool left in a kept session)
     a.ns = {'__name__': '__plastic__', 'print': a.print}
     a.cap = a.blinker = a.serve = a.exit = a.conn = None
     a.hooked = a.inside = False  # inside: a script's sleep is serving the node
@@ -105,10 +105,18 @@ def taken(a, d):
             raise
 
 
+def _set_name(s, what):
+    """A group's or pool's name: not a level of a node's own topics (docs/protocol.md)."""
+    if s in ('in', 'status', 'log', 'events'):
+        raise ValueError('%s %r: in, status, log and events cannot name a group or a pool' % (what, s))
+    return P.check_name(s, what)
+
+
 def apply(a, d):
     """`apply` (docs/protocol.md): the source defines the function in the node's namespace,
     then it is called with the request's arguments."""
     n = d['name']
+    a.ns.pop(n, None)  # the source must define it: an older definition does not count
     exec(d['source'], a.ns)
     if n not in a.ns:
         raise NameError('the source does not define `%s`' % n)

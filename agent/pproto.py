@@ -33,7 +33,7 @@ def chars_ok(s):
 
 
 def name_ok(s, node=True):
-    return isinstance(s, str) and 0 < len(s) <= 64 and chars_ok(s) and not (node and s in ('all', 'group'))
+    return isinstance(s, str) and 0 < len(s) <= 64 and chars_ok(s) and not (node and s in ('all', 'group', 'pool'))
 
 
 def check_name(s, what='name'):

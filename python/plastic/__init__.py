@@ -359,6 +359,8 @@ class AsyncResult:
             return None
         replies = json.loads(self._pending.abort(timeout))
         failed = {o["node"]: _error(o["node"], o["error"] or {}) for o in replies if not o["ok"]}
+        if self._target.strip().startswith("pool:") and len(failed) < len(replies):
+            return None  # every online member was asked; one answering is enough
         if len(failed) == 1:
             raise next(iter(failed.values()))
         if failed:
@@ -812,23 +814,37 @@ class LoadBalancedView(View):
         handed more than it can queue. `block=False` returns a `MapResult` (`get()`,
         `ready()`, `abort()`, awaitable)."""
         name, source = _function_source(f)
-        calls = [list(args) for args in zip(*iterables)]
+        if not iterables:
+            raise TypeError("map needs at least one iterable of arguments")
+        columns = [list(it) for it in iterables]
+        if len({len(c) for c in columns}) > 1:
+            # As IPython Parallel's map: a silently shorter result would hide a mistake.
+            raise ValueError(f"the iterables have different lengths: {[len(c) for c in columns]}")
+        calls = [list(args) for args in zip(*columns)]
         for n, args in enumerate(calls):
             for i, a in enumerate(args):
                 _check_json(a, f"argument {i + 1} of {name}() in task {n}")
+        if in_flight is not None and in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        if not calls:
+            empty = MapResult(_Done('{"outcomes": [], "error": null}'), self.target)
+            return [] if (self.block if block is None else block) else empty
         members = len(self.targets)
         if members == 0:
             raise NoTarget(f"no member of {self.target} is online", kind="NoTarget")
         limit = in_flight or 32 * members
-        if limit < 1:
-            raise ValueError("in_flight must be at least 1")
         ttl = self.ttl if self.ttl is not None else self.client.ttl
         pending = self.client._core.submit_map(
             self.target, name, source, json.dumps(calls), self._timeout(timeout), limit, ttl
         )
         result = MapResult(pending, self.target)
-        blocking = self.block if block is None else block
-        return result.get() if blocking else result
+        if not (self.block if block is None else block):
+            return result
+        try:
+            return result.get()
+        except KeyboardInterrupt:  # Ctrl-C: no more tasks go out
+            result.abort()
+            raise
 
 
 class MapResult:
@@ -982,12 +998,16 @@ class Client:
         return json.loads(self._core.nodes(float(timeout or self.timeout)))
 
     def view(self, target: str, **options: Any) -> View:
-        """A View of TARGET; options: `block`, `timeout`, `ttl`."""
+        """A View of TARGET (a `LoadBalancedView` for `pool:NAME`); options: `block`,
+        `timeout`, `ttl`."""
+        if target.strip().startswith("pool:"):
+            return LoadBalancedView(self, target.strip(), **options)
         return View(self, target, **options)
 
     def load_balanced_view(self, pool: str, **options: Any) -> LoadBalancedView:
         """A LoadBalancedView of a pool (`"pool:NAME"`, or just `"NAME"`): each request to
         one member. Options as `view`."""
+        pool = pool.strip()
         target = pool if pool.startswith("pool:") else f"pool:{pool}"
         return LoadBalancedView(self, target, **options)
 
@@ -997,7 +1017,7 @@ class Client:
                 return View(self, "all")
             raise TypeError("a client is indexed by node names; c[:] is every node")
         if isinstance(key, str):
-            return View(self, key)
+            return self.view(key)
         names = list(key)
         if not names or not all(isinstance(n, str) for n in names):
             raise TypeError("index a client by a TARGET string or a list of node names")

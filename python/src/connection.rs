@@ -34,14 +34,35 @@ use crate::target::{Fleet, Spec};
 /// Called with each node's outcome (JSON text) as it arrives.
 type OnEach = Option<Arc<Py<PyAny>>>;
 
-/// The (node, message id) pairs a job has sent, newest last.
-pub type Sent = Arc<Mutex<Vec<(NodeName, String)>>>;
+/// The (node, message id) pairs a job has sent, newest last, and whether it was aborted: one
+/// lock for both, so a request is either recorded before the abort reads the list (and
+/// aborted on its node) or not sent at all.
+#[derive(Default)]
+pub struct SentIds {
+    ids: Vec<(NodeName, String)>,
+    aborted: bool,
+}
+
+pub type Sent = Arc<Mutex<SentIds>>;
+
+/// A request the job did not send because it was aborted first.
+fn not_sent(node: &str) -> Value {
+    failure(
+        node,
+        "Aborted",
+        "aborted before it was sent; it did not run",
+    )
+}
 
 /// Sends the protocol's `abort` for each request in `sent`: one running is interrupted, one
 /// waiting on the node or not delivered yet never runs, one finished is left as it is.
 /// Returns each node's reply as an outcome.
 pub async fn abort(client: &Client, sent: &Sent, timeout: Duration) -> Vec<Value> {
-    let targets: Vec<(NodeName, String)> = sent.lock().unwrap().clone();
+    let targets: Vec<(NodeName, String)> = {
+        let mut sent = sent.lock().unwrap();
+        sent.aborted = true;
+        sent.ids.clone()
+    };
     let mut set = JoinSet::new();
     for (node, id) in targets {
         let client = client.clone();
@@ -505,10 +526,13 @@ impl Job {
                 return json!({"outcomes": [], "error": {"kind": "ClientError", "message": message}});
             };
             // The id goes down for every online member: whichever takes it, `abort` reaches it.
-            self.stamp(&mut request, &resolved.nodes);
-            let outcome = match self.client.request_pool(pool, request, self.timeout).await {
-                Ok((member, outcome)) => reply_outcome(&member, outcome),
-                Err(e) => failure(&format!("pool:{pool}"), kind_of(&e), &e.to_string()),
+            let outcome = if !self.stamp(&mut request, &resolved.nodes) {
+                not_sent(&format!("pool:{pool}"))
+            } else {
+                match self.client.request_pool(pool, request, self.timeout).await {
+                    Ok((member, outcome)) => reply_outcome(&member, outcome),
+                    Err(e) => failure(&format!("pool:{pool}"), kind_of(&e), &e.to_string()),
+                }
             };
             emit(&self.on_each, &outcome);
             outcomes.push(outcome);
@@ -522,7 +546,14 @@ impl Job {
             _ => None,
         };
         if let (Some((topic, receiver)), Some(mut request)) = (broadcast, request.clone()) {
-            self.stamp(&mut request, &resolved.nodes);
+            if !self.stamp(&mut request, &resolved.nodes) {
+                let outcomes: Vec<Value> = resolved
+                    .nodes
+                    .iter()
+                    .map(|n| not_sent(n.as_str()))
+                    .collect();
+                return json!({"outcomes": outcomes, "error": null});
+            }
             match self
                 .client
                 .request_many(&topic, &receiver, request, &resolved.nodes, self.timeout)
@@ -566,17 +597,23 @@ impl Job {
     }
 
     /// Gives a request its message id now (the client keeps an id that is set) and records
-    /// it for each node it goes to, so `interrupt` can name it.
-    fn stamp(&self, request: &mut plastic_proto::Request, nodes: &[NodeName]) {
+    /// it for each node it goes to, so `abort` can name it. False: the job was aborted
+    /// before this request went out; it must not be sent.
+    #[must_use]
+    fn stamp(&self, request: &mut plastic_proto::Request, nodes: &[NodeName]) -> bool {
         let id = plastic_proto::new_message_id();
         request
             .fields
             .insert("message_id".into(), id.clone().into());
         let mut sent = self.sent.lock().unwrap();
-        for node in nodes {
-            sent.retain(|(n, _)| n != node);
-            sent.push((node.clone(), id.clone()));
+        if sent.aborted {
+            return false;
         }
+        for node in nodes {
+            sent.ids.retain(|(n, _)| n != node);
+            sent.ids.push((node.clone(), id.clone()));
+        }
+        true
     }
 
     async fn one(&self, node: &NodeName, request: Option<&plastic_proto::Request>) -> Value {
@@ -584,7 +621,9 @@ impl Job {
         match (&self.work, request) {
             (_, Some(request)) => {
                 let mut request = request.clone();
-                self.stamp(&mut request, std::slice::from_ref(node));
+                if !self.stamp(&mut request, std::slice::from_ref(node)) {
+                    return not_sent(&name);
+                }
                 let outcome = self.client.request(node, request, self.timeout).await;
                 reply_outcome(&name, outcome)
             }

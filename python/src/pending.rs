@@ -131,8 +131,8 @@ impl Pending {
         Ok(())
     }
 
-    /// Stops waiting here (the request is not recalled from the nodes: the protocol has no way
-    /// yet). The result becomes `{"cancelled": true}`. Returns False if already done.
+    /// Stops waiting here; the nodes are not told (`abort` does that). For a map, no more tasks
+    /// go out. The result becomes `{"cancelled": true}`. Returns False if already done.
     fn cancel(&self) -> bool {
         let task = {
             let state = self.shared.state.lock().unwrap();

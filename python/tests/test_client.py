@@ -311,6 +311,18 @@ def test_a_load_balanced_view_maps_each_task_onto_one_member(client, fleet):
         client.load_balanced_view("nobody").map(area, [1])
     with pytest.raises(ValueError):
         plastic.LoadBalancedView(client, "pi-1")
+    assert lb.map(area, []) == [] and lb.map(area, [], block=False).get() == []
+    with pytest.raises(ValueError):
+        lb.map(area, [1, 2], [3])
+    with pytest.raises(ValueError):
+        lb.map(area, [1], in_flight=0)
+    assert isinstance(client["pool:crunch"], plastic.LoadBalancedView)
+    assert client.view(" pool:crunch").eval("1+1") == 2
+    slow = lb.eval("__import__('time').sleep(30)", block=False)
+    slow.abort()  # every member is asked: the one with it interrupts it, or never runs it
+    with pytest.raises(plastic.PlasticError) as e:
+        slow.get(timeout=10)
+    assert e.value.kind in ("KeyboardInterrupt", "Aborted"), e.value
 
 
 def test_eval_async_with_asyncio(client):

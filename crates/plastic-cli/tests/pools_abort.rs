@@ -60,6 +60,14 @@ fn abort_never_lets_an_aborted_request_run(kind: BrokerKind) {
     );
     let out = f.ok(&["abort", "pi-1", "run-1"]);
     assert!(out.contains("interrupted"), "{out}");
+    assert_eq!(
+        replies
+            .output_so_far()
+            .matches("\"correlation_id\":\"wait-1\"")
+            .count(),
+        1,
+        "one reply to the aborted request"
+    );
     running.wait_contains("KeyboardInterrupt");
     assert_eq!(running.child.wait().unwrap().code(), Some(1));
 
@@ -235,6 +243,31 @@ fn pool_access_follows_the_users_file() {
         "{}",
         hub.output_so_far()
     );
+    // bob reaches the pool's members by name for an abort: his Ctrl-C or `plastic abort`
+    // stops a task of his on whichever member has it.
+    let mut job = common::plastic();
+    job.args([
+        "--timeout",
+        "60",
+        "send",
+        "pool:workers",
+        r#"{"type": "eval", "to_evaluate": "__import__('time').sleep(30)", "message_id": "job-1", "need_result": true}"#,
+    ])
+    .env("PLASTIC_BROKER", url("bob", &bob));
+    let mut job = common::Proc::spawn(job, "bob's pool job");
+    // (w-2 announces the pool without being allowed it: it refuses bob, and says so.)
+    let out = cli("bob", &bob, &["abort", "pool:workers", "job-1"]);
+    assert!(
+        out.stdout.contains("w-1: it was running: interrupted")
+            || out.stdout.contains("w-1: not received yet"),
+        "{out:?}"
+    );
+    let line = job.wait_line(
+        |l| l.contains("KeyboardInterrupt") || l.contains("Aborted"),
+        "the job ends interrupted or aborted",
+    );
+    assert!(!line.contains("Forbidden"), "{line}");
+    assert_eq!(job.child.wait().unwrap().code(), Some(1));
     let out = cli("alice", &alice, &["eval", "pool:workers", "1"]);
     assert!(
         out.code == 1

@@ -199,8 +199,13 @@ impl Client {
                 arrived = rx.recv() => match arrived {
                     Some(Arrived::Reply(reply)) => wait.handle_reply(*reply, now_std()),
                     Some(Arrived::Taken(member)) => {
-                        let boot = self.presence_of(&member).and_then(|p| p.boot);
-                        wait.handle_taken(&member, boot);
+                        let presence = self.presence_of(&member);
+                        wait.handle_taken(&member, presence.as_ref().and_then(|p| p.boot.clone()));
+                        // Its presence may have changed before the notice came (a member that
+                        // died at once): what it says now counts from now.
+                        if let Some(p) = presence.filter(|p| p.state != plastic_proto::NodeState::Online) {
+                            wait.handle_presence(&p, now_std());
+                        }
                     }
                     None => return Err(ClientError::Closed),
                 },

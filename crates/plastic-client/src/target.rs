@@ -6,7 +6,7 @@
 //! learns the fleet (one round trip per CLI run, a mirror kept up to date in Python) is its
 //! own business.
 
-use plastic_proto::{name::validate_name, NodeName, NodeState, Presence, ProtoError, Topics};
+use plastic_proto::{name::validate_set_name, NodeName, NodeState, Presence, ProtoError, Topics};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
@@ -33,11 +33,11 @@ impl Target {
             return Ok(Target::All);
         }
         if let Some(group) = text.strip_prefix("group:") {
-            validate_name(group)?;
+            validate_set_name(group)?;
             return Ok(Target::Group(group.to_owned()));
         }
         if let Some(pool) = text.strip_prefix("pool:") {
-            validate_name(pool)?;
+            validate_set_name(pool)?;
             return Ok(Target::Pool(pool.to_owned()));
         }
         if text.contains(['*', '?', '[']) {
@@ -196,7 +196,17 @@ mod tests {
         assert_eq!(n.len(), 2);
         assert!(!Target::parse("pi-1").unwrap().is_multi());
         assert!(Target::parse("pool:w").unwrap().is_multi());
-        for bad in ["a/b", "group:a+b", "pool:", "pool:a/b", "a,,b", "[", "pool"] {
+        for bad in [
+            "a/b",
+            "group:a+b",
+            "pool:",
+            "pool:a/b",
+            "a,,b",
+            "[",
+            "pool",
+            "pool:events",
+            "group:in",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

@@ -772,6 +772,12 @@ mod tests {
         w.handle_timeout(t0 + LOST_GRACE);
         assert_eq!(summary(w), [("w-1".into(), "lost: lost".into())]);
 
+        // Lost before its notice came: the client applies the presence it has then.
+        let mut w = pool(t0);
+        w.handle_taken("w-1", Some("b1".into()));
+        w.handle_presence(&presence("w-1", NodeState::Lost, Some("b1")), t0);
+        assert_eq!(w.poll_timeout(), Some(t0 + LOST_GRACE));
+
         let mut w = pool(t0);
         w.handle_taken("w-1", Some("b1".into()));
         w.handle_presence(&presence("w-1", NodeState::Online, Some("b9")), t0);

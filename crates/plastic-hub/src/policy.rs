@@ -96,7 +96,8 @@ pub struct Policy {
     users: Users,
     /// The hub's own connection: a random password made at start, never written anywhere.
     hub_password: String,
-    /// Groups each node announced in its presence, for `group:` patterns.
+    /// Groups (and pools, as `pool:NAME`) each node announced in its presence and may join,
+    /// for `group:` and `pool:` patterns.
     groups: Mutex<HashMap<String, Vec<String>>>,
     /// Passwords already verified, as HMAC-SHA256 under `cache_key` (never the passwords).
     /// argon2 costs tens of milliseconds by design; without this a fleet reconnecting after a
@@ -428,11 +429,18 @@ impl Policy {
                 if let Some(p) = Presence::parse(payload) {
                     // Only the groups the node may join count for `group:` patterns: a node
                     // cannot claim a group to come within an operator's reach.
-                    let groups = p
+                    let mut groups: Vec<String> = p
                         .groups
                         .into_iter()
                         .filter(|g| user.groups.contains(g))
                         .collect();
+                    // Pools likewise, as `pool:NAME` (see `NodePattern::matches`).
+                    groups.extend(
+                        p.pools
+                            .into_iter()
+                            .filter(|x| user.pools.contains(x))
+                            .map(|x| format!("pool:{x}")),
+                    );
                     self.groups
                         .lock()
                         .unwrap()
@@ -598,6 +606,9 @@ mod tests {
             .unwrap();
         users
             .add("ops", mk(Role::Operator, &["eval", "exec"], &[]))
+            .unwrap();
+        users
+            .add("bob", mk(Role::Operator, &["eval"], &["pool:workers"]))
             .unwrap();
         users.add("viewer1", mk(Role::Viewer, &[], &[])).unwrap();
         users.add("root", mk(Role::Admin, &[], &[])).unwrap();
@@ -1029,8 +1040,37 @@ mod tests {
         // The member tells the sender it took the task; nobody else sends that notice.
         let taken = br#"{"type":"taken","correlation_id":"c","sender":"esp-1"}"#;
         assert!(p.check_publish("esp-1", "plastic/ops.a/in", taken).is_ok());
+        let posing = br#"{"type":"taken","correlation_id":"c","sender":"esp-2"}"#;
+        assert!(p
+            .check_publish("esp-1", "plastic/ops.a/in", posing)
+            .is_err());
+        // `pool:workers` reaches the pool's members by name too (an abort goes to them),
+        // once a member announced the pool; a pool its user may not join does not count.
+        let abort = br#"{"type":"command","command":"abort","kwargs":{"id":"x"},"sender":"bob.a"}"#;
+        let presence = |pools: &str| {
+            format!(
+                r#"{{"name":"esp-1","state":"online","platform":"sim","version":"0","protocol":1,"address":"","pools":{pools},"since":1}}"#
+            )
+        };
+        assert!(p.check_publish("bob", "plastic/esp-1/in", abort).is_err());
+        p.check_publish(
+            "esp-1",
+            "plastic/esp-1/status",
+            presence(r#"["other"]"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(p.check_publish("bob", "plastic/esp-1/in", abort).is_err());
+        p.check_publish(
+            "esp-1",
+            "plastic/esp-1/status",
+            presence(r#"["workers"]"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(p.check_publish("bob", "plastic/esp-1/in", abort).is_ok());
         let forged = br#"{"type":"taken","correlation_id":"c","sender":"ops.b"}"#;
-        assert!(p.check_publish("ops", "plastic/alice.a/in", forged).is_err());
+        assert!(p
+            .check_publish("ops", "plastic/alice.a/in", forged)
+            .is_err());
     }
 
     /// `apply` ships code: it needs `exec`, whatever else the user may do.

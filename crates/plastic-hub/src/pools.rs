@@ -7,7 +7,8 @@
 //! `ttl` decides whether it still runs when the member comes back). Mosquitto does the same
 //! by default, so a pool behaves alike on both.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use rmqtt::context::ServerContext;
@@ -17,10 +18,11 @@ use rmqtt::types::{
     TopicName,
 };
 
-/// Round robin over a shared subscription's subscribers, online ones first.
+/// Round robin over a shared subscription's subscribers, online ones first, one turn counter
+/// per pool topic (one for all would hand alternating pools' tasks to the same members).
 #[derive(Default)]
 pub struct TakeTurns {
-    next: AtomicUsize,
+    next: Mutex<HashMap<String, usize>>,
 }
 
 type Subscriber = (
@@ -32,12 +34,18 @@ type Subscriber = (
 );
 
 impl TakeTurns {
-    /// The index of the subscriber whose turn it is, and whether it is online.
-    fn pick(&self, online: &[bool]) -> Option<(usize, bool)> {
+    /// The index of the subscriber of `topic` whose turn it is, and whether it is online.
+    fn pick(&self, topic: &str, online: &[bool]) -> Option<(usize, bool)> {
         if online.is_empty() {
             return None;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = {
+            let mut next = self.next.lock().unwrap();
+            // Bounded: the hub admits a limited number of subscriptions, hence of pools.
+            let counter = next.entry(topic.to_owned()).or_default();
+            *counter = counter.wrapping_add(1);
+            *counter
+        };
         let up: Vec<usize> = (0..online.len()).filter(|&i| online[i]).collect();
         Some(if up.is_empty() {
             (turn % online.len(), false)
@@ -58,11 +66,11 @@ impl SharedSubscription for TakeTurns {
         _scx: &ServerContext,
         _group: &SharedGroup,
         _publisher: &Id,
-        _topic: &TopicName,
+        topic: &TopicName,
         subscribers: &[Subscriber],
     ) -> Option<(usize, IsOnline)> {
         let online: Vec<bool> = subscribers.iter().map(|s| s.4.unwrap_or(false)).collect();
-        self.pick(&online)
+        self.pick(topic, &online)
     }
 }
 
@@ -74,10 +82,20 @@ mod tests {
     fn turns_go_round_the_online_members_and_to_anyone_when_none_is() {
         let t = TakeTurns::default();
         let picks: Vec<usize> = (0..4)
-            .map(|_| t.pick(&[true, false, true]).unwrap().0)
+            .map(|_| t.pick("a", &[true, false, true]).unwrap().0)
             .collect();
-        assert_eq!(picks, [0, 2, 0, 2]);
-        assert_eq!(t.pick(&[false, false]).map(|p| p.1), Some(false));
-        assert_eq!(t.pick(&[]), None);
+        assert_eq!(picks, [2, 0, 2, 0]);
+        // Each pool takes its own turns: alternating tasks do not pin a member.
+        let (a, b) = (
+            t.pick("a", &[true, true]).unwrap().0,
+            t.pick("b", &[true, true]).unwrap().0,
+        );
+        let (a2, b2) = (
+            t.pick("a", &[true, true]).unwrap().0,
+            t.pick("b", &[true, true]).unwrap().0,
+        );
+        assert!(a != a2 && b != b2, "{a} {a2} {b} {b2}");
+        assert_eq!(t.pick("a", &[false, false]).map(|p| p.1), Some(false));
+        assert_eq!(t.pick("a", &[]), None);
     }
 }

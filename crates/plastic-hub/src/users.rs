@@ -25,7 +25,7 @@ use std::str::FromStr;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
-use plastic_proto::name::validate_name;
+use plastic_proto::name::{validate_name, validate_set_name};
 pub use plastic_proto::Capability;
 use serde::{Deserialize, Serialize};
 
@@ -106,11 +106,11 @@ impl TryFrom<String> for NodePattern {
     type Error = UsersError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         if let Some(g) = s.strip_prefix("group:") {
-            validate_name(g).map_err(|e| UsersError::Invalid(format!("group `{g}`: {e}")))?;
+            validate_set_name(g).map_err(|e| UsersError::Invalid(format!("group `{g}`: {e}")))?;
             return Ok(NodePattern::Group(g.to_owned()));
         }
         if let Some(p) = s.strip_prefix("pool:") {
-            validate_name(p).map_err(|e| UsersError::Invalid(format!("pool `{p}`: {e}")))?;
+            validate_set_name(p).map_err(|e| UsersError::Invalid(format!("pool `{p}`: {e}")))?;
             return Ok(NodePattern::Pool(p.to_owned()));
         }
         let literal = s.replace(['*', '?'], "a");
@@ -134,12 +134,17 @@ impl From<NodePattern> for String {
 }
 
 impl NodePattern {
-    /// Does `node` (announcing `groups` in its presence) match?
-    pub fn matches(&self, node: &str, groups: &[String]) -> bool {
+    /// Does `node` match? `memberships` are what it announced in its presence and its user
+    /// may join: its groups as they are, its pools as `pool:NAME` (names have no `:`), so
+    /// `pool:P` reaches each member of P by name too, as `group:G` does G's (an `abort` of a
+    /// pool's task goes to its members).
+    pub fn matches(&self, node: &str, memberships: &[String]) -> bool {
         match self {
             NodePattern::Glob(g) => glob_match(g.as_bytes(), node.as_bytes()),
-            NodePattern::Group(g) => groups.iter().any(|x| x == g),
-            NodePattern::Pool(_) => false,
+            NodePattern::Group(g) => memberships.iter().any(|x| x == g),
+            NodePattern::Pool(p) => memberships
+                .iter()
+                .any(|x| x.strip_prefix("pool:") == Some(p.as_str())),
         }
     }
 }
@@ -216,11 +221,13 @@ impl Users {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-            for g in &user.groups {
-                validate_name(g).map_err(|e| UsersError::Parse {
-                    path: path.display().to_string(),
-                    reason: format!("user {name}: group `{g}`: {e}"),
-                })?;
+            for (what, set) in [("group", &user.groups), ("pool", &user.pools)] {
+                for g in set {
+                    validate_set_name(g).map_err(|e| UsersError::Parse {
+                        path: path.display().to_string(),
+                        reason: format!("user {name}: {what} `{g}`: {e}"),
+                    })?;
+                }
             }
             PasswordHash::new(&user.password).map_err(|e| UsersError::Parse {
                 path: path.display().to_string(),

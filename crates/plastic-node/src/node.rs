@@ -162,6 +162,21 @@ impl Node {
         })
     }
 
+    /// A task from a pool this node is not configured for: its persistent session kept the
+    /// subscription of an earlier run (killed, or started with other `--pool`s). The task was
+    /// delivered, so it is run and answered; the subscription goes, so no more come.
+    fn leave_unless_member(&self, pool: &str) {
+        let filter = self.client.topics().pool_share(pool).ok();
+        let Some(filter) = filter.filter(|f| !self.pool_filters.contains(f)) else {
+            return;
+        };
+        tracing::warn!(pool, "a task from a pool this node left; unsubscribing");
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client.unsubscribe(&filter).await;
+        });
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -193,6 +208,9 @@ impl Node {
                     let Some(delivery) = delivery else { break Ended::Shutdown };
                     match delivery.kind {
                         Some(kind @ (TopicKind::Inbox(_) | TopicKind::AllInbox | TopicKind::GroupInbox(_) | TopicKind::PoolInbox(_))) => {
+                            if let TopicKind::PoolInbox(pool) = &kind {
+                                self.leave_unless_member(pool);
+                            }
                             while handlers.try_join_next().is_some() {}
                             let in_flight = handlers.len();
                             let shared = shared.clone();
@@ -219,6 +237,13 @@ impl Node {
             }
         };
         announcer.abort();
+        // A broker keeps a stopped member's persistent session, and Mosquitto keeps handing it
+        // its turn of the pool's tasks, which would wait there until it came back: leave the
+        // pools before anything else (the hub, too, would hand this still-connected member
+        // tasks nobody reads now). A member that dies cannot; a task's `ttl` bounds that wait.
+        for filter in &self.pool_filters {
+            let _ = self.client.unsubscribe(filter).await;
+        }
         let grace = match ended {
             Ended::Shutdown => SHUTDOWN_GRACE,
             Ended::Reset => {
@@ -239,12 +264,6 @@ impl Node {
                 "{} requests still running at shutdown were abandoned",
                 handlers.len()
             );
-        }
-        // A broker keeps a stopped member's persistent session, and Mosquitto keeps handing it
-        // its turn of the pool's tasks, which would wait there until it came back: leave the
-        // pools first. (A member that dies cannot; a task's `ttl` bounds that wait.)
-        for filter in &self.pool_filters {
-            let _ = self.client.unsubscribe(filter).await;
         }
         self.client.shutdown(Some(self.herald.offline())).await;
         ended

@@ -87,7 +87,16 @@ impl Recent {
         match self.entries.get(id) {
             Some(Entry::Running) => return Seen::Running,
             Some(Entry::Done(reply)) => return Seen::Done(reply.clone()),
-            Some(Entry::Aborted) => return Seen::Aborted,
+            Some(Entry::Aborted) => {
+                // Its signed time stamp now counts for the replay floor when the id is
+                // forgotten, as any signed request's (the abort recorded none).
+                if let Some(ts) = signed_at {
+                    if let Some(slot) = self.order.iter_mut().find(|(i, _)| i == id) {
+                        slot.1 = Some(ts);
+                    }
+                }
+                return Seen::Aborted;
+            }
             None => {}
         }
         if signed_at.is_some_and(|ts| ts <= self.replay_floor) {
@@ -184,6 +193,22 @@ mod tests {
             r.entries.len(),
             CAPACITY,
             "aborts are bounded like requests"
+        );
+    }
+
+    #[test]
+    fn an_aborted_signed_request_raises_the_replay_floor_when_forgotten() {
+        let mut r = Recent::new(100.0);
+        r.abort("s");
+        assert_eq!(r.begin("s", Some(500.0)), Seen::Aborted);
+        for i in 0..CAPACITY {
+            r.begin(&i.to_string(), None);
+        }
+        assert!(!r.knows("s"));
+        assert_eq!(
+            r.begin("s", Some(500.0)),
+            Seen::Replayed,
+            "a replay cannot run it"
         );
     }
 

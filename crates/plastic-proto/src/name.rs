@@ -12,6 +12,23 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Words that cannot be node names because they are topic levels with a meaning of their own.
 const RESERVED: &[&str] = &["all", "group", "pool"];
 
+/// Words that cannot name a group or a pool: `<prefix>/group/<g>/in` and
+/// `<prefix>/pool/<p>/in` would then also match a node's reading filters such as
+/// `<prefix>/+/events/#` (a pool named `events` would show every task to every reader).
+const RESERVED_SET_NAMES: &[&str] = &["in", "status", "log", "events"];
+
+/// A group's or a pool's name: a name, and not one of the node topics' own levels.
+pub fn validate_set_name(name: &str) -> Result<(), ProtoError> {
+    validate_name(name)?;
+    if RESERVED_SET_NAMES.contains(&name) {
+        return Err(ProtoError::BadName {
+            name: name.to_owned(),
+            reason: "`in`, `status`, `log` and `events` cannot name a group or a pool",
+        });
+    }
+    Ok(())
+}
+
 /// A validated node name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeName(String);

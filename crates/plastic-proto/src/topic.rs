@@ -86,12 +86,12 @@ impl Topics {
         format!("{}/all/in", self.prefix)
     }
     pub fn group_inbox(&self, group: &str) -> Result<String, ProtoError> {
-        validate_name(group)?;
+        crate::name::validate_set_name(group)?;
         Ok(format!("{}/group/{}/in", self.prefix, group))
     }
     /// A pool's inbox: what senders publish to (docs/protocol.md, "Pools").
     pub fn pool_inbox(&self, pool: &str) -> Result<String, ProtoError> {
-        validate_name(pool)?;
+        crate::name::validate_set_name(pool)?;
         Ok(format!("{}/pool/{}/in", self.prefix, pool))
     }
     /// What a pool's members subscribe to: the pool's inbox as an MQTT shared subscription,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use plastic_client::BrokerUrl;
-use plastic_proto::name::validate_name;
+use plastic_proto::name::validate_set_name;
 use plastic_proto::NodeName;
 use serde_json::Value;
 
@@ -39,10 +39,10 @@ pub fn write_bundle(global: &Global, args: &BundleArgs, broker: &BrokerUrl) -> R
         NodeName::parse(name)?;
     }
     for g in &args.groups {
-        validate_name(g).with_context(|| format!("bad group `{g}`"))?;
+        validate_set_name(g).with_context(|| format!("bad group `{g}`"))?;
     }
     for p in &args.pools {
-        validate_name(p).with_context(|| format!("bad pool `{p}`"))?;
+        validate_set_name(p).with_context(|| format!("bad pool `{p}`"))?;
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use plastic_node::gpio::SimGpio;
 use plastic_node::{Node, NodeConfig};
-use plastic_proto::{name::validate_name, NodeName, Topics};
+use plastic_proto::{name::validate_set_name, NodeName, Topics};
 
 use clap::Args;
 
@@ -45,7 +45,7 @@ pub fn node_config(
     platform: &str,
 ) -> Result<NodeConfig> {
     for g in &groups {
-        validate_name(g).with_context(|| format!("bad group `{g}`"))?;
+        validate_set_name(g).with_context(|| format!("bad group `{g}`"))?;
     }
     Ok(NodeConfig {
         // The password from --password-file, PLASTIC_PASSWORD, the credentials file or the URL.
@@ -104,7 +104,7 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     }
     config.max_skew = args.max_skew;
     for p in &args.pools {
-        validate_name(p).with_context(|| format!("bad pool `{p}`"))?;
+        validate_set_name(p).with_context(|| format!("bad pool `{p}`"))?;
     }
     config.pools = args.pools.clone();
     let signed = config.key.is_some();
@@ -220,7 +220,7 @@ pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
         anyhow::bail!("--nodes must be at least 1");
     }
     for p in &pools {
-        validate_name(p).with_context(|| format!("bad pool `{p}`"))?;
+        validate_set_name(p).with_context(|| format!("bad pool `{p}`"))?;
     }
     let base = root.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("plastic-sim-{}", std::process::id()))

@@ -11,6 +11,7 @@ use plastic_proto::command::{
 use super::request::request_each;
 use crate::output::Render;
 use crate::session::Session;
+use crate::target::{resolve, TargetSpec};
 
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
@@ -41,7 +42,23 @@ pub struct InterruptArgs {
 /// Raises KeyboardInterrupt in the nodes' running eval/exec/function requests.
 pub async fn interrupt(s: &Session, args: InterruptArgs) -> Result<ExitCode> {
     let render = Render::typed(|r: InterruptReply| r.describe());
-    request_each(s, &args.target, &Interrupt { id: args.id }, render).await
+    let target = members_if_pool(s, &args.target).await?;
+    request_each(s, &target, &Interrupt { id: args.id }, render).await
+}
+
+/// `interrupt` and `abort` act on requests a node has: for a pool they go to every online
+/// member (the one with the request acts on it), not to one member the broker picks.
+async fn members_if_pool(s: &Session, target: &str) -> Result<String> {
+    let spec = TargetSpec::parse(target)?;
+    if !matches!(spec, TargetSpec::Pool(_)) {
+        return Ok(target.to_owned());
+    }
+    let members = resolve(&s.client, &spec, s.timeout).await?.nodes;
+    Ok(members
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 #[derive(Debug, Args, Clone)]
@@ -58,7 +75,8 @@ pub struct AbortArgs {
 /// Ends one request, by message id, without running it where it can (docs/protocol.md).
 pub async fn abort(s: &Session, args: AbortArgs) -> Result<ExitCode> {
     let render = Render::typed(|r: AbortReply| r.describe());
-    request_each(s, &args.target, &Abort { id: args.id }, render).await
+    let target = members_if_pool(s, &args.target).await?;
+    request_each(s, &target, &Abort { id: args.id }, render).await
 }
 
 pub async fn reset(s: &Session, args: TargetArgs) -> Result<ExitCode> {

@@ -241,7 +241,8 @@ pub fn node_groups(role: Role, groups: &[String]) -> Result<BTreeSet<String>> {
         anyhow::bail!("--groups is for node users: the groups the node may join");
     }
     for g in &groups {
-        plastic_proto::name::validate_name(g).map_err(|e| anyhow::anyhow!("group `{g}`: {e}"))?;
+        plastic_proto::name::validate_set_name(g)
+            .map_err(|e| anyhow::anyhow!("group `{g}`: {e}"))?;
     }
     Ok(groups)
 }
@@ -253,7 +254,8 @@ pub fn node_pools(role: Role, pools: &[String]) -> Result<BTreeSet<String>> {
         anyhow::bail!("--pools is for node users: the pools the node takes tasks from");
     }
     for p in &pools {
-        plastic_proto::name::validate_name(p).map_err(|e| anyhow::anyhow!("pool `{p}`: {e}"))?;
+        plastic_proto::name::validate_set_name(p)
+            .map_err(|e| anyhow::anyhow!("pool `{p}`: {e}"))?;
     }
     Ok(pools)
 }

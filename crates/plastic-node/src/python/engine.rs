@@ -416,7 +416,7 @@ impl PythonEngine {
             .iter()
             .find(|t| t.id.as_deref() == Some(id))
             .cloned()?;
-        if ticket.abort() {
+        if ticket.abort() || ticket.state.load(Ordering::Acquire) == ABORTED {
             return Some(AbortedWas::Waiting);
         }
         self.interrupt(Some(id)).await;
@@ -674,6 +674,8 @@ fn engine_thread(jobs: mpsc::Receiver<Job>, signals: UserSignalReceiver) {
                 } => {
                     let _ = reply.send(capture(vm, || {
                         if let Some(source) = source {
+                            // The source must define it: an older definition does not count.
+                            let _ = scope.globals.del_item(name.as_str(), vm);
                             state.run_source(vm, &scope, source, Mode::Exec)?;
                             if scope.globals.get_item_opt(name.as_str(), vm)?.is_none() {
                                 let message = format!("the source does not define `{name}`");
