@@ -35,22 +35,37 @@ type Subscriber = (
 
 impl TakeTurns {
     /// The index of the subscriber of `topic` whose turn it is, and whether it is online.
-    fn pick(&self, topic: &str, online: &[bool]) -> Option<(usize, bool)> {
-        if online.is_empty() {
+    /// Called for every message to a pool: no allocation but a pool's first counter.
+    fn pick(
+        &self,
+        topic: &str,
+        online: impl Iterator<Item = bool> + Clone,
+    ) -> Option<(usize, bool)> {
+        let all = online.clone().count();
+        if all == 0 {
             return None;
         }
         let turn = {
             let mut next = self.next.lock().unwrap();
             // Bounded: the hub admits a limited number of subscriptions, hence of pools.
-            let counter = next.entry(topic.to_owned()).or_default();
+            let counter = match next.get_mut(topic) {
+                Some(counter) => counter,
+                None => next.entry(topic.to_owned()).or_default(),
+            };
             *counter = counter.wrapping_add(1);
             *counter
         };
-        let up: Vec<usize> = (0..online.len()).filter(|&i| online[i]).collect();
-        Some(if up.is_empty() {
-            (turn % online.len(), false)
+        let up = online.clone().filter(|o| *o).count();
+        Some(if up == 0 {
+            (turn % all, false)
         } else {
-            (up[turn % up.len()], true)
+            let nth = turn % up;
+            let index = online
+                .enumerate()
+                .filter(|(_, o)| *o)
+                .nth(nth)
+                .map(|(i, _)| i)?;
+            (index, true)
         })
     }
 }
@@ -69,8 +84,7 @@ impl SharedSubscription for TakeTurns {
         topic: &TopicName,
         subscribers: &[Subscriber],
     ) -> Option<(usize, IsOnline)> {
-        let online: Vec<bool> = subscribers.iter().map(|s| s.4.unwrap_or(false)).collect();
-        self.pick(topic, &online)
+        self.pick(topic, subscribers.iter().map(|s| s.4.unwrap_or(false)))
     }
 }
 
@@ -82,20 +96,23 @@ mod tests {
     fn turns_go_round_the_online_members_and_to_anyone_when_none_is() {
         let t = TakeTurns::default();
         let picks: Vec<usize> = (0..4)
-            .map(|_| t.pick("a", &[true, false, true]).unwrap().0)
+            .map(|_| t.pick("a", [true, false, true].into_iter()).unwrap().0)
             .collect();
         assert_eq!(picks, [2, 0, 2, 0]);
         // Each pool takes its own turns: alternating tasks do not pin a member.
         let (a, b) = (
-            t.pick("a", &[true, true]).unwrap().0,
-            t.pick("b", &[true, true]).unwrap().0,
+            t.pick("a", [true, true].into_iter()).unwrap().0,
+            t.pick("b", [true, true].into_iter()).unwrap().0,
         );
         let (a2, b2) = (
-            t.pick("a", &[true, true]).unwrap().0,
-            t.pick("b", &[true, true]).unwrap().0,
+            t.pick("a", [true, true].into_iter()).unwrap().0,
+            t.pick("b", [true, true].into_iter()).unwrap().0,
         );
         assert!(a != a2 && b != b2, "{a} {a2} {b} {b2}");
-        assert_eq!(t.pick("a", &[false, false]).map(|p| p.1), Some(false));
-        assert_eq!(t.pick("a", &[]), None);
+        assert_eq!(
+            t.pick("a", [false, false].into_iter()).map(|p| p.1),
+            Some(false)
+        );
+        assert_eq!(t.pick("a", std::iter::empty()), None);
     }
 }
