@@ -50,6 +50,13 @@ pub enum Command {
         #[command(subcommand)]
         action: cmd::user::UserAction,
     },
+    /// API tokens for scripts using the hub's HTTP API (tokens.toml beside the users file)
+    Token {
+        #[command(subcommand)]
+        action: cmd::token::TokenAction,
+    },
+    /// What the hub recorded: requests, outcomes, presence changes, refusals
+    History(cmd::history::HistoryArgs),
     /// Per-node keys for signed requests
     NodeKey {
         #[command(subcommand)]
@@ -160,6 +167,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             cmd::hub::run(&global, args).await
         }
         Command::User { action } => cmd::user::run(action),
+        Command::Token { action } => cmd::token::run(action),
+        Command::History(args) => cmd::history::run(args),
         Command::NodeKey { action } => cmd::keys::node_key(&global, action),
         Command::Certs { action } => cmd::keys::certs(action),
         Command::Node(args) => cmd::node::run_node(&global, args).await,

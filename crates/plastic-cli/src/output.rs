@@ -122,12 +122,7 @@ impl Printer {
 }
 
 fn client_error_kind(e: &ClientError) -> &'static str {
-    match e {
-        ClientError::Timeout { .. } => "Timeout",
-        ClientError::NodeLost { .. } => "NodeLost",
-        ClientError::NotSent { .. } => "NotSent",
-        _ => "ClientError",
-    }
+    e.kind()
 }
 
 /// `text` for a person, on one line: control characters (C0 including newline and tab, DEL,

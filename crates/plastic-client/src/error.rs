@@ -34,6 +34,19 @@ pub enum ClientError {
     Proto(#[from] plastic_proto::ProtoError),
 }
 
+impl ClientError {
+    /// The error's kind as outcomes name it (`Timeout`, `NodeLost`, `NotSent`; anything else
+    /// is `ClientError`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Timeout { .. } => "Timeout",
+            ClientError::NodeLost { .. } => "NodeLost",
+            ClientError::NotSent { .. } => "NotSent",
+            _ => "ClientError",
+        }
+    }
+}
+
 /// Seconds as a person reads them: `10`, `2.5`, `0.05` (not `0.0` for a short timeout).
 pub fn seconds_text(seconds: f64) -> String {
     let text = format!("{seconds:.3}");

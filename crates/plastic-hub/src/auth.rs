@@ -67,6 +67,7 @@ struct PolicyHandler {
     usage: Arc<Usage>,
     scx: ServerContext,
     over_budget: Quiet<IpAddr>,
+    observer: crate::observe::Observer,
 }
 
 impl PolicyHandler {
@@ -201,7 +202,12 @@ impl Handler for PolicyHandler {
                     Ok(superuser) => AuthResult::Allow(superuser, None),
                     Err(why) => {
                         let over_budget = why.starts_with("over budget");
-                        if !over_budget {
+                        if over_budget {
+                            // Counted, not kept: a flood must not fill the history.
+                            self.observer.metrics.logins_refused.inc();
+                        } else {
+                            self.observer
+                                .login_refused(username.unwrap_or("(none)"), &why);
                             tracing::warn!(
                                 user = username.unwrap_or("(none)"),
                                 client_id,
@@ -278,6 +284,7 @@ impl Handler for PolicyHandler {
                     Ok(()) => PublishAclResult::allow(),
                     Err(denial) => {
                         tracing::warn!(client_id = %session.id.client_id, "{}", denial.reason);
+                        self.observer.request_refused(username, &denial.reason);
                         if let Some(reply) = denial.reply {
                             // A full queue means a flood of refusals: dropping some replies
                             // is better than blocking the broker.
@@ -534,8 +541,21 @@ pub(crate) async fn install(
     policy: Option<Arc<Policy>>,
     limits: &HubLimits,
     gate: Arc<Gate>,
+    observe: crate::observe::ObserveHandler,
 ) -> Option<mpsc::Receiver<Refusal>> {
     let register = scx.extends.hook_mgr().register();
+    let observer = observe.observer.clone();
+    let observe = Arc::new(observe);
+    for typ in [
+        Type::MessagePublish,
+        Type::MessageDelivered,
+        Type::ClientConnected,
+        Type::ClientDisconnected,
+    ] {
+        register
+            .add(typ, Box::new(Observing(observe.clone())))
+            .await;
+    }
     let usage = Arc::new(Usage::default());
     for typ in [
         Type::ClientConnected,
@@ -574,6 +594,7 @@ pub(crate) async fn install(
                 usage,
                 scx: scx.clone(),
                 over_budget: Quiet::default(),
+                observer,
             });
             for typ in [
                 Type::ClientAuthenticate,
@@ -588,6 +609,16 @@ pub(crate) async fn install(
     };
     register.start().await;
     rx
+}
+
+/// The observer, registered for several hook types.
+struct Observing(Arc<crate::observe::ObserveHandler>);
+
+#[async_trait::async_trait]
+impl Handler for Observing {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        self.0.hook(param, acc).await
+    }
 }
 
 /// One policy handler registered for several hook types (one hasher, one budget).

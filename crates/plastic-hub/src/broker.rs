@@ -52,6 +52,10 @@ pub struct BrokerOptions {
     pub policy: Option<Arc<Policy>>,
     /// Timeouts, caps and budgets.
     pub limits: HubLimits,
+    /// The topic prefix (what the history recognises as requests and replies).
+    pub topics: plastic_proto::Topics,
+    /// Metrics and history.
+    pub observer: crate::observe::Observer,
 }
 
 /// A running embedded broker.
@@ -85,7 +89,17 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
     *scx.extends.shared_subscription_mut().await = Box::new(crate::pools::TakeTurns::default());
     let limits = opts.limits.clone();
     let gate = Gate::new(limits.clone());
-    let refusals = crate::auth::install(&scx, opts.policy.clone(), &limits, gate.clone()).await;
+    let refusals = crate::auth::install(
+        &scx,
+        opts.policy.clone(),
+        &limits,
+        gate.clone(),
+        crate::observe::ObserveHandler {
+            topics: opts.topics.clone(),
+            observer: opts.observer.clone(),
+        },
+    )
+    .await;
     let anonymous = opts.policy.is_none();
     let builder = |addr: SocketAddr| {
         Builder::new()

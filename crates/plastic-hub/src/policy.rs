@@ -405,6 +405,51 @@ impl Policy {
     }
 
     pub fn check_publish(&self, username: &str, topic: &str, payload: &[u8]) -> Result<(), Denial> {
+        self.check_message(username, topic, payload, true)
+    }
+
+    /// The checks of [`Policy::check_publish`] for a request the hub sends on `username`'s
+    /// behalf (the web API): the same capabilities and node patterns, but the envelope's
+    /// `sender` is the hub's own client, so it is not held against the user.
+    pub fn check_request_for(
+        &self,
+        username: &str,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), Denial> {
+        if self
+            .user_record(username)
+            .is_some_and(|u| u.role == Role::Node)
+        {
+            return Err(Denial {
+                reason: format!("{username} is a node user; node users do not use the web API"),
+                reply: None,
+            });
+        }
+        self.check_message(username, topic, payload, false)
+    }
+
+    /// May `username` reach `node` (its node patterns, with the groups the node announced)?
+    /// Admins reach every node.
+    pub fn reaches(&self, username: &str, node: &str) -> bool {
+        let Some(user) = self.user_record(username) else {
+            return false;
+        };
+        if user.role == Role::Admin || user.reaches_everyone() {
+            return true;
+        }
+        let groups = self.groups.lock().unwrap();
+        let node_groups = groups.get(node).map(Vec::as_slice).unwrap_or(&[]);
+        user.nodes.iter().any(|p| p.matches(node, node_groups))
+    }
+
+    fn check_message(
+        &self,
+        username: &str,
+        topic: &str,
+        payload: &[u8],
+        own_envelope: bool,
+    ) -> Result<(), Denial> {
         let quiet = |reason: String| Denial {
             reason,
             reply: None,
@@ -457,7 +502,7 @@ impl Policy {
             ))
         })?;
         let owned = |f: &Option<Cow<str>>| f.as_deref().is_none_or(|n| owns(username, n));
-        if !owned(&head.sender) || !owned(&head.reply_to) {
+        if own_envelope && (!owned(&head.sender) || !owned(&head.reply_to)) {
             return Err(quiet(format!(
                 "refused a message from {username} to `{topic}`: sender and reply_to must be {username} or {username}.*"
             )));

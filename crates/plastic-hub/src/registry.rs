@@ -18,6 +18,19 @@ const TAIL_PERIOD: Duration = Duration::from_secs(1);
 
 pub struct Registry {
     client: Client,
+    activity: tokio::sync::broadcast::Sender<Activity>,
+}
+
+/// A log line or event a node published, as the registry saw it (for the web's live stream).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Activity {
+    pub node: String,
+    /// `log` or `event`.
+    pub kind: &'static str,
+    /// An event's sub-topic (`events/<sub>`), empty for plain events and log lines.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sub: String,
+    pub body: serde_json::Value,
 }
 
 impl Registry {
@@ -36,8 +49,9 @@ impl Registry {
         let (client, deliveries) = Client::connect(opts);
         client.wait_connected(Duration::from_secs(10)).await?;
         client.track_presence().await?;
-        keep_tails(client.clone(), deliveries);
-        Ok(Registry { client })
+        let (activity, _) = tokio::sync::broadcast::channel(1024);
+        keep_tails(client.clone(), deliveries, activity.clone());
+        Ok(Registry { client, activity })
     }
 
     pub async fn nodes(&self) -> Result<Vec<Presence>, ClientError> {
@@ -46,6 +60,11 @@ impl Registry {
 
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<PresenceEvent> {
         self.client.presence_events()
+    }
+
+    /// Every log line and event from now on (a reader that lags loses the oldest).
+    pub fn activity_sender(&self) -> tokio::sync::broadcast::Sender<Activity> {
+        self.activity.clone()
     }
 
     /// The hub's own connection (it publishes the policy's refusal replies).
@@ -60,7 +79,11 @@ impl Registry {
 
 /// Feeds every log line and event to [`Tails`] and republishes the changed tails once a
 /// second, until the connection ends.
-fn keep_tails(client: Client, mut deliveries: UnboundedReceiver<Delivery>) {
+fn keep_tails(
+    client: Client,
+    mut deliveries: UnboundedReceiver<Delivery>,
+    activity: tokio::sync::broadcast::Sender<Activity>,
+) {
     let tails = Arc::new(Mutex::new(Tails::default()));
     let publisher = {
         let tails = tails.clone();
@@ -94,12 +117,26 @@ fn keep_tails(client: Client, mut deliveries: UnboundedReceiver<Delivery>) {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
+            let seen = match d.kind {
+                Some(TopicKind::Log(node)) if body.is_object() => (node, "log", String::new()),
+                Some(TopicKind::Events(node)) => (node, "event", String::new()),
+                Some(TopicKind::EventsSub(node, sub)) => (node, "event", sub),
+                _ => continue,
+            };
+            let (node, kind, sub) = seen;
+            if activity.receiver_count() > 0 {
+                let _ = activity.send(Activity {
+                    node: node.clone(),
+                    kind,
+                    sub: sub.clone(),
+                    body: body.clone(),
+                });
+            }
             let mut tails = tails.lock().unwrap();
-            match d.kind {
-                Some(TopicKind::Log(node)) if body.is_object() => tails.push(&node, body),
-                Some(TopicKind::Events(node)) => tails.push_event(&node, "", body, now),
-                Some(TopicKind::EventsSub(node, sub)) => tails.push_event(&node, &sub, body, now),
-                _ => {}
+            if kind == "log" {
+                tails.push(&node, body);
+            } else {
+                tails.push_event(&node, &sub, body, now);
             }
         }
         publisher.abort();

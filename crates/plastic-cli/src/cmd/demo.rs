@@ -26,6 +26,8 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
         tls: None,
         policy: None,
         limits: Default::default(),
+        topics: plastic_proto::Topics::new(&global.prefix)?,
+        observer: plastic_hub::observe::Observer::counting_only(),
     })
     .await?;
     println!("hub: embedded MQTT broker on {}", broker.addr);

@@ -9,10 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use plastic_client::BrokerUrl;
+use plastic_hub::history::{Record, Recorder, Retention};
+use plastic_hub::metrics::HubMetrics;
+use plastic_hub::observe::Observer;
 use plastic_hub::policy::Policy;
 use plastic_hub::users::{Role, Users, HUB_USER};
 use plastic_hub::{describe_change, start_broker, BrokerOptions, HubLimits, Registry};
 use plastic_proto::Topics;
+use plastic_web::WebOptions;
 use rumqttc::QoS;
 
 use crate::global::Global;
@@ -72,6 +76,42 @@ pub struct HubArgs {
     /// crossed the line
     #[arg(long, default_value_t = mib(HubLimits::default().queued_bytes_total))]
     pub queued_mib_total: u64,
+    /// The dashboard, HTTP API and /metrics: an address, or `off`. Beyond loopback it needs
+    /// users and TLS (the hub's --tls-cert) unless --insecure
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_http)]
+    pub http: HttpListen,
+    /// The request history (SQLite): a file, or `off` (default: $PLASTIC_HOME/history.db)
+    #[arg(long)]
+    pub history: Option<String>,
+    /// Keep history for this long: 30d, 12h
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    pub history_max_age: Duration,
+    /// Keep at most this many MiB of history (the oldest rows go first)
+    #[arg(long, default_value_t = 256)]
+    pub history_max_mib: u64,
+}
+
+/// `--http`: where the web side listens, or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HttpListen {
+    Off,
+    /// The default address: taken by another program, the hub says so and goes on without it.
+    Default(SocketAddr),
+    At(SocketAddr),
+}
+
+fn parse_http(s: &str) -> Result<HttpListen, String> {
+    if s == "off" {
+        return Ok(HttpListen::Off);
+    }
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080 (or `off`)"))?;
+    Ok(if s == "127.0.0.1:8080" {
+        HttpListen::Default(addr)
+    } else {
+        HttpListen::At(addr)
+    })
 }
 
 fn mib(bytes: u64) -> u64 {
@@ -79,7 +119,7 @@ fn mib(bytes: u64) -> u64 {
 }
 
 /// `90`, `90s`, `500ms`, `10m`, `2h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -123,6 +163,27 @@ impl HubArgs {
 
 pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     let topics = Topics::new(&global.prefix)?;
+    let metrics = Arc::new(HubMetrics::new());
+    let history_file = match args.history.as_deref() {
+        Some("off") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            let home = crate::session::plastic_home();
+            std::fs::create_dir_all(&home)
+                .with_context(|| format!("cannot create {}", home.display()))?;
+            Some(home.join("history.db"))
+        }
+    };
+    let retention = Retention {
+        max_age: args.history_max_age,
+        max_bytes: args.history_max_mib * 1024 * 1024,
+    };
+    let observer = Observer {
+        metrics: metrics.clone(),
+        history: Recorder::open(history_file.as_deref(), retention, metrics.clone())?,
+    };
+    let mut web_policy = None;
+    let mut tokens_file = None;
     let (broker, refusals) = if args.external {
         let url = crate::session::broker_url(global)?;
         println!(
@@ -163,10 +224,14 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             listen: args.listen,
             board_listen: args.board_listen,
             tls: args.tls(),
-            policy,
+            policy: policy.clone(),
             limits: args.limits(),
+            topics: topics.clone(),
+            observer: observer.clone(),
         })
         .await?;
+        web_policy = policy;
+        tokens_file = Some(path.with_file_name("tokens.toml"));
         // Tests and scripts read the bound port from this line.
         println!(
             "plastic hub: MQTT broker listening on {}{}",
@@ -223,6 +288,23 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     for node in registry.nodes().await? {
         println!("{}", crate::output::shown(&plastic_hub::describe(&node)));
     }
+    if let Some(path) = &history_file {
+        println!("plastic hub: history in {}", path.display());
+    }
+    serve_web(
+        &args,
+        WebOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: args.tls(),
+            policy: web_policy,
+            tokens: tokens_file,
+            client: registry.client().clone(),
+            observer: observer.clone(),
+            history: history_file.clone(),
+            activity: registry.activity_sender(),
+        },
+    )
+    .await?;
     let shutdown = super::node::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -230,6 +312,11 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             _ = &mut shutdown => break,
             event = events.recv() => match event {
                 Ok(event) => {
+                    observer.history.record(Record::Presence {
+                        at: event.current.since,
+                        node: event.current.name.clone(),
+                        state: event.current.state.as_str().to_owned(),
+                    });
                     println!("{}", crate::output::shown(&describe_change(&event)))
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} presence changes not shown)"),
@@ -240,6 +327,52 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     registry.shutdown().await;
     println!("plastic hub: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the web side where `--http` says. The default address, taken by another program,
+/// is not an error (the hub is still a hub); an address asked for is.
+async fn serve_web(args: &HubArgs, mut opts: WebOptions) -> Result<()> {
+    let (addr, asked) = match args.http {
+        HttpListen::Off => return Ok(()),
+        HttpListen::Default(addr) => (addr, false),
+        HttpListen::At(addr) => (addr, true),
+    };
+    if !addr.ip().is_loopback() {
+        let missing = match (opts.policy.is_some(), opts.tls.is_some()) {
+            (true, true) => None,
+            (false, _) => {
+                Some("without users: anyone who can reach it could run code on every node")
+            }
+            (true, false) => Some(
+                "without TLS: passwords and session cookies would cross the network in clear text",
+            ),
+        };
+        if let Some(missing) = missing {
+            if !args.insecure {
+                anyhow::bail!(
+                    "refusing to serve HTTP on {addr} {missing}. Use --http 127.0.0.1:8080, or pass --insecure on a network you trust"
+                );
+            }
+            eprintln!("WARNING: serving HTTP on {addr} {missing} (--insecure)");
+        }
+    }
+    opts.listen = addr;
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    match plastic_web::serve(opts).await {
+        Ok(handle) => {
+            // Tests and scripts read the bound port from this line.
+            println!(
+                "plastic hub: dashboard and API on {scheme}://{}",
+                handle.addr
+            );
+            Ok(())
+        }
+        Err(e) if !asked => {
+            println!("plastic hub: no dashboard: {e:#} (choose another address with --http ADDR)");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Node users reach no node without `nodes`, and join no group without `groups` (users files

@@ -1,0 +1,645 @@
+//! The hub's history: every request it routes (who, what type, which nodes, when), every
+//! reply's outcome, presence changes and refusals, kept in SQLite (WAL) with retention by age
+//! and size. `plastic history` and `GET /api/v1/history` query it; it is the audit trail.
+//!
+//! The broker's hooks only hand a [`Record`] to a bounded queue ([`Recorder::record`] never
+//! blocks); one writer thread turns records into rows in batches (one transaction each), so
+//! routing never waits on the disk. When the writer falls behind, records are dropped and
+//! counted (`plastic_history_dropped_total`) rather than slowing the fleet down. The writer
+//! also matches replies to requests, for the latency histogram and the outcome counters.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::metrics::HubMetrics;
+
+/// Records waiting for the writer; beyond this they are dropped (and counted).
+pub const QUEUE: usize = 65_536;
+/// Records written in one transaction at most.
+const BATCH: usize = 4_096;
+/// Requests remembered for matching their replies (latency, the type of an outcome row).
+const PENDING_KEPT: usize = 100_000;
+/// How long a request waits for replies in that memory (a broadcast gets many).
+const PENDING_FOR: Duration = Duration::from_secs(600);
+/// How often old rows are removed.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Rows returned by one query at most.
+pub const QUERY_MAX: usize = 10_000;
+
+/// How long and how much history is kept.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: Duration::from_secs(30 * 86_400),
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// One thing worth remembering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A request passed the hub (or the web API sent one on `user`'s behalf).
+    Request {
+        at: f64,
+        id: String,
+        user: String,
+        ty: String,
+        target: String,
+    },
+    /// A reply from `node` to request `id`.
+    Outcome {
+        at: f64,
+        id: String,
+        node: String,
+        ok: bool,
+        /// `Kind: message` of an error reply.
+        error: Option<String>,
+    },
+    Presence {
+        at: f64,
+        node: String,
+        state: String,
+    },
+    /// A login or request the access rules refused.
+    Refusal {
+        at: f64,
+        user: String,
+        reason: String,
+    },
+}
+
+/// One row of the history, as queries return it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// `request`, `outcome`, `presence` or `refusal`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Who sent the request (for an outcome: who sent the request it answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The target of a request, the node of an outcome or presence change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The request's type (`eval`, `command:blink led`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Outcomes: whether the reply was a result (not an error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// An error's `Kind: message`, a presence state, a refusal's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What to look for.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Query {
+    /// Rows about this node (a request's target, an outcome's or presence's node).
+    pub node: Option<String>,
+    /// Rows of requests this user sent, and their outcomes.
+    pub user: Option<String>,
+    /// Rows at or after this time (seconds since the Unix epoch).
+    pub since: Option<f64>,
+    /// Only failed outcomes (error replies).
+    #[serde(default)]
+    pub failed: bool,
+    /// Only rows of this kind.
+    pub kind: Option<String>,
+    /// At most this many rows, newest first (default 100, at most [`QUERY_MAX`]).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// The hooks' end of the history: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: SyncSender<Record>,
+    metrics: Arc<HubMetrics>,
+    /// Every record also goes here, for the live stream (lagging readers lose the oldest).
+    live: broadcast::Sender<Record>,
+}
+
+impl Recorder {
+    /// Opens (creating) the database at `path` and starts the writer thread. Without a path
+    /// nothing is kept, but requests and replies are still matched for the metrics.
+    pub fn open(
+        path: Option<&Path>,
+        retention: Retention,
+        metrics: Arc<HubMetrics>,
+    ) -> Result<Recorder, HistoryError> {
+        let conn = path.map(open_rw).transpose()?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let (live, _) = broadcast::channel(1024);
+        let writer = Writer {
+            conn,
+            path: path.map(Path::to_owned).unwrap_or_default(),
+            retention,
+            metrics: metrics.clone(),
+            pending: HashMap::new(),
+            last_sweep: Instant::now(),
+        };
+        std::thread::Builder::new()
+            .name("plastic-history".into())
+            .spawn(move || writer.run(rx))
+            .expect("spawning the history writer");
+        Ok(Recorder { tx, metrics, live })
+    }
+
+    /// Queues a record; drops it (counted) when the writer is this far behind.
+    pub fn record(&self, record: Record) {
+        let _ = self.live.send(record.clone());
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.metrics.history_dropped.inc(),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Every record from now on, as it is made.
+    pub fn live(&self) -> broadcast::Receiver<Record> {
+        self.live.subscribe()
+    }
+}
+
+fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
+    move |source| HistoryError::Db {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn open_rw(path: &Path) -> Result<Connection, HistoryError> {
+    let err = db_error(path);
+    let conn = Connection::open(path).map_err(&err)?;
+    // Several hubs may share one PLASTIC_HOME (tests do): wait for the others' writes.
+    conn.busy_timeout(Duration::from_secs(5)).map_err(&err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS history (
+             seq INTEGER PRIMARY KEY,
+             at REAL NOT NULL,
+             kind TEXT NOT NULL,
+             message_id TEXT,
+             user TEXT,
+             node TEXT,
+             type TEXT,
+             ok INTEGER,
+             detail TEXT
+         );
+         CREATE INDEX IF NOT EXISTS history_at ON history(at);
+         CREATE INDEX IF NOT EXISTS history_node ON history(node, at);
+         CREATE INDEX IF NOT EXISTS history_user ON history(user, at);",
+    )
+    .map_err(&err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The audit trail names users and holds error messages: the owner's only.
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(conn)
+}
+
+struct Pending {
+    at: f64,
+    since: Instant,
+    user: String,
+    ty: String,
+    answered: bool,
+}
+
+struct Writer {
+    conn: Option<Connection>,
+    path: PathBuf,
+    retention: Retention,
+    metrics: Arc<HubMetrics>,
+    pending: HashMap<String, Pending>,
+    last_sweep: Instant,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Record>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.write(&mut batch) {
+                tracing::warn!("history: {e}; {} records lost", batch.len());
+            }
+            batch.clear();
+            if self.last_sweep.elapsed() >= SWEEP_EVERY {
+                self.last_sweep = Instant::now();
+                if let Err(e) = self.sweep() {
+                    tracing::warn!("history: removing old rows: {e}");
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &mut [Record]) -> Result<(), HistoryError> {
+        let path = self.path.clone();
+        let err = db_error(&path);
+        let mut conn = self.conn.take();
+        let tx = conn.as_mut().map(Connection::transaction).transpose();
+        let result = tx.map_err(&err).and_then(|tx| {
+            self.apply(batch, tx.as_ref())?;
+            tx.map_or(Ok(()), |tx| tx.commit().map_err(&err))
+        });
+        self.conn = conn;
+        result
+    }
+
+    /// Counts `batch` in the metrics and inserts it through `tx` (if the history is kept).
+    fn apply(
+        &mut self,
+        batch: &[Record],
+        tx: Option<&rusqlite::Transaction>,
+    ) -> Result<(), HistoryError> {
+        let path = self.path.clone();
+        let err = db_error(&path);
+        let mut insert = tx
+            .map(|tx| {
+                tx.prepare_cached(
+                    "INSERT INTO history (at, kind, message_id, user, node, type, ok, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+            })
+            .transpose()
+            .map_err(&err)?;
+        let mut insert = |row: &[&dyn rusqlite::ToSql]| -> Result<(), HistoryError> {
+            match insert.as_mut() {
+                Some(stmt) => stmt.execute(row).map(drop).map_err(&err),
+                None => Ok(()),
+            }
+        };
+        {
+            for record in batch.iter() {
+                match record {
+                    Record::Request {
+                        at,
+                        id,
+                        user,
+                        ty,
+                        target,
+                    } => {
+                        self.metrics.requests.with_label_values(&[ty]).inc();
+                        if self.pending.len() >= PENDING_KEPT {
+                            forget_old(&mut self.pending);
+                        }
+                        if self.pending.len() < PENDING_KEPT {
+                            self.pending.insert(
+                                id.clone(),
+                                Pending {
+                                    at: *at,
+                                    since: Instant::now(),
+                                    user: user.clone(),
+                                    ty: ty.clone(),
+                                    answered: false,
+                                },
+                            );
+                        }
+                        insert(params![
+                            at,
+                            "request",
+                            id,
+                            user,
+                            target,
+                            ty,
+                            None::<bool>,
+                            None::<String>
+                        ])?;
+                    }
+                    Record::Outcome {
+                        at,
+                        id,
+                        node,
+                        ok,
+                        error,
+                    } => {
+                        let (user, ty) = match self.pending.get_mut(id) {
+                            Some(p) => {
+                                if !p.answered {
+                                    p.answered = true;
+                                    self.metrics.latency.observe((at - p.at).max(0.0));
+                                }
+                                (Some(p.user.clone()), Some(p.ty.clone()))
+                            }
+                            None => (None, None),
+                        };
+                        let outcome = if *ok { "ok" } else { "error" };
+                        self.metrics
+                            .outcomes
+                            .with_label_values(&[ty.as_deref().unwrap_or("other"), outcome])
+                            .inc();
+                        insert(params![at, "outcome", id, user, node, ty, ok, error])?;
+                    }
+                    Record::Presence { at, node, state } => {
+                        insert(params![
+                            at,
+                            "presence",
+                            None::<String>,
+                            None::<String>,
+                            node,
+                            None::<String>,
+                            None::<bool>,
+                            state
+                        ])?;
+                    }
+                    Record::Refusal { at, user, reason } => {
+                        insert(params![
+                            at,
+                            "refusal",
+                            None::<String>,
+                            user,
+                            None::<String>,
+                            None::<String>,
+                            None::<bool>,
+                            reason
+                        ])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes rows past the age limit, then the oldest tenth while the file is over its size.
+    fn sweep(&mut self) -> Result<(), HistoryError> {
+        forget_old(&mut self.pending);
+        let path = self.path.clone();
+        let err = db_error(&path);
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        let cutoff = unix_now() - self.retention.max_age.as_secs_f64();
+        conn.execute("DELETE FROM history WHERE at < ?1", params![cutoff])
+            .map_err(&err)?;
+        for _ in 0..10 {
+            let size: i64 = conn
+                .query_row(
+                    "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            if (size as u64) <= self.retention.max_bytes {
+                break;
+            }
+            conn.execute(
+                    "DELETE FROM history WHERE seq IN (SELECT seq FROM history ORDER BY seq LIMIT (SELECT COUNT(*) / 10 + 1 FROM history))",
+                    [],
+                )
+                .map_err(&err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Requests older than [`PENDING_FOR`] get no more replies counted.
+fn forget_old(pending: &mut HashMap<String, Pending>) {
+    pending.retain(|_, p| p.since.elapsed() < PENDING_FOR);
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    plastic_proto::unix_seconds(std::time::SystemTime::now())
+}
+
+/// Runs `query` on the database at `path` (read only: the CLI may read while the hub writes).
+pub fn query(path: &Path, q: &Query) -> Result<Vec<Row>, HistoryError> {
+    let err = db_error(path);
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(&err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(&err)?;
+    query_on(&conn, q).map_err(err)
+}
+
+fn query_on(conn: &Connection, q: &Query) -> Result<Vec<Row>, rusqlite::Error> {
+    let mut sql = String::from(
+        "SELECT at, kind, message_id, user, node, type, ok, detail FROM history WHERE 1=1",
+    );
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(node) = &q.node {
+        sql.push_str(" AND node = ?");
+        args.push(node.clone().into());
+    }
+    if let Some(user) = &q.user {
+        sql.push_str(" AND user = ?");
+        args.push(user.clone().into());
+    }
+    if let Some(since) = q.since {
+        sql.push_str(" AND at >= ?");
+        args.push(since.into());
+    }
+    if q.failed {
+        sql.push_str(" AND kind = 'outcome' AND ok = 0");
+    }
+    if let Some(kind) = &q.kind {
+        sql.push_str(" AND kind = ?");
+        args.push(kind.clone().into());
+    }
+    let limit = q.limit.unwrap_or(100).min(QUERY_MAX);
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(Row {
+            at: r.get(0)?,
+            kind: r.get(1)?,
+            message_id: r.get(2)?,
+            user: r.get(3)?,
+            node: r.get(4)?,
+            r#type: r.get(5)?,
+            ok: r.get(6)?,
+            detail: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_rows(path: &Path, q: &Query, n: usize) -> Vec<Row> {
+        // The writer is a thread: poll the database until it has written (bounded).
+        for _ in 0..500 {
+            let rows = query(path, q).unwrap();
+            if rows.len() >= n {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        query(path, q).unwrap()
+    }
+
+    #[test]
+    fn requests_outcomes_and_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let metrics = Arc::new(HubMetrics::new());
+        let rec = Recorder::open(Some(&path), Retention::default(), metrics.clone()).unwrap();
+        let now = unix_now();
+        rec.record(Record::Request {
+            at: now,
+            id: "m1".into(),
+            user: "alice".into(),
+            ty: "eval".into(),
+            target: "all".into(),
+        });
+        rec.record(Record::Outcome {
+            at: now + 0.002,
+            id: "m1".into(),
+            node: "esp-1".into(),
+            ok: false,
+            error: Some("ZeroDivisionError: division by zero".into()),
+        });
+        rec.record(Record::Outcome {
+            at: now + 0.003,
+            id: "m1".into(),
+            node: "esp-2".into(),
+            ok: true,
+            error: None,
+        });
+        rec.record(Record::Presence {
+            at: now,
+            node: "esp-1".into(),
+            state: "online".into(),
+        });
+        let all = wait_rows(&path, &Query::default(), 4);
+        assert_eq!(all.len(), 4);
+        let failed = query(
+            &path,
+            &Query {
+                node: Some("esp-1".into()),
+                failed: true,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(failed.len(), 1);
+        let f = &failed[0];
+        assert_eq!(
+            f.user.as_deref(),
+            Some("alice"),
+            "who ran it, from the request"
+        );
+        assert_eq!(f.r#type.as_deref(), Some("eval"));
+        assert_eq!(f.ok, Some(false));
+        assert!(f
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("ZeroDivisionError"));
+        let later = query(
+            &path,
+            &Query {
+                since: Some(now + 1.0),
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert!(later.is_empty());
+        assert_eq!(
+            metrics.latency.get_sample_count(),
+            1,
+            "the first reply only"
+        );
+        assert_eq!(
+            metrics.outcomes.with_label_values(&["eval", "error"]).get(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_query_is_not_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let rec = Recorder::open(
+            Some(&path),
+            Retention::default(),
+            Arc::new(HubMetrics::new()),
+        )
+        .unwrap();
+        rec.record(Record::Refusal {
+            at: unix_now(),
+            user: "mallory".into(),
+            reason: "no".into(),
+        });
+        wait_rows(&path, &Query::default(), 1);
+        let q = Query {
+            node: Some("x' OR '1'='1".into()),
+            ..Query::default()
+        };
+        assert!(query(&path, &q).unwrap().is_empty());
+    }
+
+    #[test]
+    fn old_rows_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let conn = open_rw(&path).unwrap();
+        let mut w = Writer {
+            conn: Some(conn),
+            path: path.clone(),
+            retention: Retention {
+                max_age: Duration::from_secs(3600),
+                max_bytes: u64::MAX,
+            },
+            metrics: Arc::new(HubMetrics::new()),
+            pending: HashMap::new(),
+            last_sweep: Instant::now(),
+        };
+        let now = unix_now();
+        let mut batch = vec![
+            Record::Presence {
+                at: now - 7200.0,
+                node: "old".into(),
+                state: "online".into(),
+            },
+            Record::Presence {
+                at: now,
+                node: "new".into(),
+                state: "online".into(),
+            },
+        ];
+        w.write(&mut batch).unwrap();
+        w.sweep().unwrap();
+        let rows = query_on(w.conn.as_ref().unwrap(), &Query::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].node.as_deref(), Some("new"));
+    }
+}

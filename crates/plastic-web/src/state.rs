@@ -1,0 +1,162 @@
+//! What every handler shares: the hub's client and rules, the logged-in sessions, the tokens
+//! file (re-read when it changes, so `plastic token revoke` takes effect at once), and the
+//! failed-login budget.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use plastic_client::Client;
+use plastic_hub::observe::Observer;
+use plastic_hub::policy::Policy;
+use plastic_hub::tokens::Tokens;
+use plastic_hub::Activity;
+
+use crate::WebOptions;
+
+/// How long a login lasts.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Logged-in sessions kept at most; the oldest goes first.
+pub const SESSIONS_MAX: usize = 10_000;
+/// Failed logins from one address per minute before further tries are refused unchecked.
+pub const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
+
+pub struct AppState {
+    pub client: Client,
+    pub policy: Option<Arc<Policy>>,
+    pub observer: Observer,
+    pub history: Option<PathBuf>,
+    pub activity: tokio::sync::broadcast::Sender<Activity>,
+    /// Cookies get `Secure` (HTTPS).
+    pub secure: bool,
+    /// With no users file: the one CSRF token of the open (loopback) API.
+    pub open_csrf: String,
+    /// Host headers accepted without a users file (DNS rebinding: a page from elsewhere whose
+    /// name now points at 127.0.0.1 would send its own name).
+    pub local_hosts: Vec<String>,
+    pub sessions: Mutex<HashMap<String, WebSession>>,
+    tokens_path: Option<PathBuf>,
+    tokens: Mutex<(Option<SystemTime>, Tokens)>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub user: String,
+    pub csrf: String,
+    pub created: Instant,
+}
+
+impl AppState {
+    pub fn new(opts: &WebOptions, addr: SocketAddr, secure: bool) -> Self {
+        let port = addr.port();
+        let local_hosts = vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        AppState {
+            client: opts.client.clone(),
+            policy: opts.policy.clone(),
+            observer: opts.observer.clone(),
+            history: opts.history.clone(),
+            activity: opts.activity.clone(),
+            secure,
+            open_csrf: random_token(),
+            local_hosts,
+            sessions: Mutex::default(),
+            tokens_path: opts.tokens.clone(),
+            tokens: Mutex::new((None, Tokens::default())),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Is there a users file (so every call needs a login or a token)?
+    pub fn authenticated(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// The user a bearer token acts as, reading the tokens file again if it changed.
+    pub fn token_user(&self, presented: &str) -> Option<String> {
+        let path = self.tokens_path.as_ref()?;
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut kept = self.tokens.lock().unwrap();
+        if kept.0 != modified || modified.is_none() {
+            match Tokens::load_or_default(path) {
+                Ok(tokens) => *kept = (modified, tokens),
+                Err(e) => {
+                    tracing::warn!("{e}; no token is accepted until it is fixed");
+                    *kept = (modified, Tokens::default());
+                }
+            }
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        kept.1.verify(presented, now).ok().map(str::to_owned)
+    }
+
+    pub fn new_session(&self, user: &str) -> (String, WebSession) {
+        let id = random_token();
+        let session = WebSession {
+            user: user.to_owned(),
+            csrf: random_token(),
+            created: Instant::now(),
+        };
+        let mut sessions = self.sessions.lock().unwrap();
+        sessions.retain(|_, s| s.created.elapsed() < SESSION_LIFETIME);
+        if sessions.len() >= SESSIONS_MAX {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(id.clone(), session.clone());
+        (id, session)
+    }
+
+    pub fn session(&self, id: &str) -> Option<WebSession> {
+        let sessions = self.sessions.lock().unwrap();
+        sessions
+            .get(id)
+            .filter(|s| s.created.elapsed() < SESSION_LIFETIME)
+            .cloned()
+    }
+
+    /// May `ip` try a password now? (Refused tries beyond the budget are not even checked.)
+    pub fn may_try_login(&self, ip: IpAddr) -> bool {
+        let mut failures = self.failures.lock().unwrap();
+        match failures.get(&ip) {
+            Some((since, n)) if since.elapsed() < Duration::from_secs(60) => {
+                *n < LOGIN_FAILURES_PER_MINUTE
+            }
+            _ => {
+                failures.remove(&ip);
+                true
+            }
+        }
+    }
+
+    pub fn login_failed(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap();
+        if failures.len() > 100_000 {
+            failures.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+        }
+        let entry = failures.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn random_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
