@@ -100,7 +100,8 @@ pub struct Row {
     /// The request's type (`eval`, `command:blink led`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    /// Outcomes: whether the reply was a result (not an error).
+    /// Outcomes, and a request answered by its one node (written as one row): whether the
+    /// reply was a result (not an error).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,
     /// An error's `Kind: message`, a presence state, a refusal's reason.
@@ -117,7 +118,7 @@ pub struct Query {
     pub user: Option<String>,
     /// Rows at or after this time (seconds since the Unix epoch).
     pub since: Option<f64>,
-    /// Only failed outcomes (error replies).
+    /// Only failed outcomes (error replies), whether in an outcome row or a request's row.
     #[serde(default)]
     pub failed: bool,
     /// Only rows of this kind.
@@ -172,7 +173,9 @@ impl Recorder {
 
     /// Queues a record; drops it (counted) when the writer is this far behind.
     pub fn record(&self, record: Record) {
-        let _ = self.live.send(record.clone());
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(record.clone());
+        }
         match self.tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.metrics.history_dropped.inc(),
@@ -231,8 +234,15 @@ struct Pending {
     since: Instant,
     user: String,
     ty: String,
+    target: String,
     answered: bool,
+    /// Its row is in the database (with the first outcome, or after [`UNANSWERED_AFTER`]).
+    written: bool,
 }
+
+/// A request's row waits this long for its reply, to be written with it as one row (half the
+/// writes for the common case: one node, a quick answer); then it is written without.
+const UNANSWERED_AFTER: Duration = Duration::from_secs(5);
 
 struct Writer {
     conn: Option<Connection>,
@@ -246,8 +256,13 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Record>) {
         let mut batch = Vec::with_capacity(BATCH);
-        while let Ok(first) = rx.recv() {
-            batch.push(first);
+        loop {
+            // Woken at least once a second, so that unanswered requests get their rows.
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(first) => batch.push(first),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),
@@ -315,30 +330,23 @@ impl Writer {
                     } => {
                         self.metrics.requests.with_label_values(&[ty]).inc();
                         if self.pending.len() >= PENDING_KEPT {
+                            self.unanswered(Duration::ZERO, &mut insert)?;
                             forget_old(&mut self.pending);
                         }
+                        let pending = Pending {
+                            at: *at,
+                            since: Instant::now(),
+                            user: user.clone(),
+                            ty: ty.clone(),
+                            target: target.clone(),
+                            answered: false,
+                            written: false,
+                        };
                         if self.pending.len() < PENDING_KEPT {
-                            self.pending.insert(
-                                id.clone(),
-                                Pending {
-                                    at: *at,
-                                    since: Instant::now(),
-                                    user: user.clone(),
-                                    ty: ty.clone(),
-                                    answered: false,
-                                },
-                            );
+                            self.pending.insert(id.clone(), pending);
+                        } else {
+                            write_request(&mut insert, id, &pending, None)?;
                         }
-                        insert(params![
-                            at,
-                            "request",
-                            id,
-                            user,
-                            target,
-                            ty,
-                            None::<bool>,
-                            None::<String>
-                        ])?;
                     }
                     Record::Outcome {
                         at,
@@ -347,22 +355,43 @@ impl Writer {
                         ok,
                         error,
                     } => {
-                        let (user, ty) = match self.pending.get_mut(id) {
-                            Some(p) => {
-                                if !p.answered {
-                                    p.answered = true;
-                                    self.metrics.latency.observe((at - p.at).max(0.0));
-                                }
-                                (Some(p.user.clone()), Some(p.ty.clone()))
-                            }
-                            None => (None, None),
-                        };
                         let outcome = if *ok { "ok" } else { "error" };
+                        let Some(p) = self.pending.get_mut(id) else {
+                            self.metrics
+                                .outcomes
+                                .with_label_values(&["other", outcome])
+                                .inc();
+                            insert(params![
+                                at,
+                                "outcome",
+                                id,
+                                None::<String>,
+                                node,
+                                None::<String>,
+                                ok,
+                                error
+                            ])?;
+                            continue;
+                        };
+                        if !p.answered {
+                            p.answered = true;
+                            self.metrics.latency.observe((at - p.at).max(0.0));
+                        }
                         self.metrics
                             .outcomes
-                            .with_label_values(&[ty.as_deref().unwrap_or("other"), outcome])
+                            .with_label_values(&[p.ty.as_str(), outcome])
                             .inc();
-                        insert(params![at, "outcome", id, user, node, ty, ok, error])?;
+                        if !p.written && p.target == *node {
+                            // One node, answered: the request and its outcome in one row.
+                            p.written = true;
+                            write_request(&mut insert, id, p, Some((*ok, error.as_deref())))?;
+                            continue;
+                        }
+                        if !p.written {
+                            p.written = true;
+                            write_request(&mut insert, id, p, None)?;
+                        }
+                        insert(params![at, "outcome", id, p.user, node, p.ty, ok, error])?;
                     }
                     Record::Presence { at, node, state } => {
                         insert(params![
@@ -389,6 +418,21 @@ impl Writer {
                         ])?;
                     }
                 }
+            }
+        }
+        self.unanswered(UNANSWERED_AFTER, &mut insert)
+    }
+
+    /// Writes the rows of requests unanswered for `after`.
+    fn unanswered(
+        &mut self,
+        after: Duration,
+        insert: &mut impl FnMut(&[&dyn rusqlite::ToSql]) -> Result<(), HistoryError>,
+    ) -> Result<(), HistoryError> {
+        for (id, p) in self.pending.iter_mut() {
+            if !p.written && p.since.elapsed() >= after {
+                p.written = true;
+                write_request(insert, id, p, None)?;
             }
         }
         Ok(())
@@ -424,6 +468,22 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// A request's row; with `outcome` (ok, error) when written together with its only reply.
+fn write_request(
+    insert: &mut impl FnMut(&[&dyn rusqlite::ToSql]) -> Result<(), HistoryError>,
+    id: &str,
+    p: &Pending,
+    outcome: Option<(bool, Option<&str>)>,
+) -> Result<(), HistoryError> {
+    let (ok, error) = match outcome {
+        Some((ok, error)) => (Some(ok), error),
+        None => (None, None),
+    };
+    insert(params![
+        p.at, "request", id, p.user, p.target, p.ty, ok, error
+    ])
 }
 
 /// Requests older than [`PENDING_FOR`] get no more replies counted.
@@ -466,7 +526,7 @@ fn query_on(conn: &Connection, q: &Query) -> Result<Vec<Row>, rusqlite::Error> {
         args.push(since.into());
     }
     if q.failed {
-        sql.push_str(" AND kind = 'outcome' AND ok = 0");
+        sql.push_str(" AND ok = 0");
     }
     if let Some(kind) = &q.kind {
         sql.push_str(" AND kind = ?");
@@ -605,6 +665,85 @@ mod tests {
             ..Query::default()
         };
         assert!(query(&path, &q).unwrap().is_empty());
+    }
+
+    fn writer(path: &Path) -> Writer {
+        Writer {
+            conn: Some(open_rw(path).unwrap()),
+            path: path.to_owned(),
+            retention: Retention::default(),
+            metrics: Arc::new(HubMetrics::new()),
+            pending: HashMap::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn one_node_answered_is_one_row_and_unanswered_requests_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let mut w = writer(&path);
+        let now = unix_now();
+        let request = |id: &str| Record::Request {
+            at: now,
+            id: id.into(),
+            user: "bob".into(),
+            ty: "exec".into(),
+            target: "pi-1".into(),
+        };
+        let mut batch = vec![
+            request("answered"),
+            request("silent"),
+            Record::Outcome {
+                at: now + 0.001,
+                id: "answered".into(),
+                node: "pi-1".into(),
+                ok: true,
+                error: None,
+            },
+        ];
+        w.write(&mut batch).unwrap();
+        let rows = query_on(w.conn.as_ref().unwrap(), &Query::default()).unwrap();
+        assert_eq!(
+            rows.len(),
+            1,
+            "the silent one waits for its reply: {rows:?}"
+        );
+        assert_eq!(rows[0].kind, "request");
+        assert_eq!(rows[0].message_id.as_deref(), Some("answered"));
+        assert_eq!(rows[0].ok, Some(true));
+        // Unanswered past the wait: written without an outcome.
+        for p in w.pending.values_mut() {
+            p.since -= UNANSWERED_AFTER;
+        }
+        w.write(&mut []).unwrap();
+        let rows = query_on(w.conn.as_ref().unwrap(), &Query::default()).unwrap();
+        assert_eq!(rows.len(), 2);
+        let silent = rows
+            .iter()
+            .find(|r| r.message_id.as_deref() == Some("silent"))
+            .unwrap();
+        assert_eq!((silent.ok, silent.user.as_deref()), (None, Some("bob")));
+        // A late reply is an outcome row of its own.
+        w.write(&mut [Record::Outcome {
+            at: now + 9.0,
+            id: "silent".into(),
+            node: "pi-1".into(),
+            ok: false,
+            error: Some("Timeout: late".into()),
+        }])
+        .unwrap();
+        let failed = query_on(
+            w.conn.as_ref().unwrap(),
+            &Query {
+                failed: true,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].kind, "outcome");
+        assert_eq!(failed[0].r#type.as_deref(), Some("exec"));
     }
 
     #[test]

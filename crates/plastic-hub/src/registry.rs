@@ -19,6 +19,7 @@ const TAIL_PERIOD: Duration = Duration::from_secs(1);
 pub struct Registry {
     client: Client,
     activity: tokio::sync::broadcast::Sender<Activity>,
+    tails: Arc<Mutex<Tails>>,
 }
 
 /// A log line or event a node published, as the registry saw it (for the web's live stream).
@@ -50,8 +51,13 @@ impl Registry {
         client.wait_connected(Duration::from_secs(10)).await?;
         client.track_presence().await?;
         let (activity, _) = tokio::sync::broadcast::channel(1024);
-        keep_tails(client.clone(), deliveries, activity.clone());
-        Ok(Registry { client, activity })
+        let tails = Arc::new(Mutex::new(Tails::default()));
+        keep_tails(client.clone(), deliveries, activity.clone(), tails.clone());
+        Ok(Registry {
+            client,
+            activity,
+            tails,
+        })
     }
 
     pub async fn nodes(&self) -> Result<Vec<Presence>, ClientError> {
@@ -60,6 +66,11 @@ impl Registry {
 
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<PresenceEvent> {
         self.client.presence_events()
+    }
+
+    /// Every node's recent log lines and events, as `plastic logs` reads them.
+    pub fn tails(&self) -> Arc<Mutex<Tails>> {
+        self.tails.clone()
     }
 
     /// Every log line and event from now on (a reader that lags loses the oldest).
@@ -83,8 +94,8 @@ fn keep_tails(
     client: Client,
     mut deliveries: UnboundedReceiver<Delivery>,
     activity: tokio::sync::broadcast::Sender<Activity>,
+    tails: Arc<Mutex<Tails>>,
 ) {
-    let tails = Arc::new(Mutex::new(Tails::default()));
     let publisher = {
         let tails = tails.clone();
         let client = client.clone();

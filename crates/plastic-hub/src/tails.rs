@@ -137,6 +137,14 @@ impl Tails {
             .collect()
     }
 
+    /// A node's recent lines and events, oldest first (empty for a node never heard from).
+    pub fn tail(&self, node: &str) -> Vec<Value> {
+        self.nodes
+            .get(node)
+            .map(|t| t.lines.iter().map(|(l, _)| l.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Marks a node's tail to be published again (its last publish failed).
     pub fn retry(&mut self, node: String) {
         self.dirty.insert(node);

@@ -69,6 +69,8 @@ function loggedIn(s) {
   loadNodes();
   openStream();
   route();
+  loadStats();
+  setInterval(loadStats, 10000);
 }
 
 $("login-form").addEventListener("submit", async (ev) => {
@@ -178,6 +180,38 @@ $("run-eval").addEventListener("click", async () => {
   table.replaceChild(body, table.tBodies[0]);
 });
 
+// ---- charts: the last hour, from /api/v1/stats ----
+const SVG = "http://www.w3.org/2000/svg";
+
+function chart(id, values) {
+  const svg = $(id);
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  const present = values.filter((v) => v !== null && v !== undefined);
+  const last = present.length ? present[present.length - 1] : null;
+  $(id + "-now").textContent = last === null ? "" : "(" + (Math.round(last * 10) / 10) + ")";
+  if (present.length < 2) return;
+  const max = Math.max(...present, 1e-9);
+  const step = 360 / Math.max(values.length - 1, 1);
+  const points = values
+    .map((v, i) => (v === null || v === undefined ? null : (i * step).toFixed(1) + "," + (58 - (v / max) * 54).toFixed(1)))
+    .filter(Boolean)
+    .join(" ");
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", points);
+  svg.appendChild(line);
+}
+
+async function loadStats() {
+  try {
+    const s = await api("GET", "/stats");
+    chart("chart-online", s.samples.map((x) => x.online));
+    chart("chart-rps", s.samples.map((x) => x.requests_per_second));
+    chart("chart-latency", s.samples.map((x) => x.latency_ms));
+  } catch (e) {
+    // The charts are extras: the table still works.
+  }
+}
+
 // ---- one node ----
 function route() {
   const m = location.hash.match(/^#node\/(.+)$/);
@@ -188,6 +222,11 @@ function route() {
     $("console").textContent = "";
     $("log").textContent = "";
     nodeHeader();
+    const node = state.current;
+    api("GET", "/nodes/" + encodeURIComponent(node) + "/log").then((lines) => {
+      if (state.current !== node) return;
+      for (const l of lines) logLine({ node, kind: l.text !== undefined ? "log" : "event", sub: "", body: l });
+    }).catch(() => {});
   }
 }
 window.addEventListener("hashchange", route);
@@ -219,8 +258,20 @@ async function run(message, label) {
   }
 }
 
-$("eval").addEventListener("click", () => run({ type: "eval", to_evaluate: $("code").value }, $("code").value));
-$("exec").addEventListener("click", () => run({ type: "exec", to_exec: $("code").value }, $("code").value));
+// Console history: Up and Down (with Alt, as the textarea keeps plain arrows) walk it.
+const history = { lines: [], at: 0 };
+function remember(code) {
+  if (code && history.lines[history.lines.length - 1] !== code) history.lines.push(code);
+  history.at = history.lines.length;
+}
+$("code").addEventListener("keydown", (ev) => {
+  if (!ev.altKey || (ev.key !== "ArrowUp" && ev.key !== "ArrowDown")) return;
+  ev.preventDefault();
+  history.at = Math.max(0, Math.min(history.lines.length, history.at + (ev.key === "ArrowUp" ? -1 : 1)));
+  $("code").value = history.lines[history.at] || "";
+});
+$("eval").addEventListener("click", () => { remember($("code").value); run({ type: "eval", to_evaluate: $("code").value }, $("code").value); });
+$("exec").addEventListener("click", () => { remember($("code").value); run({ type: "exec", to_exec: $("code").value }, $("code").value); });
 $("blink").addEventListener("click", () => run({ type: "command", command: "blink led", kwargs: { times: 3 } }, "blink led"));
 
 async function pin(message) {
@@ -266,11 +317,50 @@ $("script-run").addEventListener("click", async () => {
   const res = await run({ type: "script", script: await file.text(), name }, "deploy " + name);
   $("script-status").textContent = res && res.ok ? "running " + name : "";
 });
+async function listFiles() {
+  const res = await run({ type: "command", command: "list files" }, "list files");
+  const body = document.createElement("tbody");
+  if (res && res.ok) {
+    for (const [path, size] of res.result) {
+      const tr = document.createElement("tr");
+      const name = document.createElement("td");
+      name.textContent = path;
+      const bytes = document.createElement("td");
+      bytes.textContent = size + " B";
+      const actions = document.createElement("td");
+      const get = document.createElement("button");
+      get.textContent = "Download";
+      get.addEventListener("click", () => { $("fetch-path").value = path; $("fetch-go").click(); });
+      const del = document.createElement("button");
+      del.textContent = "Delete";
+      del.addEventListener("click", async () => {
+        if (!confirm("Delete " + path + " on " + state.current + "?")) return;
+        await run({ type: "command", command: "remove file", kwargs: { filename: path } }, "remove file " + path);
+        listFiles();
+      });
+      actions.append(get, del);
+      tr.append(name, bytes, actions);
+      body.appendChild(tr);
+    }
+  }
+  $("files").replaceChild(body, $("files").tBodies[0]);
+}
+$("files-list").addEventListener("click", listFiles);
+
+$("info").addEventListener("click", async () => {
+  const res = await run({ type: "command", command: "info" }, "info");
+  if (res && res.ok) {
+    const i = res.result;
+    $("running").textContent = "scripts: " + ((i.scripts || []).join(", ") || "none") +
+      " · uptime " + Math.round(i.uptime || 0) + " s · free memory " + (i.free_memory === null || i.free_memory === undefined ? "?" : i.free_memory + " B");
+  }
+});
+
 $("script-stop").addEventListener("click", () => run({ type: "command", command: "stop" }, "stop"));
 
 function logLine(a) {
   if (!state.current || a.node !== state.current) return;
-  const text = a.kind === "log" ? (a.body.line || JSON.stringify(a.body)) : (a.sub ? a.sub + ": " : "") + JSON.stringify(a.body);
+  const text = a.kind === "log" ? ((a.body.source ? a.body.source + ": " : "") + (a.body.text !== undefined ? a.body.text : JSON.stringify(a.body))) : (a.sub ? a.sub + ": " : "") + JSON.stringify(a.body);
   const log = $("log");
   log.appendChild(document.createTextNode(text + "\n"));
   while (log.childNodes.length > 500) log.removeChild(log.firstChild);

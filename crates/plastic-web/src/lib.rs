@@ -9,7 +9,7 @@
 //!
 //! One file per concern: `auth.rs` (who is calling: session cookie, CSRF, bearer tokens, Host
 //! check), `error.rs` (every refusal as JSON), `nodes.rs`, `requests.rs`, `files.rs`,
-//! `history.rs`, `stream.rs` (Server-Sent Events), `metrics.rs`, `page.rs` (the embedded
+//! `history.rs`, `stream.rs` (Server-Sent Events), `stats.rs` (the charts' last hour), `metrics.rs`, `page.rs` (the embedded
 //! assets), `tls.rs`.
 
 mod auth;
@@ -21,6 +21,7 @@ mod nodes;
 mod page;
 mod requests;
 mod state;
+mod stats;
 mod stream;
 mod tls;
 
@@ -61,6 +62,8 @@ pub struct WebOptions {
     pub history: Option<PathBuf>,
     /// Log lines and events as the registry sees them.
     pub activity: tokio::sync::broadcast::Sender<Activity>,
+    /// Every node's recent lines (the registry's, as `plastic logs` reads them).
+    pub tails: Arc<std::sync::Mutex<plastic_hub::tails::Tails>>,
 }
 
 /// A running web server.
@@ -76,6 +79,7 @@ pub async fn serve(opts: WebOptions) -> anyhow::Result<WebHandle> {
     let addr = listener.local_addr()?;
     let secure = opts.tls.is_some();
     let state = Arc::new(state::AppState::new(&opts, addr, secure));
+    stats::start(state.clone());
     let app = router(state);
     match &opts.tls {
         Some((cert, key)) => {
@@ -90,6 +94,7 @@ pub async fn serve(opts: WebOptions) -> anyhow::Result<WebHandle> {
             });
         }
         None => {
+            let listener = tls::PlainListener(listener);
             tokio::spawn(async move {
                 let _ = axum::serve(
                     listener,
@@ -109,6 +114,7 @@ fn router(state: Arc<state::AppState>) -> Router {
         .route("/logout", post(auth::logout))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{name}", get(nodes::one))
+        .route("/nodes/{name}/log", get(nodes::log))
         .route("/requests", post(requests::create))
         .route(
             "/nodes/{name}/files",
@@ -118,6 +124,7 @@ fn router(state: Arc<state::AppState>) -> Router {
         )
         .route("/history", get(history::query))
         .route("/stream", get(stream::events))
+        .route("/stats", get(stats::get))
         .fallback(error::not_found);
     Router::new()
         .nest("/api/v1", api)

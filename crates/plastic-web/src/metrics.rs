@@ -13,13 +13,11 @@ use crate::state::AppState;
 pub async fn gather(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let m = &state.observer.metrics;
     let (mut online, mut offline, mut lost) = (0, 0, 0);
-    if let Ok(nodes) = state.client.nodes(std::time::Duration::from_secs(2)).await {
-        for n in nodes {
-            match n.state {
-                NodeState::Online => online += 1,
-                NodeState::Offline => offline += 1,
-                NodeState::Lost => lost += 1,
-            }
+    for n in state.client.known_nodes() {
+        match n.state {
+            NodeState::Online => online += 1,
+            NodeState::Offline => offline += 1,
+            NodeState::Lost => lost += 1,
         }
     }
     m.nodes.with_label_values(&["online"]).set(online);

@@ -2,7 +2,6 @@
 //! Every logged-in user may see the fleet (viewers exist for that).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,14 +11,11 @@ use plastic_proto::Presence;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Presence>>, ApiError> {
-    let mut nodes = state
-        .client
-        .nodes(Duration::from_secs(5))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<Presence>> {
+    // The registry's client follows every change; its snapshot is current.
+    let mut nodes = state.client.known_nodes();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(nodes))
+    Json(nodes)
 }
 
 pub async fn one(
@@ -36,4 +32,28 @@ pub async fn one(
             ),
         )
     })
+}
+
+/// `GET /api/v1/nodes/{name}/log`: the node's recent log lines and events, oldest first (what
+/// `plastic logs NODE` prints). Users other than admins see only nodes they may reach.
+pub async fn log(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let everything = caller.via == crate::auth::Via::Open
+        || caller.role == Some(plastic_hub::users::Role::Admin);
+    let reaches = everything
+        || state
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.reaches(&caller.user, &name));
+    if !reaches {
+        return Err(ApiError::forbidden(format!(
+            "{} may not reach {}",
+            caller.user,
+            name.escape_debug()
+        )));
+    }
+    Ok(Json(state.tails.lock().unwrap().tail(&name)))
 }

@@ -71,11 +71,9 @@ pub async fn create(
     let label = type_label(&ty, command.as_deref());
     let mut request = Request::new(new.message);
     request.set_need_result(new.wait);
-    let fleet = state
-        .client
-        .nodes(Duration::from_secs(5))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    // The registry follows every presence change: what it holds is current, no broker
+    // round trip needed (that would add tens of milliseconds to every call).
+    let fleet = state.client.known_nodes();
     let topics = state.client.topics().clone();
     let resolved =
         resolve_in(&spec, &fleet, &topics).map_err(|e| ApiError::bad_request(e.to_string()))?;

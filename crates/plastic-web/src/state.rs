@@ -30,6 +30,7 @@ pub struct AppState {
     pub observer: Observer,
     pub history: Option<PathBuf>,
     pub activity: tokio::sync::broadcast::Sender<Activity>,
+    pub tails: Arc<Mutex<plastic_hub::tails::Tails>>,
     /// Cookies get `Secure` (HTTPS).
     pub secure: bool,
     /// With no users file: the one CSRF token of the open (loopback) API.
@@ -41,6 +42,7 @@ pub struct AppState {
     tokens_path: Option<PathBuf>,
     tokens: Mutex<(Option<SystemTime>, Tokens)>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    pub samples: crate::stats::Samples,
 }
 
 #[derive(Debug, Clone)]
@@ -53,17 +55,24 @@ pub struct WebSession {
 impl AppState {
     pub fn new(opts: &WebOptions, addr: SocketAddr, secure: bool) -> Self {
         let port = addr.port();
-        let local_hosts = vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ];
+        // Beyond loopback without users (only with --insecure) the user chose an open API on
+        // a network they trust, reached by names we cannot know: no Host check there.
+        let local_hosts = if addr.ip().is_loopback() {
+            vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ]
+        } else {
+            Vec::new()
+        };
         AppState {
             client: opts.client.clone(),
             policy: opts.policy.clone(),
             observer: opts.observer.clone(),
             history: opts.history.clone(),
             activity: opts.activity.clone(),
+            tails: opts.tails.clone(),
             secure,
             open_csrf: random_token(),
             local_hosts,
@@ -71,6 +80,7 @@ impl AppState {
             tokens_path: opts.tokens.clone(),
             tokens: Mutex::new((None, Tokens::default())),
             failures: Mutex::default(),
+            samples: Default::default(),
         }
     }
 

@@ -55,11 +55,11 @@ impl Counts {
 
 pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     let counts = Counts::new(args.quick);
-    let (mut hub, broker) = if global.broker_given {
-        (None, crate::session::broker_url(global)?)
+    let (mut hub, broker, http) = if global.broker_given {
+        (None, crate::session::broker_url(global)?, None)
     } else {
-        let (child, port) = spawn_hub().await?;
-        (Some(child), BrokerUrl::local(port))
+        let (child, port, http) = spawn_hub(true).await?;
+        (Some(child), BrokerUrl::local(port), Some(http))
     };
     let hub_pid = hub.as_ref().and_then(Child::id);
     let label = if hub.is_some() {
@@ -70,7 +70,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     eprintln!("bench: broker {label} ({broker})");
     // On Ctrl-C or SIGTERM the children (hub, sims) are dropped, which kills them.
     let result = tokio::select! {
-        result = measure(&broker, hub_pid, &counts, &args) => result,
+        result = measure(&broker, hub_pid, http, &counts, &args) => result,
         _ = super::node::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     if let Some(hub) = hub.as_mut() {
@@ -91,6 +91,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
 async fn measure(
     broker: &BrokerUrl,
     hub_pid: Option<u32>,
+    http: Option<u16>,
     counts: &Counts,
     args: &BenchArgs,
 ) -> Result<Value> {
@@ -115,7 +116,15 @@ async fn measure(
     ]);
     eprintln!("bench: deploy");
     report["deploy"] = deploy(&client, &names).await?;
+    if let Some(http) = http {
+        eprintln!("bench: HTTP API");
+        report["api_latency"] = api_latency(http, &names[0], counts).await?;
+    }
     fleet.stop().await;
+    if http.is_some() {
+        eprintln!("bench: history on and off");
+        report["history_cost"] = history_cost(counts).await?;
+    }
 
     let mut fanouts = Vec::new();
     let mut memory = Vec::new();
@@ -160,13 +169,58 @@ async fn measure(
             }
         }
         let (seconds, replies) = best.unwrap_or_default();
-        fanouts.push(json!({"nodes": n, "seconds": seconds, "replies": replies}));
+        let nodes_api = match http {
+            Some(port) => api_nodes(port).await?,
+            None => Value::Null,
+        };
+        fanouts.push(
+            json!({"nodes": n, "seconds": seconds, "replies": replies, "api_nodes": nodes_api}),
+        );
         fleet.stop().await;
     }
     report["fanout"] = json!(fanouts);
     report["memory"] = json!(memory);
     client.shutdown(None).await;
     Ok(report)
+}
+
+/// What recording every request and reply costs: pipelined throughput over 10 nodes on two
+/// fresh hubs, one with history and one with `--history off`, measured in turns (on, off, on,
+/// off), best of each.
+async fn history_cost(counts: &Counts) -> Result<Value> {
+    let mut best = [0.0f64; 2];
+    let mut hubs = Vec::new();
+    let mut setups = Vec::new();
+    for (i, history) in [true, false].into_iter().enumerate() {
+        let (hub, port, _) = spawn_hub(history).await?;
+        hubs.push(hub);
+        let broker = BrokerUrl::local(port);
+        let mut opts = ClientOptions::new(broker.clone(), ClientOptions::ephemeral_name("bench"));
+        opts.keep_alive = Duration::from_secs(60);
+        let (client, _) = Client::connect(opts);
+        client.wait_connected(Duration::from_secs(10)).await?;
+        let prefix = format!("h{i}");
+        let fleet = Sim::start(&broker, 10, &prefix).await?;
+        let names: Vec<NodeName> = (1..=10)
+            .map(|n| NodeName::parse(&format!("{prefix}-{n}")))
+            .collect::<Result<_, _>>()?;
+        setups.push((client, fleet, names));
+    }
+    for _ in 0..2 {
+        for (i, (client, _, names)) in setups.iter().enumerate() {
+            let t = throughput(client, names, counts).await?;
+            best[i] = best[i].max(t["rps"].as_f64().unwrap_or(0.0));
+        }
+    }
+    for (client, fleet, _) in setups {
+        fleet.stop().await;
+        client.shutdown(None).await;
+    }
+    for mut hub in hubs {
+        let _ = hub.kill().await;
+    }
+    let [on, off] = best;
+    Ok(json!({"rps_history_on": on, "rps_history_off": off, "cost": 1.0 - on / off.max(1e-9)}))
 }
 
 /// Nearest-rank percentiles (`sorted[ceil(p * n) - 1]`), the method bench/ipyparallel_bench.py
@@ -423,9 +477,22 @@ fn unsafe_free_terminate(pid: u32) {
         .status();
 }
 
-async fn spawn_hub() -> Result<(Child, u16)> {
+/// `plastic hub` on free ports, its history in a temporary file (or off): (child, MQTT port,
+/// HTTP port).
+async fn spawn_hub(history: bool) -> Result<(Child, u16, u16)> {
+    let history_file = std::env::temp_dir().join(format!(
+        "plastic-bench-history-{}-{}.db",
+        std::process::id(),
+        &plastic_proto::new_message_id()[..8]
+    ));
+    let history_arg = if history {
+        history_file.to_string_lossy().into_owned()
+    } else {
+        "off".to_owned()
+    };
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["hub", "--listen", "127.0.0.1:0"])
+        .args(["hub", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--history", &history_arg])
         .env_remove("PLASTIC_BROKER")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -434,22 +501,131 @@ async fn spawn_hub() -> Result<(Child, u16)> {
         .spawn()
         .context("starting plastic hub")?;
     let mut lines = BufReader::new(child.stdout.take().context("hub stdout")?).lines();
-    let port = tokio::time::timeout(Duration::from_secs(30), async {
+    let ports = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut mqtt = None;
         while let Some(line) = lines.next_line().await? {
-            if let Some(addr) = line.strip_prefix("plastic hub: MQTT broker listening on ") {
-                return addr
-                    .rsplit(':')
+            let port = || {
+                line.rsplit(':')
                     .next()
-                    .and_then(|p| p.trim().parse().ok())
-                    .context("hub printed no port");
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+            };
+            if line.starts_with("plastic hub: MQTT broker listening on ") {
+                mqtt = Some(port().context("hub printed no port")?);
+            }
+            if line.starts_with("plastic hub: dashboard and API on ") {
+                let http = port().context("hub printed no HTTP port")?;
+                return Ok((mqtt.context("no MQTT port before the HTTP one")?, http));
             }
         }
         bail!("the hub exited before listening")
     })
     .await
     .context("the hub did not start")??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, port))
+    tokio::spawn(async move {
+        while let Ok(Some(_)) = lines.next_line().await {}
+        let _ = std::fs::remove_file(&history_file);
+    });
+    Ok((child, ports.0, ports.1))
+}
+
+/// A keep-alive HTTP/1.1 connection to the hub's API, as a script's HTTP library would hold.
+struct Api {
+    conn: tokio::io::BufStream<tokio::net::TcpStream>,
+    port: u16,
+    csrf: String,
+}
+
+impl Api {
+    async fn connect(port: u16) -> Result<Api> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
+        let mut api = Api {
+            conn: tokio::io::BufStream::new(tcp),
+            port,
+            csrf: String::new(),
+        };
+        let session: Value =
+            serde_json::from_slice(&api.call("GET", "/api/v1/session", b"").await?.1)?;
+        api.csrf = session["csrf"].as_str().unwrap_or_default().to_owned();
+        Ok(api)
+    }
+
+    async fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nX-CSRF-Token: {}\r\nContent-Length: {}\r\n\r\n",
+            self.port,
+            self.csrf,
+            body.len()
+        );
+        self.conn.write_all(head.as_bytes()).await?;
+        self.conn.write_all(body).await?;
+        self.conn.flush().await?;
+        let mut line = String::new();
+        self.conn.read_line(&mut line).await?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status")?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.conn.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse()?;
+            }
+        }
+        let mut body = vec![0; length];
+        self.conn.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+/// `POST /api/v1/requests` eval round trips on one kept-alive connection, like `latency`.
+async fn api_latency(port: u16, node: &NodeName, counts: &Counts) -> Result<Value> {
+    let mut api = Api::connect(port).await?;
+    let body = json!({"target": node.as_str(), "message": {"type": "eval", "to_evaluate": "2+3"}})
+        .to_string();
+    let mut micros = Vec::with_capacity(counts.sequential);
+    for i in 0..counts.warmup + counts.sequential {
+        let started = Instant::now();
+        let (status, reply) = api
+            .call("POST", "/api/v1/requests", body.as_bytes())
+            .await?;
+        let elapsed = started.elapsed();
+        let reply: Value = serde_json::from_slice(&reply)?;
+        if status != 200 || reply["results"][0]["result"] != 5 {
+            bail!("API eval answered {status} {reply}");
+        }
+        if i >= counts.warmup {
+            micros.push(elapsed.as_secs_f64() * 1e6);
+        }
+    }
+    Ok(percentiles(micros))
+}
+
+/// `GET /api/v1/nodes` (what the dashboard loads first): time and size, best of three.
+async fn api_nodes(port: u16) -> Result<Value> {
+    let mut api = Api::connect(port).await?;
+    let mut best: Option<(f64, usize, usize)> = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = api.call("GET", "/api/v1/nodes", b"").await?;
+        let seconds = started.elapsed().as_secs_f64();
+        if status != 200 {
+            bail!("GET /api/v1/nodes answered {status}");
+        }
+        let nodes = serde_json::from_slice::<Vec<Value>>(&body)?.len();
+        if best.is_none_or(|(s, _, _)| seconds < s) {
+            best = Some((seconds, body.len(), nodes));
+        }
+    }
+    let (seconds, bytes, nodes) = best.unwrap_or_default();
+    Ok(json!({"nodes": nodes, "ms": seconds * 1000.0, "bytes": bytes}))
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
@@ -532,6 +708,37 @@ fn print_report(r: &Value) {
             m["nodes"],
             f(&m["hub_kb_per_node"]),
             f(&m["sim_kb_per_node"])
+        );
+    }
+    if let (Some(api), Some(cli)) = (
+        r["api_latency"]["p50_us"].as_f64(),
+        r["latency"]["p50_us"].as_f64(),
+    ) {
+        println!(
+            "  HTTP API eval          p50 {} us  p99 {} us  ({} us over the client's p50)",
+            f(&api.into()),
+            f(&r["api_latency"]["p99_us"]),
+            f(&(api - cli).into())
+        );
+    }
+    for t in r["fanout"].as_array().into_iter().flatten() {
+        let a = &t["api_nodes"];
+        if a.is_object() {
+            println!(
+                "  GET /api/v1/nodes {:>6} nodes   {} ms, {} KB",
+                a["nodes"],
+                f(&a["ms"]),
+                f(&(a["bytes"].as_f64().unwrap_or(0.0) / 1024.0).into())
+            );
+        }
+    }
+    let h = &r["history_cost"];
+    if h.is_object() {
+        println!(
+            "  history: pipelined {} req/s with it, {} without ({}% cost)",
+            f(&h["rps_history_on"]),
+            f(&h["rps_history_off"]),
+            f(&(h["cost"].as_f64().unwrap_or(0.0) * 100.0).into())
         );
     }
     let d = &r["deploy"];

@@ -302,6 +302,7 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             observer: observer.clone(),
             history: history_file.clone(),
             activity: registry.activity_sender(),
+            tails: registry.tails(),
         },
     )
     .await?;
