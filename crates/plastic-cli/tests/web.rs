@@ -29,6 +29,18 @@ impl Resp {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
+    /// The refusal's message (`{"error": {"message"}}`).
+    fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+    /// `name=value` of the Set-Cookie header, as a browser sends it back.
+    fn cookie(&self) -> String {
+        let set = self.header("set-cookie").expect("a Set-Cookie header");
+        set.split(';').next().unwrap().to_owned()
+    }
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -488,30 +500,18 @@ fn users_sessions_csrf_tokens_and_rules() {
     // The same rules as MQTT: ops reaches lab-* only, and may not exec.
     let r = http.post("/api/v1/requests", &full, &eval("prod-1"));
     assert_eq!(r.status, 403, "{r:?}");
-    assert!(r.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("may only address"));
+    assert!(r.error_message().contains("may only address"), "{r:?}");
     let r = http.post(
         "/api/v1/requests",
         &full,
         &json!({"target": "lab-1", "message": {"type": "exec", "to_exec": "x=1"}}),
     );
     assert_eq!(r.status, 403);
-    assert!(r.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("exec"));
+    assert!(r.error_message().contains("exec"), "{r:?}");
 
     // A viewer sees the fleet but cannot run anything.
     let r = login("vic", &viewer);
-    let vcookie = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let vcookie = r.cookie();
     let vcsrf = r.json()["csrf"].as_str().unwrap().to_owned();
     let vh = [
         ("Cookie", vcookie.as_str()),
@@ -524,10 +524,7 @@ fn users_sessions_csrf_tokens_and_rules() {
         &json!({"target": "lab-1", "message": {"type": "exec", "to_exec": "open('v','w')"}}),
     );
     assert_eq!(r.status, 403);
-    assert!(r.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("viewer"));
+    assert!(r.error_message().contains("viewer"), "{r:?}");
     assert!(!dir.path().join("lab/v").exists());
 
     // Tokens: made by the CLI, act as their user, stop working when revoked (no restart).
@@ -577,13 +574,7 @@ fn users_sessions_csrf_tokens_and_rules() {
 
     // The history is the audit trail: the refusals are in it, and who ran what.
     let r = login("root", &admin);
-    let acookie = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let acookie = r.cookie();
     let ah = [("Cookie", acookie.as_str())];
     let mut rows = Value::Null;
     for _ in 0..200 {

@@ -11,6 +11,7 @@ mod broker;
 pub mod certs;
 mod gate;
 mod hasher;
+mod head;
 pub mod history;
 pub mod limits;
 pub mod metrics;

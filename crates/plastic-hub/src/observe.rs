@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use plastic_proto::{TopicKind, Topics};
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use serde::Deserialize;
 
+use crate::head::Head;
 use crate::history::{unix_now, Record, Recorder};
 use crate::metrics::{type_label, HubMetrics};
 use crate::users::HUB_USER;
@@ -56,33 +56,6 @@ impl Observer {
     }
 }
 
-/// The part of a message the history needs.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    command: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    correlation_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    sender: Option<Cow<'a, str>>,
-    ok: Option<bool>,
-    error: Option<ErrorHead<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ErrorHead<'a> {
-    #[serde(borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-}
-
 /// What a message published on `topic` by `user` is worth remembering as, if anything. The
 /// hub's own requests are not: the web API records them under the user they are sent for.
 pub fn record_for(topics: &Topics, user: &str, topic: &str, payload: &[u8]) -> Option<Record> {
@@ -94,12 +67,12 @@ pub fn record_for(topics: &Topics, user: &str, topic: &str, payload: &[u8]) -> O
         _ => return None,
     };
     let head: Head = serde_json::from_slice(payload).ok()?;
-    let ty = head.ty.as_deref().or(head.message_type.as_deref())?;
+    let ty = head.kind()?;
     let at = unix_now();
     match ty {
         "result" => Some(Record::Outcome {
             at,
-            id: head.correlation_id?.into_owned(),
+            id: head.correlation_id.as_deref()?.to_owned(),
             node: head.sender.map_or_else(|| user.to_owned(), Cow::into_owned),
             ok: head.ok.unwrap_or(false),
             error: head.error.map(|e| {
@@ -124,7 +97,7 @@ pub fn record_for(topics: &Topics, user: &str, topic: &str, payload: &[u8]) -> O
         }
         _ => Some(Record::Request {
             at,
-            id: head.message_id?.into_owned(),
+            id: head.message_id.as_deref()?.to_owned(),
             user: user.to_owned(),
             ty: type_label(ty, head.command.as_deref()),
             target,

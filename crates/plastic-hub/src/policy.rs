@@ -12,11 +12,12 @@
 //!   and to a node the user may address. A refused request is answered by the hub (`Forbidden`).
 
 use std::borrow::Cow;
+
+use crate::head::Head;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use plastic_proto::{ErrorInfo, NodeName, Presence, Reply, Topics};
-use serde::Deserialize;
 
 use crate::users::{owns, Role, User, Users, HUB_USER};
 
@@ -64,23 +65,6 @@ pub enum Listener {
     /// sniffer there sees node passwords and traffic, but a node user can run nothing on
     /// other nodes unless given `--allow`, and with node keys nothing unsigned runs at all.
     Boards,
-}
-
-/// The fields of a message the rules look at; the rest is skipped unread.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    command: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    sender: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    reply_to: Option<Cow<'a, str>>,
 }
 
 /// Where a message is published, in the protocol's terms.
@@ -507,11 +491,7 @@ impl Policy {
                 "refused a message from {username} to `{topic}`: sender and reply_to must be {username} or {username}.*"
             )));
         }
-        let ty = head
-            .ty
-            .as_deref()
-            .or(head.message_type.as_deref())
-            .unwrap_or("");
+        let ty = head.kind().unwrap_or("");
         // Replies and a pool member's `taken` notice are what nodes send back.
         if ty == "result" || ty == "taken" {
             return if is_node {

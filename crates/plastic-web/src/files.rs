@@ -72,6 +72,19 @@ fn online(state: &AppState, node: &NodeName) -> Result<(), ApiError> {
     }
 }
 
+/// The node's own refusal (`BadPath`, `FileNotFoundError`...), as the API's error.
+fn refused(
+    status: StatusCode,
+    reply: &plastic_proto::Reply,
+    e: &dyn std::fmt::Display,
+) -> ApiError {
+    let message = match &reply.error {
+        Some(x) => format!("{}: {}", x.kind, x.message),
+        None => e.to_string(),
+    };
+    ApiError::new(status, "Refused", message)
+}
+
 fn record(state: &AppState, caller: &Caller, node: &NodeName, ty: &str) {
     state.observer.history.record(Record::Request {
         at: unix_now(),
@@ -101,15 +114,7 @@ pub async fn upload(
         .upload(&node, &file, &UploadOptions::new(CHUNK_TIMEOUT))
         .await
         .map_err(|e| match &e {
-            UploadError::Refused(reply) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Refused",
-                reply
-                    .error
-                    .as_ref()
-                    .map(|x| format!("{}: {}", x.kind, x.message))
-                    .unwrap_or_else(|| e.to_string()),
-            ),
+            UploadError::Refused(reply) => refused(StatusCode::UNPROCESSABLE_ENTITY, reply, &e),
             _ => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "UploadFailed", e.to_string()),
         })?;
     Ok(Json(json!({
@@ -145,15 +150,9 @@ pub async fn download(
         .download(&node, &path, &[], None, CHUNK_TIMEOUT, &mut sink)
         .await
         .map_err(|e| match &e {
-            plastic_client::DownloadError::Refused(reply) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "Refused",
-                reply
-                    .error
-                    .as_ref()
-                    .map(|x| format!("{}: {}", x.kind, x.message))
-                    .unwrap_or_else(|| e.to_string()),
-            ),
+            plastic_client::DownloadError::Refused(reply) => {
+                refused(StatusCode::NOT_FOUND, reply, &e)
+            }
             _ => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "DownloadFailed", e.to_string()),
         })?;
     let file_name: String = path
