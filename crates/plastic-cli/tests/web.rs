@@ -264,6 +264,29 @@ fn open_hub_on_loopback() {
         .unwrap()
         .contains("Traceback"));
 
+    // The envelope is the hub's: a chosen reply_to or message_id is dropped, the answer
+    // still comes back to this caller under a fresh id.
+    let r = http.post(
+        "/api/v1/requests",
+        &h,
+        &json!({"target": "web-1", "message": {"type": "eval", "to_evaluate": "7", "reply_to": "victim.cli", "message_id": "chosen-id", "sender": "victim.cli"}}),
+    );
+    let res = &r.json()["results"][0];
+    assert_eq!(res["result"], 7, "{r:?}");
+    assert_ne!(res["correlation_id"], "chosen-id");
+    assert!(
+        res["receiver"].as_str().unwrap().starts_with("hub."),
+        "{res}"
+    );
+    // Names in paths are checked first; a download needs the CSRF token like a change.
+    let long = format!("/api/v1/nodes/{}/log", "a".repeat(5_000));
+    assert_eq!(http.get(&long, &[]).status, 400);
+    let r = http.get("/api/v1/nodes/web-1/files?path=x", &[]);
+    assert_eq!(
+        r.status, 403,
+        "a download from another site's <img> is refused"
+    );
+
     // Bad input: a clear error, nothing sent.
     for (body, kind) in [
         (json!({"target": "web-1"}), "BadRequest"),
@@ -323,7 +346,7 @@ fn open_hub_on_loopback() {
         std::fs::read(dir.path().join("n1/data/blob.bin")).unwrap(),
         data
     );
-    let r = http.get("/api/v1/nodes/web-1/files?path=data/blob.bin", &[]);
+    let r = http.get("/api/v1/nodes/web-1/files?path=data/blob.bin", &h);
     assert_eq!(r.status, 200);
     assert_eq!(r.body, data);
     let r = http.call("PUT", "/api/v1/nodes/web-1/files?path=../escape", &h, b"x");
@@ -593,6 +616,18 @@ fn users_sessions_csrf_tokens_and_rules() {
         .find_map(|l| l.strip_prefix("plastic_requests_refused_total "))
         .unwrap();
     assert!(refused.parse::<u64>().unwrap() >= 3, "{m}");
+
+    // A flood of wrong passwords from one address: refused unchecked past the budget.
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(login("vic", "wrong").status);
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+    assert_eq!(
+        login("vic", &viewer).status,
+        429,
+        "even the right one, until the minute ends"
+    );
 }
 
 #[test]
@@ -1057,4 +1092,26 @@ fn dashboard_with_10000_nodes() {
          f.dispatchEvent(new Event('input')); return performance.now() - t;",
     );
     println!("filter over {n} nodes: {:.1} ms", ms.as_f64().unwrap());
+}
+
+/// `--external`: the web side would act with this hub's broker credentials, so without a users
+/// file of its own it stays off, and says why.
+#[test]
+fn external_hub_needs_users_for_its_web_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker_hub, mqtt, _) = hub(&[], dir.path());
+    let home = dir.path().join("home");
+    let mut cmd = plastic();
+    cmd.args([
+        "--broker",
+        &format!("mqtt://127.0.0.1:{mqtt}"),
+        "hub",
+        "--external",
+    ])
+    .args(["--http", "127.0.0.1:0", "--history", "off"])
+    .env("PLASTIC_HOME", &home);
+    let hub = Proc::spawn(cmd, "plastic hub --external");
+    let line = hub.wait_contains("no dashboard");
+    assert!(line.contains("needs a users file"), "{line}");
+    assert!(!hub.output_so_far().contains("dashboard and API on"));
 }

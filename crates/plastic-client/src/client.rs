@@ -337,12 +337,6 @@ impl Client {
         Ok(())
     }
 
-    /// Every node the broker holds a presence for, in name order.
-    ///
-    /// MQTT does not say when a subscriber has received all retained messages. Mosquitto sends
-    /// them before the SUBACK; rmqtt sends them from a spawned task, so they may arrive after a
-    /// marker sent once the SUBACK is in. So after the marker round trip, this keeps listening
-    /// until presence has been quiet for a few round-trip times (at least 25 ms).
     /// Every presence this client holds now, without asking the broker. Complete for a client
     /// that tracks presence and has synced once ([`Client::nodes`]), as the hub's registry
     /// does: it then follows every change as it happens.
@@ -350,6 +344,12 @@ impl Client {
         self.inner.presence.lock().unwrap().snapshot()
     }
 
+    /// Every node the broker holds a presence for, in name order.
+    ///
+    /// MQTT does not say when a subscriber has received all retained messages. Mosquitto sends
+    /// them before the SUBACK; rmqtt sends them from a spawned task, so they may arrive after a
+    /// marker sent once the SUBACK is in. So after the marker round trip, this keeps listening
+    /// until presence has been quiet for a few round-trip times (at least 25 ms).
     pub async fn nodes(&self, timeout: Duration) -> Result<Vec<Presence>, ClientError> {
         let mut changes = self.presence_events();
         self.track_presence().await?;

@@ -328,10 +328,18 @@ impl Writer {
                         ty,
                         target,
                     } => {
+                        if self.pending.contains_key(id) {
+                            // A resend of a request still waiting (same id): not a new one.
+                            continue;
+                        }
                         self.metrics.requests.with_label_values(&[ty]).inc();
                         if self.pending.len() >= PENDING_KEPT {
+                            // Full: write what waits, keep only unanswered requests (answered
+                            // broadcasts only wait for more outcomes). Amortised: this frees
+                            // room for many requests at once, or the rest go unmatched.
                             self.unanswered(Duration::ZERO, &mut insert)?;
                             forget_old(&mut self.pending);
+                            self.pending.retain(|_, p| !p.answered);
                         }
                         let pending = Pending {
                             at: *at,
@@ -382,9 +390,10 @@ impl Writer {
                             .with_label_values(&[p.ty.as_str(), outcome])
                             .inc();
                         if !p.written && p.target == *node {
-                            // One node, answered: the request and its outcome in one row.
-                            p.written = true;
+                            // One node, answered: the request and its outcome in one row, and
+                            // nothing more to wait for (a duplicate reply is an outcome row).
                             write_request(&mut insert, id, p, Some((*ok, error.as_deref())))?;
+                            self.pending.remove(id);
                             continue;
                         }
                         if !p.written {
@@ -518,8 +527,10 @@ fn query_on(conn: &Connection, q: &Query) -> Result<Vec<Row>, rusqlite::Error> {
         args.push(node.clone().into());
     }
     if let Some(user) = &q.user {
-        sql.push_str(" AND user = ?");
+        // Their requests over MQTT, and over the web API (`USER (web)`).
+        sql.push_str(" AND (user = ? OR user = ?)");
         args.push(user.clone().into());
+        args.push(format!("{user} (web)").into());
     }
     if let Some(since) = q.since {
         sql.push_str(" AND at >= ?");
@@ -693,6 +704,8 @@ mod tests {
         };
         let mut batch = vec![
             request("answered"),
+            request("silent"),
+            // A client's resend of the same request: not a second row.
             request("silent"),
             Record::Outcome {
                 at: now + 0.001,

@@ -16,9 +16,14 @@ use crate::tails::Tails;
 /// node per second, whatever its rate.
 const TAIL_PERIOD: Duration = Duration::from_secs(1);
 
+/// Log lines and events kept for the live stream's slowest reader (it loses older ones).
+pub const ACTIVITY_KEPT: usize = 1024;
+/// A log line or event bigger than this is shown live as a note of its size only.
+pub const ACTIVITY_BODY_MAX: usize = 16 * 1024;
+
 pub struct Registry {
     client: Client,
-    activity: tokio::sync::broadcast::Sender<Activity>,
+    activity: tokio::sync::broadcast::Sender<Arc<Activity>>,
     tails: Arc<Mutex<Tails>>,
 }
 
@@ -50,7 +55,7 @@ impl Registry {
         let (client, deliveries) = Client::connect(opts);
         client.wait_connected(Duration::from_secs(10)).await?;
         client.track_presence().await?;
-        let (activity, _) = tokio::sync::broadcast::channel(1024);
+        let (activity, _) = tokio::sync::broadcast::channel(ACTIVITY_KEPT);
         let tails = Arc::new(Mutex::new(Tails::default()));
         keep_tails(client.clone(), deliveries, activity.clone(), tails.clone());
         Ok(Registry {
@@ -74,7 +79,7 @@ impl Registry {
     }
 
     /// Every log line and event from now on (a reader that lags loses the oldest).
-    pub fn activity_sender(&self) -> tokio::sync::broadcast::Sender<Activity> {
+    pub fn activity_sender(&self) -> tokio::sync::broadcast::Sender<Arc<Activity>> {
         self.activity.clone()
     }
 
@@ -93,7 +98,7 @@ impl Registry {
 fn keep_tails(
     client: Client,
     mut deliveries: UnboundedReceiver<Delivery>,
-    activity: tokio::sync::broadcast::Sender<Activity>,
+    activity: tokio::sync::broadcast::Sender<Arc<Activity>>,
     tails: Arc<Mutex<Tails>>,
 ) {
     let publisher = {
@@ -135,13 +140,21 @@ fn keep_tails(
                 _ => continue,
             };
             let (node, kind, sub) = seen;
+            // Bounded: the channel keeps its last ACTIVITY_KEPT items for a slow reader, so
+            // a body over ACTIVITY_BODY_MAX is passed on as a note of its size.
             if activity.receiver_count() > 0 {
-                let _ = activity.send(Activity {
+                let size = d.payload.len();
+                let body = if size > ACTIVITY_BODY_MAX {
+                    serde_json::json!({"text": format!("({size} bytes, not shown live; see plastic logs)")})
+                } else {
+                    body.clone()
+                };
+                let _ = activity.send(Arc::new(Activity {
                     node: node.clone(),
                     kind,
                     sub: sub.clone(),
-                    body: body.clone(),
-                });
+                    body,
+                }));
             }
             let mut tails = tails.lock().unwrap();
             if kind == "log" {

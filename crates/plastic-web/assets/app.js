@@ -7,7 +7,7 @@ const state = { csrf: null, nodes: new Map(), shown: 200, current: null, stream:
 
 async function api(method, path, body, raw) {
   const headers = {};
-  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
   let payload;
   if (raw !== undefined) {
     payload = raw;

@@ -94,7 +94,9 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
         }
         Err(e) => return e.into_response(),
     };
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    // A download is a GET that makes a node read and send a whole file: a page elsewhere
+    // (an <img src> at 127.0.0.1) must not be able to start one, so it needs the token too.
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD) || path.ends_with("/files");
     if changes && caller.via != Via::Token && path != "/api/v1/login" {
         let sent = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok());
         let expected = caller.csrf.as_deref().unwrap_or("");
@@ -207,7 +209,7 @@ pub async fn login(
             "this hub has no users file: there is nothing to log in to (the API is open on loopback)",
         ));
     };
-    if !state.may_try_login(peer.ip()) {
+    if !state.login_reserve(peer.ip()) {
         state.observer.metrics.logins_refused.inc();
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -216,6 +218,15 @@ pub async fn login(
         ));
     }
     let user = login.user.clone();
+    let Ok(_slot) =
+        tokio::time::timeout(crate::state::LOGIN_WAIT, state.login_slots.acquire()).await
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "too many logins at once; try again",
+        ));
+    };
     let checked = if user == HUB_USER || user.len() > 64 {
         Err(())
     } else {
@@ -249,6 +260,7 @@ pub async fn login(
             ))
         }
         (Ok(_), Some(role)) => {
+            state.login_succeeded(peer.ip());
             let (id, session) = state.new_session(&user);
             let cookie = format!(
                 "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -268,7 +280,6 @@ pub async fn login(
             Ok(response)
         }
         _ => {
-            state.login_failed(peer.ip());
             state
                 .observer
                 .login_refused(&shown(&user), "bad user name or password (web)");

@@ -48,13 +48,11 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        let status = e.status();
-        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "PayloadTooLarge"
-        } else {
-            "BadRequest"
-        };
-        ApiError::new(status, kind, e.body_text())
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(e.status(), "PayloadTooLarge", e.body_text());
+        }
+        // Not JSON, the wrong content type, the wrong fields: all a bad request.
+        ApiError::bad_request(e.body_text())
     }
 }
 

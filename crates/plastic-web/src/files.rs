@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use axum::{Extension, Json};
 use plastic_client::{UploadError, UploadFile, UploadOptions};
 use plastic_hub::history::{unix_now, Record};
 use plastic_proto::{NodeName, RelPath};
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,7 +36,7 @@ fn parse(
     q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(NodeName, RelPath), ApiError> {
     let Query(q) = q?;
-    let node = NodeName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let node = crate::nodes::node_name(name)?;
     let path = RelPath::parse(&q.path).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((node, path))
 }
@@ -100,11 +101,22 @@ pub async fn upload(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (node, path) = parse(&name, q)?;
     authorise(&state, &caller, &node, br#"{"type":"file"}"#)?;
     online(&state, &node)?;
+    // Read only now, after the rights: a caller who may not upload cannot make the hub hold
+    // 16 MiB.
+    let body: Bytes = axum::body::to_bytes(body, crate::UPLOAD_MAX)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!("a file over HTTP is at most {} bytes", crate::UPLOAD_MAX),
+            )
+        })?;
     let size = body.len();
     let file =
         UploadFile::new(path.clone(), body).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -142,6 +154,12 @@ pub async fn download(
     record(&state, &caller, &node, "command:read file");
     let mut data = Vec::new();
     let mut sink = |chunk: &[u8]| {
+        if data.len() + chunk.len() > crate::UPLOAD_MAX {
+            return Err(std::io::Error::other(format!(
+                "a file over HTTP is at most {} bytes",
+                crate::UPLOAD_MAX
+            )));
+        }
         data.extend_from_slice(chunk);
         Ok(())
     };
@@ -153,6 +171,11 @@ pub async fn download(
             plastic_client::DownloadError::Refused(reply) => {
                 refused(StatusCode::NOT_FOUND, reply, &e)
             }
+            plastic_client::DownloadError::Local(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                e.to_string(),
+            ),
             _ => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "DownloadFailed", e.to_string()),
         })?;
     let file_name: String = path

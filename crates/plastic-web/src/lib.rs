@@ -61,7 +61,7 @@ pub struct WebOptions {
     /// The history database, if one is kept.
     pub history: Option<PathBuf>,
     /// Log lines and events as the registry sees them.
-    pub activity: tokio::sync::broadcast::Sender<Activity>,
+    pub activity: tokio::sync::broadcast::Sender<Arc<Activity>>,
     /// Every node's recent lines (the registry's, as `plastic logs` reads them).
     pub tails: Arc<std::sync::Mutex<plastic_hub::tails::Tails>>,
 }
@@ -118,9 +118,10 @@ fn router(state: Arc<state::AppState>) -> Router {
         .route("/requests", post(requests::create))
         .route(
             "/nodes/{name}/files",
+            // The body limit is the handler's own (read after the caller's rights).
             get(files::download)
                 .put(files::upload)
-                .layer(DefaultBodyLimit::max(UPLOAD_MAX)),
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/history", get(history::query))
         .route("/stream", get(stream::events))

@@ -18,10 +18,16 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<Presence>> {
     Json(nodes)
 }
 
+/// A node name from a path, checked before anything else looks at it (length, characters).
+pub fn node_name(name: &str) -> Result<plastic_proto::NodeName, ApiError> {
+    plastic_proto::NodeName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 pub async fn one(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Presence>, ApiError> {
+    node_name(&name)?;
     state.client.presence_of(&name).map(Json).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -41,6 +47,7 @@ pub async fn log(
     axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    node_name(&name)?;
     let everything = caller.via == crate::auth::Via::Open
         || caller.role == Some(plastic_hub::users::Role::Admin);
     let reaches = everything

@@ -22,6 +22,16 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Envelope fields a caller may not set; the hub's client writes them.
+pub const ENVELOPE: &[&str] = &[
+    "message_id",
+    "sender",
+    "receiver",
+    "reply_to",
+    "time_stamp",
+    "sig",
+];
+
 /// A request's wait when the call names none, and the longest it may name.
 pub const DEFAULT_TIMEOUT: f64 = 10.0;
 pub const MAX_TIMEOUT: f64 = 300.0;
@@ -69,7 +79,14 @@ pub async fn create(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let label = type_label(&ty, command.as_deref());
-    let mut request = Request::new(new.message);
+    let mut message = new.message;
+    // The envelope is the hub's to write: a caller choosing `reply_to` or `message_id` could
+    // have a node answer into someone else's inbox, as someone else's request (the MQTT side
+    // refuses that through the sender rule; here the hub's client is the sender).
+    for field in ENVELOPE {
+        message.remove(*field);
+    }
+    let mut request = Request::new(message);
     request.set_need_result(new.wait);
     // The registry follows every presence change: what it holds is current, no broker
     // round trip needed (that would add tens of milliseconds to every call).

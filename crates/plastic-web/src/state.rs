@@ -21,15 +21,20 @@ use crate::WebOptions;
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Logged-in sessions kept at most; the oldest goes first.
 pub const SESSIONS_MAX: usize = 10_000;
-/// Failed logins from one address per minute before further tries are refused unchecked.
+/// Failed logins from one address (an IPv6 /64) per minute before further tries are refused
+/// unchecked.
 pub const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
+/// Password checks running at once; more wait (at most [`LOGIN_WAIT`]).
+pub const LOGIN_CHECKS_AT_ONCE: usize = 2;
+/// How long a login waits for a password check before it is refused as busy.
+pub const LOGIN_WAIT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub client: Client,
     pub policy: Option<Arc<Policy>>,
     pub observer: Observer,
     pub history: Option<PathBuf>,
-    pub activity: tokio::sync::broadcast::Sender<Activity>,
+    pub activity: tokio::sync::broadcast::Sender<Arc<Activity>>,
     pub tails: Arc<Mutex<plastic_hub::tails::Tails>>,
     /// Cookies get `Secure` (HTTPS).
     pub secure: bool,
@@ -42,6 +47,8 @@ pub struct AppState {
     tokens_path: Option<PathBuf>,
     tokens: Mutex<(Option<SystemTime>, Tokens)>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Password checks at once: argon2 takes 19 MiB and tens of milliseconds each.
+    pub login_slots: tokio::sync::Semaphore,
     pub samples: crate::stats::Samples,
 }
 
@@ -80,6 +87,7 @@ impl AppState {
             tokens_path: opts.tokens.clone(),
             tokens: Mutex::new((None, Tokens::default())),
             failures: Mutex::default(),
+            login_slots: tokio::sync::Semaphore::new(LOGIN_CHECKS_AT_ONCE),
             samples: Default::default(),
         }
     }
@@ -139,30 +147,47 @@ impl AppState {
             .cloned()
     }
 
-    /// May `ip` try a password now? (Refused tries beyond the budget are not even checked.)
-    pub fn may_try_login(&self, ip: IpAddr) -> bool {
+    /// Reserves a password try for `ip` (counted before the check, so that tries sent all at
+    /// once cannot pass the budget together); false when its budget for the minute is spent.
+    /// A successful try gives its count back ([`AppState::login_succeeded`]). IPv6 addresses
+    /// count per /64, what one host usually has.
+    pub fn login_reserve(&self, ip: IpAddr) -> bool {
+        let key = budget_key(ip);
         let mut failures = self.failures.lock().unwrap();
-        match failures.get(&ip) {
-            Some((since, n)) if since.elapsed() < Duration::from_secs(60) => {
-                *n < LOGIN_FAILURES_PER_MINUTE
-            }
-            _ => {
-                failures.remove(&ip);
-                true
-            }
-        }
-    }
-
-    pub fn login_failed(&self, ip: IpAddr) {
-        let mut failures = self.failures.lock().unwrap();
-        if failures.len() > 100_000 {
+        if failures.len() >= 100_000 {
             failures.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+            if failures.len() >= 100_000 {
+                // Bounded whatever the spread of addresses: start over.
+                failures.clear();
+            }
         }
-        let entry = failures.entry(ip).or_insert((Instant::now(), 0));
+        let entry = failures.entry(key).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= Duration::from_secs(60) {
             *entry = (Instant::now(), 0);
         }
+        if entry.1 >= LOGIN_FAILURES_PER_MINUTE {
+            return false;
+        }
         entry.1 += 1;
+        true
+    }
+
+    pub fn login_succeeded(&self, ip: IpAddr) {
+        if let Some(entry) = self.failures.lock().unwrap().get_mut(&budget_key(ip)) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+}
+
+fn budget_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(seg.into())
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        v4 => v4,
     }
 }
 

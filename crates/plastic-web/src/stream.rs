@@ -50,7 +50,7 @@ pub async fn events(
         });
     let reach = reaches.clone();
     let activity = BroadcastStream::new(state.activity.subscribe()).filter_map(move |a| match a {
-        Ok(a) if reach(&a.node) => Event::default().event(a.kind).json_data(&a).ok(),
+        Ok(a) if reach(&a.node) => Event::default().event(a.kind).json_data(&*a).ok(),
         Ok(_) => None,
         Err(BroadcastStreamRecvError::Lagged(n)) => lagged(n),
     });

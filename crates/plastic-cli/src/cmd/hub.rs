@@ -184,11 +184,30 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     };
     let mut web_policy = None;
     let mut tokens_file = None;
+    let mut web_off = false;
     let (broker, refusals) = if args.external {
         let url = crate::session::broker_url(global)?;
         println!(
             "plastic hub: using the external broker at {url} (it enforces its own authentication)"
         );
+        // The web side acts with this hub's broker credentials: without a users file of its
+        // own it would lend them to every local user, so it needs one here.
+        let path = users_file(args.users.clone());
+        if path.exists() {
+            let users = Users::load(&path)?;
+            web_policy = Some(Arc::new(Policy::new(
+                topics.clone(),
+                users,
+                plastic_proto::new_message_id(),
+            )));
+            tokens_file = Some(path.with_file_name("tokens.toml"));
+        } else if args.http != HttpListen::Off {
+            println!(
+                "plastic hub: no dashboard: with --external the web side needs a users file (none at {}), or it would lend the broker credentials to every local user",
+                path.display()
+            );
+            web_off = true;
+        }
         (url, None)
     } else {
         let explicit = args.users.is_some();
@@ -291,21 +310,23 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     if let Some(path) = &history_file {
         println!("plastic hub: history in {}", path.display());
     }
-    serve_web(
-        &args,
-        WebOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tls: args.tls(),
-            policy: web_policy,
-            tokens: tokens_file,
-            client: registry.client().clone(),
-            observer: observer.clone(),
-            history: history_file.clone(),
-            activity: registry.activity_sender(),
-            tails: registry.tails(),
-        },
-    )
-    .await?;
+    if !web_off {
+        serve_web(
+            &args,
+            WebOptions {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                tls: args.tls(),
+                policy: web_policy,
+                tokens: tokens_file,
+                client: registry.client().clone(),
+                observer: observer.clone(),
+                history: history_file.clone(),
+                activity: registry.activity_sender(),
+                tails: registry.tails(),
+            },
+        )
+        .await?;
+    }
     let shutdown = super::node::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -313,8 +334,10 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             _ = &mut shutdown => break,
             event = events.recv() => match event {
                 Ok(event) => {
+                    // The hub's clock: a node's own `since` may be its connect time (a last
+                    // will) or a board's clock that was never set.
                     observer.history.record(Record::Presence {
-                        at: event.current.since,
+                        at: plastic_hub::history::unix_now(),
                         node: event.current.name.clone(),
                         state: event.current.state.as_str().to_owned(),
                     });
