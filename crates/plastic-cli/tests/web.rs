@@ -1101,17 +1101,20 @@ fn external_hub_needs_users_for_its_web_side() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker_hub, mqtt, _) = hub(&[], dir.path());
     let home = dir.path().join("home");
+    let broker = format!("mqtt://127.0.0.1:{mqtt}");
+    // The default address: the hub runs, without its web side, and says why.
     let mut cmd = plastic();
-    cmd.args([
-        "--broker",
-        &format!("mqtt://127.0.0.1:{mqtt}"),
-        "hub",
-        "--external",
-    ])
-    .args(["--http", "127.0.0.1:0", "--history", "off"])
-    .env("PLASTIC_HOME", &home);
+    cmd.args(["--broker", &broker, "hub", "--external", "--history", "off"])
+        .env("PLASTIC_HOME", &home);
     let hub = Proc::spawn(cmd, "plastic hub --external");
     let line = hub.wait_contains("no dashboard");
     assert!(line.contains("needs a users file"), "{line}");
     assert!(!hub.output_so_far().contains("dashboard and API on"));
+    // An address asked for: refused outright.
+    let out = run(plastic()
+        .args(["--broker", &broker, "hub", "--external", "--history", "off"])
+        .args(["--http", "127.0.0.1:0"])
+        .env("PLASTIC_HOME", &home));
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("needs a users file"), "{out:?}");
 }

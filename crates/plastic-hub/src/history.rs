@@ -163,6 +163,7 @@ impl Recorder {
             metrics: metrics.clone(),
             pending: HashMap::new(),
             last_sweep: Instant::now(),
+            last_trim: Instant::now(),
         };
         std::thread::Builder::new()
             .name("plastic-history".into())
@@ -251,6 +252,8 @@ struct Writer {
     metrics: Arc<HubMetrics>,
     pending: HashMap<String, Pending>,
     last_sweep: Instant,
+    /// When the full pending map was last trimmed.
+    last_trim: Instant,
 }
 
 impl Writer {
@@ -333,10 +336,14 @@ impl Writer {
                             continue;
                         }
                         self.metrics.requests.with_label_values(&[ty]).inc();
-                        if self.pending.len() >= PENDING_KEPT {
-                            // Full: write what waits, keep only unanswered requests (answered
-                            // broadcasts only wait for more outcomes). Amortised: this frees
-                            // room for many requests at once, or the rest go unmatched.
+                        if self.pending.len() >= PENDING_KEPT
+                            && self.last_trim.elapsed() >= Duration::from_secs(1)
+                        {
+                            // Full: write what waits and keep only unanswered requests
+                            // (answered ones only wait for duplicates and more broadcast
+                            // outcomes). At most once a second: while it stays full, new
+                            // requests are written at once and their replies go unmatched.
+                            self.last_trim = Instant::now();
                             self.unanswered(Duration::ZERO, &mut insert)?;
                             forget_old(&mut self.pending);
                             self.pending.retain(|_, p| !p.answered);
@@ -390,10 +397,11 @@ impl Writer {
                             .with_label_values(&[p.ty.as_str(), outcome])
                             .inc();
                         if !p.written && p.target == *node {
-                            // One node, answered: the request and its outcome in one row, and
-                            // nothing more to wait for (a duplicate reply is an outcome row).
+                            // One node, answered: the request and its outcome in one row. The
+                            // entry stays (until PENDING_FOR or the map is full), so a resend
+                            // is known as one and a duplicate reply keeps its user and type.
+                            p.written = true;
                             write_request(&mut insert, id, p, Some((*ok, error.as_deref())))?;
-                            self.pending.remove(id);
                             continue;
                         }
                         if !p.written {
@@ -686,6 +694,7 @@ mod tests {
             metrics: Arc::new(HubMetrics::new()),
             pending: HashMap::new(),
             last_sweep: Instant::now(),
+            last_trim: Instant::now(),
         }
     }
 
@@ -774,6 +783,7 @@ mod tests {
             metrics: Arc::new(HubMetrics::new()),
             pending: HashMap::new(),
             last_sweep: Instant::now(),
+            last_trim: Instant::now(),
         };
         let now = unix_now();
         let mut batch = vec![

@@ -17,9 +17,11 @@ use crate::tails::Tails;
 const TAIL_PERIOD: Duration = Duration::from_secs(1);
 
 /// Log lines and events kept for the live stream's slowest reader (it loses older ones).
-pub const ACTIVITY_KEPT: usize = 1024;
+pub const ACTIVITY_KEPT: usize = 256;
 /// A log line or event bigger than this is shown live as a note of its size only.
-pub const ACTIVITY_BODY_MAX: usize = 16 * 1024;
+/// (As JSON in memory a body takes up to ~16 times its text: 4 KiB keeps a stalled reader
+/// under ~16 MiB.)
+pub const ACTIVITY_BODY_MAX: usize = 4 * 1024;
 
 pub struct Registry {
     client: Client,

@@ -2,9 +2,9 @@
 //!
 //! - with a users file: a bearer token (`Authorization: Bearer plt_...`, for scripts) or the
 //!   session cookie of a login (`plastic_session`: HttpOnly, SameSite=Strict, Secure over
-//!   HTTPS). A change (any method but GET/HEAD) made with the cookie must also carry the
-//!   session's CSRF token in `X-CSRF-Token`; a token needs none (a browser never sends one on
-//!   its own).
+//!   HTTPS). A change (any method but GET/HEAD, and a file download) made with the cookie must
+//!   also carry the session's CSRF token in `X-CSRF-Token`; a token needs none (a browser never
+//!   sends one on its own).
 //! - without one (loopback only, as the MQTT side): no login, but every change needs the
 //!   server's CSRF token (from `GET /api/v1/session`, which other sites' pages cannot read),
 //!   and the `Host` header must be a loopback name, so a page whose name was pointed at
@@ -96,7 +96,10 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
     };
     // A download is a GET that makes a node read and send a whole file: a page elsewhere
     // (an <img src> at 127.0.0.1) must not be able to start one, so it needs the token too.
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD) || path.ends_with("/files");
+    let download = path.starts_with("/api/v1/nodes/")
+        && path.ends_with("/files")
+        && path.matches('/').count() == 5;
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD) || download;
     if changes && caller.via != Via::Token && path != "/api/v1/login" {
         let sent = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok());
         let expected = caller.csrf.as_deref().unwrap_or("");
@@ -218,9 +221,14 @@ pub async fn login(
         ));
     }
     let user = login.user.clone();
-    let Ok(_slot) =
-        tokio::time::timeout(crate::state::LOGIN_WAIT, state.login_slots.acquire()).await
-    else {
+    let slot = tokio::time::timeout(
+        crate::state::LOGIN_WAIT,
+        state.login_slots.clone().acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(slot)) = slot else {
+        // Never checked: the try is given back.
+        state.login_succeeded(peer.ip());
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Busy",
@@ -231,6 +239,9 @@ pub async fn login(
         Err(())
     } else {
         tokio::task::spawn_blocking(move || {
+            // The slot goes with the check: a caller who hangs up does not free it while
+            // argon2 still runs.
+            let _slot = slot;
             policy
                 .authenticate_on(
                     Listener::Main,

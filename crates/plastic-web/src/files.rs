@@ -110,12 +110,18 @@ pub async fn upload(
     // 16 MiB.
     let body: Bytes = axum::body::to_bytes(body, crate::UPLOAD_MAX)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!("a file over HTTP is at most {} bytes", crate::UPLOAD_MAX),
-            )
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLarge",
+                    format!("a file over HTTP is at most {} bytes", crate::UPLOAD_MAX),
+                )
+            } else {
+                ApiError::bad_request(format!("the upload's body could not be read: {e}"))
+            }
         })?;
     let size = body.len();
     let file =

@@ -48,7 +48,7 @@ pub struct AppState {
     tokens: Mutex<(Option<SystemTime>, Tokens)>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// Password checks at once: argon2 takes 19 MiB and tens of milliseconds each.
-    pub login_slots: tokio::sync::Semaphore,
+    pub login_slots: Arc<tokio::sync::Semaphore>,
     pub samples: crate::stats::Samples,
 }
 
@@ -87,7 +87,7 @@ impl AppState {
             tokens_path: opts.tokens.clone(),
             tokens: Mutex::new((None, Tokens::default())),
             failures: Mutex::default(),
-            login_slots: tokio::sync::Semaphore::new(LOGIN_CHECKS_AT_ONCE),
+            login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_CHECKS_AT_ONCE)),
             samples: Default::default(),
         }
     }

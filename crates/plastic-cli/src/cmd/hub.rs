@@ -193,14 +193,25 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
         // The web side acts with this hub's broker credentials: without a users file of its
         // own it would lend them to every local user, so it needs one here.
         let path = users_file(args.users.clone());
-        if path.exists() {
+        if args.users.is_some() || path.exists() {
             let users = Users::load(&path)?;
+            if users.users.is_empty() {
+                anyhow::bail!(
+                    "{} has no users; add one with `plastic user add`",
+                    path.display()
+                );
+            }
             web_policy = Some(Arc::new(Policy::new(
                 topics.clone(),
                 users,
                 plastic_proto::new_message_id(),
             )));
             tokens_file = Some(path.with_file_name("tokens.toml"));
+        } else if let HttpListen::At(addr) = args.http {
+            anyhow::bail!(
+                "--http {addr} with --external needs a users file (none at {}): the web side would lend the broker credentials to every local user",
+                path.display()
+            );
         } else if args.http != HttpListen::Off {
             println!(
                 "plastic hub: no dashboard: with --external the web side needs a users file (none at {}), or it would lend the broker credentials to every local user",
