@@ -1118,3 +1118,75 @@ fn external_hub_needs_users_for_its_web_side() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("needs a users file"), "{out:?}");
 }
+
+/// HTTPS with the hub's certificate (`--tls-cert`): the login works over TLS (checked with
+/// `openssl s_client` against the hub's CA), its cookie is `Secure`, and plain HTTP to the
+/// port gets nothing.
+#[test]
+fn https_with_the_hubs_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = run(plastic().args(["certs", "init", "--dir"]).arg(&certs));
+    assert_eq!(out.code, 0, "{out:?}");
+    let users = dir.path().join("users.toml");
+    let admin = add_user(&users, "root", "admin", &[]);
+    let (_hub, _, port) = hub(
+        &[
+            "--users",
+            users.to_str().unwrap(),
+            "--tls-cert",
+            certs.join("hub.pem").to_str().unwrap(),
+            "--tls-key",
+            certs.join("hub.key").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let body = json!({"user": "root", "password": admin}).to_string();
+    let request = format!(
+        "POST /api/v1/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut child = std::process::Command::new(common::which("openssl"))
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-CAfile")
+        .arg(certs.join("ca.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie in {text}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP to the HTTPS port: no answer that a client could take for one.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
