@@ -137,7 +137,8 @@ class Agent:
     def presence(self, state):
         p = {'name': self.name, 'state': state, 'platform': phw.PLATFORM, 'version': VERSION,
              'protocol': 1, 'address': pnet.address(), 'groups': self.groups, 'since': P.now(),
-             'boot': self.boot, 'window': self.dedup}  # senders keep at most this many in flight
+             'boot': self.boot, 'window': self.dedup,  # senders keep at most this many in flight
+             'uptime': self.uptime(), 'mem_free': gc.mem_free()}
         if self.pools:
             p['pools'] = self.pools
         m = self.mq.rx
@@ -438,9 +439,20 @@ class Agent:
             return _sleep_ms(ms)
         self.napper(self, ms)
 
+    def uptime(self):
+        """Seconds since start. ticks_diff covers +-6.2 days on a board: whole hours move from
+        t0 to `up` whenever this runs (each keepalive, presence, `info`)."""
+        d = time.ticks_diff(time.ticks_ms(), self.t0)
+        while d >= 3600000:
+            self.up += 3600
+            self.t0 = time.ticks_add(self.t0, 3600000)
+            d -= 3600000
+        return self.up + d / 1000
+
     def keepalive(self):
         """Keepalive: a PINGREQ every half KEEPALIVE; raises OSError when the broker is silent."""
         ka = self.mq.ka * 500
+        self.uptime()
         t = time.ticks_ms()
         if ka and time.ticks_diff(t, self.pinged) >= ka:
             if time.ticks_diff(t, self.mq.last_rx) > ka * 3:

@@ -63,7 +63,7 @@ def run(a, c, kw):
         gc.collect()
         f = gc.mem_free()
         return {'name': a.name, 'platform': phw.PLATFORM, 'version': a.version, 'protocol': 1,
-                'uptime': time.ticks_diff(time.ticks_ms(), a.t0) / 1000, 'free_memory': f,
+                'uptime': a.uptime(), 'free_memory': f,
                 'heap': f + gc.mem_alloc(), 'mem_peak': a.peak, 'scripts': sorted(a.scripts),
                 'blinking': a.blinker is not None, 'groups': a.groups}
     if c == 'stop':

@@ -30,6 +30,7 @@ def init(a, cfg):
     a.queue = []
     a.pumping = a.peak = 0
     a.t0 = a.pinged = time.ticks_ms()
+    a.up = 0  # whole hours moved out of t0 (Agent.uptime)
     a.wdt = a.halt = a.raw = a.napper = None  # raw: the content of the file chunk at hand
     led_low = _cfg(cfg, 'LED_ACTIVE_LOW', None)
     if led_low is None:

@@ -657,6 +657,8 @@ def test_presence_online_offline_and_lost(tmp_root, broker, client, mode):
         assert set(st) >= {"name", "state", "platform", "version", "protocol", "address", "groups", "since", "boot"}
         # its duplicate memory's size: clients keep no more requests than that in flight to it
         assert st["window"] in (8, 16), st
+        # its uptime (seconds, monotonic) and free heap when it announced itself
+        assert 0 <= st["uptime"] < 60 and st["mem_free"] > 0, st
         boot1 = boot_of(st)
         # a small heap announces the largest message it can take now (and takes it)
         assert 2048 <= st["max_payload"] < 262144, st

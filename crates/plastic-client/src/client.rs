@@ -344,6 +344,12 @@ impl Client {
         self.inner.presence.lock().unwrap().snapshot()
     }
 
+    /// [`Client::known_nodes`] (in name order), each with the moment its presence first
+    /// reached this client (a copy of the same presence keeps the first moment).
+    pub fn known_nodes_received(&self) -> Vec<(Presence, std::time::Instant)> {
+        self.inner.presence.lock().unwrap().snapshot_received()
+    }
+
     /// Every node the broker holds a presence for, in name order.
     ///
     /// MQTT does not say when a subscriber has received all retained messages. Mosquitto sends
@@ -415,6 +421,11 @@ impl Client {
         found.sort_by(|a, b| a.name.cmp(&b.name));
         found.dedup_by(|a, b| a.name == b.name);
         Ok(found)
+    }
+
+    /// [`Client::presence_of`] with the moment that presence first reached this client.
+    pub fn presence_received_of(&self, node: &str) -> Option<(Presence, std::time::Instant)> {
+        self.inner.presence.lock().unwrap().get_received(node)
     }
 
     /// The last presence seen for `node`, if presence is tracked and the node is known.

@@ -90,6 +90,7 @@ pub struct Assembly {
     offset: u64,
     resumed_at: u64,
     length: u64,
+    size: Option<u64>,
     hasher: Sha256,
 }
 
@@ -103,8 +104,14 @@ impl Assembly {
             offset: kept.len() as u64,
             resumed_at: kept.len() as u64,
             length,
+            size: None,
             hasher,
         }
+    }
+
+    /// The file's size as the node's last reply gave it (None before the first).
+    pub fn size(&self) -> Option<u64> {
+        self.size
     }
 
     /// The next request.
@@ -127,6 +134,16 @@ impl Assembly {
                 data.filename,
                 data.offset
             ));
+        }
+        if let Some(size) = self.size.filter(|&s| s != data.size) {
+            // The file was rewritten while it was read: what came before is of another file.
+            return Err(DownloadError::Mismatch {
+                expected: format!("a file of {size} bytes"),
+                got: format!(
+                    "a file of {} bytes (it changed size during the download)",
+                    data.size
+                ),
+            });
         }
         let bytes = match base64::engine::general_purpose::STANDARD.decode(&data.content) {
             Ok(b) => b,
@@ -152,6 +169,7 @@ impl Assembly {
         }
         self.hasher.update(&bytes);
         self.offset = end;
+        self.size = Some(data.size);
         let Some(expected) = data.sha256 else {
             return Ok(Piece::More(bytes));
         };
@@ -188,15 +206,7 @@ impl Client {
             .and_then(|p| p.max_payload);
         let mut assembly = Assembly::new(path.clone(), kept, read_size_for(length, max_payload));
         loop {
-            let request = assembly.next().to_request();
-            let reply = self.request(target, request, timeout).await?;
-            if reply.error.is_some() || !reply.ok {
-                return Err(DownloadError::Refused(Box::new(reply)));
-            }
-            let data: FileData = reply
-                .decode()
-                .map_err(|e| DownloadError::BadReply(e.to_string()))?;
-            match assembly.take(data)? {
+            match self.download_step(target, &mut assembly, timeout).await? {
                 Piece::More(bytes) => sink(&bytes)?,
                 Piece::Last(bytes, done) => {
                     sink(&bytes)?;
@@ -204,6 +214,26 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// One chunk of a download: asks for what `assembly` needs next and checks the reply.
+    /// For a caller that hands the bytes on at its own pace (the web side streams them into
+    /// an HTTP response); [`Client::download`] is the loop over it.
+    pub async fn download_step(
+        &self,
+        target: &NodeName,
+        assembly: &mut Assembly,
+        timeout: std::time::Duration,
+    ) -> Result<Piece, DownloadError> {
+        let request = assembly.next().to_request();
+        let reply = self.request(target, request, timeout).await?;
+        if reply.error.is_some() || !reply.ok {
+            return Err(DownloadError::Refused(Box::new(reply)));
+        }
+        let data: FileData = reply
+            .decode()
+            .map_err(|e| DownloadError::BadReply(e.to_string()))?;
+        assembly.take(data)
     }
 }
 
@@ -406,6 +436,23 @@ mod tests {
         let mut a = new();
         let empty = a.take(data("f", 0, 0, b"", Some(sha256_hex(b"")))).unwrap();
         assert!(matches!(empty, Piece::Last(b, Downloaded { size: 0, .. }) if b.is_empty()));
+    }
+
+    /// A file that grows while it is read is refused at the chunk that says so, before its
+    /// bytes are taken: a reader that sized itself from the first chunk never gets a mix.
+    #[test]
+    fn a_file_that_changes_size_mid_download_is_refused() {
+        let mut a = Assembly::new(RelPath::parse("f").unwrap(), &[], 4);
+        assert!(matches!(
+            a.take(data("f", 0, 8, b"abcd", None)).unwrap(),
+            Piece::More(_)
+        ));
+        assert_eq!(a.size(), Some(8));
+        let grown = a.take(data("f", 4, 12, b"efgh", None));
+        assert!(
+            matches!(grown, Err(DownloadError::Mismatch { .. })),
+            "{grown:?}"
+        );
     }
 
     #[test]

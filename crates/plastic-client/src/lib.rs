@@ -38,7 +38,7 @@ pub use presence::PresenceEvent;
 pub use state::Delivery;
 pub use target::{resolve_in, Resolved, Target, TargetError};
 pub use upload::{
-    chunk_size_for, Progress, UploadError, UploadEvent, UploadFile, UploadOptions, Uploaded,
-    DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK,
+    chunk_size_for, Progress, UploadError, UploadEvent, UploadFile, UploadOptions, UploadSource,
+    Uploaded, DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK,
 };
 pub use wait::LOST_GRACE;

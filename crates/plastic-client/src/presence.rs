@@ -1,6 +1,7 @@
 //! The client's view of the fleet, built from retained presence messages.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use plastic_proto::Presence;
 
@@ -19,6 +20,10 @@ pub(crate) struct PresenceTable {
     /// holds what was true before it; a decision that needs the present (may a request be
     /// resent?) waits for fresh presence.
     fresh: BTreeSet<String>,
+    /// When each node's current presence first arrived (a copy of the same presence, as a
+    /// reconnect brings again, keeps the first time): how old a presence is, whatever the
+    /// node's clock says.
+    received: BTreeMap<String, Instant>,
 }
 
 impl PresenceTable {
@@ -27,6 +32,7 @@ impl PresenceTable {
         if payload.is_empty() {
             // An empty retained message clears the topic: the node was forgotten.
             self.nodes.remove(node);
+            self.received.remove(node);
             return None;
         }
         let mut current = Presence::parse(payload)?;
@@ -34,11 +40,40 @@ impl PresenceTable {
         node.clone_into(&mut current.name);
         self.fresh.insert(node.to_owned());
         let previous = self.nodes.insert(node.to_owned(), current.clone());
-        (previous.as_ref() != Some(&current)).then_some(PresenceEvent { previous, current })
+        let changed = previous.as_ref() != Some(&current);
+        if changed || !self.received.contains_key(node) {
+            self.received.insert(node.to_owned(), Instant::now());
+        }
+        changed.then_some(PresenceEvent { previous, current })
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Presence> {
         self.nodes.values().cloned().collect()
+    }
+
+    /// Every presence with when it first arrived.
+    pub(crate) fn snapshot_received(&self) -> Vec<(Presence, Instant)> {
+        self.nodes
+            .iter()
+            .map(|(name, p)| {
+                let at = self
+                    .received
+                    .get(name)
+                    .copied()
+                    .unwrap_or_else(Instant::now);
+                (p.clone(), at)
+            })
+            .collect()
+    }
+
+    pub(crate) fn get_received(&self, node: &str) -> Option<(Presence, Instant)> {
+        let p = self.nodes.get(node)?.clone();
+        let at = self
+            .received
+            .get(node)
+            .copied()
+            .unwrap_or_else(Instant::now);
+        Some((p, at))
     }
 
     pub(crate) fn get(&self, node: &str) -> Option<Presence> {

@@ -171,6 +171,8 @@ mod tests {
             since: 0.0,
             max_payload: None,
             window: None,
+            uptime: None,
+            mem_free: None,
             boot: None,
         }
     }

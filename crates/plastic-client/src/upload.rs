@@ -34,13 +34,24 @@ const ENVELOPE_ROOM: u64 = 600;
 /// Times an upload asks the node where it stands and carries on after a failed chunk.
 const RESUMES: u32 = 5;
 
-/// A file to upload: its path on the node, its bytes and their sha256 (computed once, however
-/// many nodes it goes to).
+/// A file to upload: its path on the node, where its bytes are, their count and sha256
+/// (computed once, however many nodes it goes to).
 #[derive(Debug, Clone)]
 pub struct UploadFile {
     pub path: RelPath,
-    pub data: bytes::Bytes,
+    pub source: UploadSource,
+    pub size: u64,
     pub sha256: String,
+}
+
+/// Where an upload's bytes are read from, a chunk at a time.
+#[derive(Debug, Clone)]
+pub enum UploadSource {
+    /// In memory (a file `plastic cp` read, a bench's bytes).
+    Memory(bytes::Bytes),
+    /// A file on disk (the web side spools an HTTP body there, so a transfer holds one chunk
+    /// in memory, not the whole file). Read with positioned reads; never written.
+    File(Arc<std::fs::File>),
 }
 
 impl UploadFile {
@@ -53,7 +64,49 @@ impl UploadFile {
             });
         }
         let sha256 = sha256_hex(&data);
-        Ok(UploadFile { path, data, sha256 })
+        Ok(UploadFile {
+            path,
+            size: data.len() as u64,
+            source: UploadSource::Memory(data),
+            sha256,
+        })
+    }
+
+    /// A file already on disk, of `size` bytes hashing to `sha256` (the caller hashed it
+    /// while writing it). Fails for a file larger than a node accepts.
+    pub fn spooled(
+        path: RelPath,
+        file: std::fs::File,
+        size: u64,
+        sha256: String,
+    ) -> Result<Self, UploadError> {
+        if size > MAX_FILE_SIZE {
+            return Err(UploadError::TooLarge { size });
+        }
+        Ok(UploadFile {
+            path,
+            source: UploadSource::File(Arc::new(file)),
+            size,
+            sha256,
+        })
+    }
+
+    /// The bytes `[offset, offset + len)`.
+    async fn read(&self, offset: usize, len: usize) -> std::io::Result<Vec<u8>> {
+        match &self.source {
+            UploadSource::Memory(data) => Ok(data[offset..offset + len].to_vec()),
+            UploadSource::File(file) => {
+                let file = Arc::clone(file);
+                tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; len];
+                    file.read_exact_at(&mut buf, offset as u64)?;
+                    Ok(buf)
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        }
     }
 }
 
@@ -143,6 +196,9 @@ pub enum UploadError {
     },
     #[error("the file is {size} bytes; nodes accept files up to {MAX_FILE_SIZE} bytes")]
     TooLarge { size: u64 },
+    /// Reading the file's bytes here failed (a spooled file).
+    #[error("reading the file to send: {0}")]
+    Local(std::io::Error),
 }
 
 fn refusal(reply: &Reply) -> String {
@@ -163,6 +219,7 @@ impl UploadError {
             UploadError::BadReply(_) => "ProtocolError",
             UploadError::Unverified { .. } => "HashMismatch",
             UploadError::TooLarge { .. } => "FileTooLarge",
+            UploadError::Local(_) => "OSError",
         }
     }
 }
@@ -382,16 +439,23 @@ impl Client {
             .presence_of(target.as_str())
             .and_then(|p| p.max_payload);
         let size = chunk_size_for(options.chunk_size, max_payload);
-        let mut plan = Plan::new(file.data.len(), file.sha256.clone(), size);
+        let mut plan = Plan::new(file.size as usize, file.sha256.clone(), size);
         loop {
             let request = match plan.step() {
                 Step::Ask => {
-                    let total = file.data.len() as u64;
-                    let q = FileChunk::resume_question(&file.path, total, &file.sha256);
+                    let q = FileChunk::resume_question(&file.path, file.size, &file.sha256);
                     Request::new(q.to_fields())
                 }
                 Step::Send { offset, len } => {
-                    let chunk = FileChunk::at(&file.path, &file.data, &file.sha256, offset, len);
+                    let content = file.read(offset, len).await.map_err(UploadError::Local)?;
+                    let chunk = FileChunk {
+                        filename: file.path.clone(),
+                        content,
+                        offset: offset as u64,
+                        total: file.size,
+                        sha256: Some(file.sha256.clone()),
+                        resume: false,
+                    };
                     let mut request = Request::new(chunk.to_fields());
                     if let Some(ttl) = options.ttl {
                         request.set_ttl(ttl);

@@ -417,6 +417,8 @@ mod tests {
             since: 0.0,
             max_payload: None,
             window: None,
+            uptime: None,
+            mem_free: None,
             boot: boot.map(str::to_owned),
         }
     }

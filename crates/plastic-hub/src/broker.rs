@@ -37,6 +37,9 @@ type = "ram"
 
 /// rmqtt's listener ids: the main listener, the hub's own, and the one for boards.
 const MAIN_LISTENER_ID: u16 = 1;
+/// Each MQTT connection's read and write buffers to start with, in bytes (rmqtt-net's
+/// default is 8 KiB each, kept for the life of the connection).
+pub const IO_BUFFER_CAPACITY: usize = 1024;
 const INTERNAL_LISTENER_ID: u16 = 2;
 pub(crate) const BOARD_LISTENER_ID: u16 = 3;
 
@@ -109,6 +112,10 @@ pub async fn start_broker(opts: BrokerOptions) -> anyhow::Result<BrokerHandle> {
             .reuseaddr(Some(true))
             .allow_anonymous(anonymous)
             .max_packet_size(1024 * 1024)
+            // 1 KiB read and write buffers to start (they grow for a larger packet): an idle
+            // node's connection holds 2 KiB of them, not 16 (patches/rmqtt-net adds the
+            // option; docs/performance.md, "Hub memory per idle node").
+            .io_buffer_capacity(IO_BUFFER_CAPACITY)
             // Requests are small and many: a deeper in-flight window raises pipelined throughput.
             .max_inflight(NonZeroU16::new(128).expect("non-zero"))
             .max_mqueue_len(limits.queued_messages_per_session)

@@ -7,7 +7,9 @@
 //! bytes to rmqtt's listener on 127.0.0.1, announcing the real source address in a PROXY
 //! protocol v1 line (rmqtt's `proxy_protocol`, so the hooks see the client's address). A
 //! connection that has not logged in within the CONNECT timeout (TLS handshake, CONNECT and
-//! password check included) is closed. TLS still ends in rmqtt: the gate forwards bytes.
+//! password check included) is closed. TLS still ends in rmqtt: the gate forwards bytes,
+//! holding a buffer only while bytes are in flight ([`relay`]), since most connections are
+//! idle nodes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -147,7 +149,7 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, backend: SocketAddr) 
 
 async fn forward(
     gate: &Gate,
-    mut inbound: TcpStream,
+    inbound: TcpStream,
     peer: SocketAddr,
     backend: SocketAddr,
     logged_in: oneshot::Receiver<()>,
@@ -161,7 +163,7 @@ async fn forward(
         std::io::Result::Ok(out)
     };
     let _ = inbound.set_nodelay(true);
-    let mut outbound = match outbound.await {
+    let outbound = match outbound.await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!("cannot reach the broker's listener at {backend}: {e}");
@@ -169,7 +171,7 @@ async fn forward(
             return;
         }
     };
-    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+    let copy = relay(inbound, outbound);
     tokio::pin!(copy);
     let in_time = tokio::select! {
         _ = &mut copy => {
@@ -188,6 +190,39 @@ async fn forward(
         return;
     }
     let _ = copy.await;
+}
+
+/// Bytes read at most per wake-up of a direction of [`relay`].
+pub const RELAY_CHUNK: usize = 16 * 1024;
+
+/// Forwards bytes both ways until both sides have finished (each end's EOF passed on as a
+/// write shutdown of the other), or either fails (then both are dropped: closed).
+///
+/// Not `tokio::io::copy_bidirectional`: it keeps an 8 KiB buffer per direction for the whole
+/// life of the connection, 16 KiB per node that sits idle for days (the hub's memory per idle
+/// node is a stated goal). Here a buffer exists only while bytes are in flight: a direction
+/// waits for its socket to be readable with none, reads into a fresh one (not zeroed:
+/// `try_read_buf` fills spare capacity) and lets it go once written.
+async fn relay(a: TcpStream, b: TcpStream) -> std::io::Result<()> {
+    let (a_read, a_write) = a.into_split();
+    let (b_read, b_write) = b.into_split();
+    tokio::try_join!(pump(a_read, b_write), pump(b_read, a_write)).map(drop)
+}
+
+async fn pump(
+    from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    loop {
+        from.readable().await?;
+        let mut buf = Vec::with_capacity(RELAY_CHUNK);
+        match from.try_read_buf(&mut buf) {
+            Ok(0) => return to.shutdown().await,
+            Ok(_) => to.write_all(&buf).await?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// PROXY protocol v1: `PROXY TCP4 <src> <dst> <sport> <dport>\r\n`.
@@ -213,6 +248,61 @@ fn proxy_line(peer: SocketAddr, local: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Two connected sockets: (the end we hold, the end the relay gets).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = l.accept().await.unwrap();
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn relay_carries_both_ways_and_passes_each_end_on() {
+        let (mut client, inbound) = pair().await;
+        let (mut broker, outbound) = pair().await;
+        let relay = tokio::spawn(relay(inbound, outbound));
+        client.write_all(b"CONNECT").await.unwrap();
+        let mut got = [0u8; 7];
+        broker.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"CONNECT");
+        // More than one read's worth, the other way.
+        let big: Vec<u8> = (0..3 * RELAY_CHUNK + 7).map(|i| (i % 251) as u8).collect();
+        broker.write_all(&big).await.unwrap();
+        let mut back = vec![0u8; big.len()];
+        client.read_exact(&mut back).await.unwrap();
+        assert!(back == big);
+        // The client's end reaches the broker as an end; the broker's answer still arrives.
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        broker.write_all(b"bye").await.unwrap();
+        assert_eq!(broker.read_to_end(&mut rest).await.unwrap(), 0);
+        broker.shutdown().await.unwrap();
+        let mut tail = Vec::new();
+        client.read_to_end(&mut tail).await.unwrap();
+        assert_eq!(tail, b"bye");
+        relay.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn relay_ends_both_sides_when_one_is_reset() {
+        let (client, inbound) = pair().await;
+        let (mut broker, outbound) = pair().await;
+        let relay = tokio::spawn(relay(inbound, outbound));
+        // An RST from the client (linger 0), as a node that loses power's peer might see.
+        client.set_zero_linger().unwrap();
+        drop(client);
+        // The broker's side is closed too, and the relay ends with the client's error.
+        let mut rest = Vec::new();
+        let _ = broker.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        let ended = tokio::time::timeout(Duration::from_secs(10), relay)
+            .await
+            .expect("the relay ends when one side is reset")
+            .unwrap();
+        assert!(ended.is_err(), "{ended:?}");
+    }
 
     #[test]
     fn proxy_lines() {

@@ -31,6 +31,8 @@ pub struct HubMetrics {
     pub memory: IntGauge,
     /// History records dropped because the writer fell behind (its queue was full).
     pub history_dropped: IntCounter,
+    /// File transfers over HTTP running now, set when gathered.
+    pub http_transfers: IntGauge,
 }
 
 impl Default for HubMetrics {
@@ -114,9 +116,14 @@ impl HubMetrics {
                 "plastic_history_dropped_total",
                 "History records dropped because the writer fell behind",
             ),
+            http_transfers: IntGauge::new(
+                "plastic_http_transfers",
+                "File uploads and downloads over HTTP running now",
+            )
+            .expect("valid metric"),
             registry,
         };
-        let all: [Box<dyn prometheus::core::Collector>; 13] = [
+        let all: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(m.requests.clone()),
             Box::new(m.outcomes.clone()),
             Box::new(m.latency.clone()),
@@ -130,6 +137,7 @@ impl HubMetrics {
             Box::new(m.nodes.clone()),
             Box::new(m.memory.clone()),
             Box::new(m.history_dropped.clone()),
+            Box::new(m.http_transfers.clone()),
         ];
         for c in all {
             m.registry.register(c).expect("each metric registered once");

@@ -181,7 +181,7 @@ fn to_value<T: serde::Serialize>(reply: T) -> Result<Value, ErrorInfo> {
 }
 
 /// A `/proc/meminfo` figure (`MemAvailable:`, `MemTotal:`) in bytes.
-fn meminfo(key: &str) -> Option<u64> {
+pub(crate) fn meminfo(key: &str) -> Option<u64> {
     kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
 }
 

@@ -34,6 +34,8 @@ pub fn initial(
         since: now,
         max_payload: None,
         window: None,
+        uptime: None,
+        mem_free: None,
         boot: Some(plastic_proto::new_message_id()[..16].to_owned()),
     }
 }
@@ -56,6 +58,8 @@ pub struct Herald {
     presence: Presence,
     /// Counts announcements the broker has processed.
     announced: watch::Sender<u64>,
+    /// When the node program started: each presence carries its uptime.
+    started: std::time::Instant,
 }
 
 impl Herald {
@@ -65,6 +69,18 @@ impl Herald {
             topic,
             presence,
             announced: watch::channel(0).0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The presence in `state`, stamped now, with the node's uptime and free memory.
+    fn stamped(&self, state: NodeState) -> Presence {
+        Presence {
+            uptime: Some((self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+            mem_free: crate::commands::meminfo("MemAvailable:"),
+            ..self
+                .presence
+                .with_state(state, unix_seconds(SystemTime::now()))
         }
     }
 
@@ -103,9 +119,7 @@ impl Herald {
 
     /// Publishes `online`, stamped now.
     pub async fn online(&self) {
-        let online = self
-            .presence
-            .with_state(NodeState::Online, unix_seconds(SystemTime::now()));
+        let online = self.stamped(NodeState::Online);
         let _ = self
             .client
             .publish(&self.topic, online.to_bytes(), QoS::AtLeastOnce, true)
@@ -114,9 +128,7 @@ impl Herald {
 
     /// The `offline` status to publish on a clean shutdown, with its topic.
     pub fn offline(&self) -> (String, Vec<u8>) {
-        let offline = self
-            .presence
-            .with_state(NodeState::Offline, unix_seconds(SystemTime::now()));
+        let offline = self.stamped(NodeState::Offline);
         (self.topic.clone(), offline.to_bytes())
     }
 }
@@ -156,6 +168,8 @@ mod tests {
             since: 1.0,
             max_payload: None,
             window: None,
+            uptime: None,
+            mem_free: None,
             boot: None,
         }
         .to_bytes()

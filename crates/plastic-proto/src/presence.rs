@@ -61,6 +61,15 @@ pub struct Presence {
     /// A board's memory is short (8 or 16); absent: the node sets no limit of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
+    /// Seconds the node program had run when it published this presence (a monotonic clock:
+    /// right on a board whose calendar clock is not set). A reader adds the time since it
+    /// received the presence for the uptime now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<f64>,
+    /// Free memory in bytes when the node published this presence (a board's free heap, a
+    /// Linux node's `MemAvailable`). A snapshot: `info` reads it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_free: Option<u64>,
 }
 
 impl Presence {
@@ -99,6 +108,8 @@ mod tests {
             since: 1.0,
             max_payload: None,
             window: None,
+            uptime: None,
+            mem_free: None,
             boot: None,
         };
         let text = String::from_utf8(p.to_bytes()).unwrap();

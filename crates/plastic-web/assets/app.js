@@ -2,6 +2,21 @@
 // written with textContent (never innerHTML): a node name or output cannot inject markup.
 "use strict";
 
+// Uncaught errors are kept (and shown at the top): the page must never fail silently, and
+// the browser tests read them in every browser.
+const plasticPageErrors = [];
+window.plasticPageErrors = plasticPageErrors;
+function pageError(text) {
+  plasticPageErrors.push(text);
+  const s = document.getElementById("page-error");
+  if (s) {
+    s.textContent = "page error: " + text;
+    s.hidden = false;
+  }
+}
+window.addEventListener("error", (ev) => pageError(String(ev.message)));
+window.addEventListener("unhandledrejection", (ev) => pageError(String(ev.reason && ev.reason.message || ev.reason)));
+
 const $ = (id) => document.getElementById(id);
 const state = { csrf: null, nodes: new Map(), shown: 200, current: null, stream: null, dirty: false };
 
@@ -46,6 +61,34 @@ function since(t) {
   return d.toISOString().replace("T", " ").slice(0, 19);
 }
 
+function duration(s) {
+  s = Math.max(0, Math.floor(s));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min";
+  if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+}
+
+function bytes(n) {
+  if (n === undefined || n === null) return "";
+  if (n < 10240) return n + " B";
+  if (n < 10485760) return Math.round(n / 1024) + " KB";
+  return Math.round(n / 1048576) + " MB";
+}
+
+// A presence's uptime is as of when the hub received it (`age` seconds before the list was
+// read, or now for a live one): add the time since.
+function uptimeNow(p) {
+  if (p.state !== "online" || typeof p.uptime !== "number") return "";
+  return duration(p.uptime + Date.now() / 1000 - p.receivedAt);
+}
+
+// When the hub last heard the node: now while online, else when its last presence (its
+// offline or lost) reached the hub (a will's own `since` is its connection's start).
+function lastSeen(p) {
+  return p.state === "online" ? "now" : since(p.receivedAt);
+}
+
 // ---- login ----
 async function start() {
   try {
@@ -71,6 +114,7 @@ function loggedIn(s) {
   route();
   loadStats();
   setInterval(loadStats, 10000);
+  setInterval(render, 15000); // uptimes move on
 }
 
 $("login-form").addEventListener("submit", async (ev) => {
@@ -95,7 +139,11 @@ $("logout").addEventListener("click", async () => {
 async function loadNodes() {
   const list = await api("GET", "/nodes");
   state.nodes.clear();
-  for (const p of list) state.nodes.set(p.name, p);
+  const now = Date.now() / 1000;
+  for (const p of list) {
+    p.receivedAt = now - (p.age || 0);
+    state.nodes.set(p.name, p);
+  }
   render();
 }
 
@@ -104,6 +152,7 @@ function openStream() {
   const es = new EventSource("/api/v1/stream");
   es.addEventListener("presence", (ev) => {
     const p = JSON.parse(ev.data);
+    p.receivedAt = Date.now() / 1000;
     state.nodes.set(p.name, p);
     schedule();
   });
@@ -136,7 +185,7 @@ function render() {
     const tr = document.createElement("tr");
     tr.className = "state-" + p.state;
     tr.dataset.node = p.name;
-    for (const v of [p.name, p.state, p.platform, (p.groups || []).join(", "), p.address || "", since(p.since), p.max_payload || ""]) {
+    for (const v of [p.name, p.state, p.platform, (p.groups || []).join(", "), p.address || "", uptimeNow(p), p.state === "online" ? bytes(p.mem_free) : "", lastSeen(p)]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.appendChild(td);

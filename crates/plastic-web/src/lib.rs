@@ -43,8 +43,7 @@ pub use state::{LOGIN_FAILURES_PER_MINUTE, SESSIONS_MAX, SESSION_LIFETIME};
 
 /// A request body's largest size (a message is at most 256 KiB; JSON around it).
 pub const REQUEST_BODY_MAX: usize = 512 * 1024;
-/// An uploaded file's largest size over HTTP.
-pub const UPLOAD_MAX: usize = 16 * 1024 * 1024;
+pub use files::TRANSFERS_AT_ONCE;
 
 /// What the web side serves and with whose rights.
 pub struct WebOptions {

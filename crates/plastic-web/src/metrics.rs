@@ -24,6 +24,9 @@ pub async fn gather(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     m.nodes.with_label_values(&["offline"]).set(offline);
     m.nodes.with_label_values(&["lost"]).set(lost);
     m.memory.set(plastic_hub::metrics::resident_bytes());
+    let free = state.transfers.available_permits();
+    m.http_transfers
+        .set(crate::files::TRANSFERS_AT_ONCE.saturating_sub(free) as i64);
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&m.registry.gather())
         .unwrap_or_default();

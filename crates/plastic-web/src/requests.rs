@@ -149,11 +149,24 @@ pub async fn create(
                     let id = plastic_proto::new_message_id();
                     r.fields.insert("message_id".into(), id.clone().into());
                     record(&id, node.as_str());
-                    client
-                        .send(node, r)
-                        .await
-                        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-                    sent.push(json!({"target": node.as_str(), "message_id": id}));
+                    // One node that cannot be sent to does not hide what went to the others.
+                    match client.send(node, r).await {
+                        Ok(_) => sent.push(json!({"target": node.as_str(), "message_id": id})),
+                        Err(e) => {
+                            state.observer.history.record(Record::Outcome {
+                                at: unix_now(),
+                                id: id.clone(),
+                                node: node.to_string(),
+                                ok: false,
+                                error: Some(format!("NotSent: {e}")),
+                            });
+                            sent.push(json!({
+                                "target": node.as_str(),
+                                "message_id": id,
+                                "error": {"kind": "NotSent", "message": e.to_string()},
+                            }));
+                        }
+                    }
                 }
             }
         }

@@ -49,6 +49,8 @@ pub struct AppState {
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// Password checks at once: argon2 takes 19 MiB and tens of milliseconds each.
     pub login_slots: Arc<tokio::sync::Semaphore>,
+    /// File transfers at once ([`crate::files::TRANSFERS_AT_ONCE`]).
+    pub transfers: Arc<tokio::sync::Semaphore>,
     pub samples: crate::stats::Samples,
 }
 
@@ -88,6 +90,7 @@ impl AppState {
             tokens: Mutex::new((None, Tokens::default())),
             failures: Mutex::default(),
             login_slots: Arc::new(tokio::sync::Semaphore::new(LOGIN_CHECKS_AT_ONCE)),
+            transfers: Arc::new(tokio::sync::Semaphore::new(crate::files::TRANSFERS_AT_ONCE)),
             samples: Default::default(),
         }
     }
@@ -124,18 +127,12 @@ impl AppState {
             csrf: random_token(),
             created: Instant::now(),
         };
-        let mut sessions = self.sessions.lock().unwrap();
-        sessions.retain(|_, s| s.created.elapsed() < SESSION_LIFETIME);
-        if sessions.len() >= SESSIONS_MAX {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(id.clone(), session.clone());
+        keep_session(
+            &mut self.sessions.lock().unwrap(),
+            id.clone(),
+            session.clone(),
+            Instant::now(),
+        );
         (id, session)
     }
 
@@ -179,6 +176,26 @@ impl AppState {
     }
 }
 
+/// Adds a session after dropping expired ones; at [`SESSIONS_MAX`] the oldest makes room.
+fn keep_session(
+    sessions: &mut HashMap<String, WebSession>,
+    id: String,
+    session: WebSession,
+    now: Instant,
+) {
+    sessions.retain(|_, s| now.saturating_duration_since(s.created) < SESSION_LIFETIME);
+    if sessions.len() >= SESSIONS_MAX {
+        if let Some(oldest) = sessions
+            .iter()
+            .min_by_key(|(_, s)| s.created)
+            .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+    }
+    sessions.insert(id, session);
+}
+
 fn budget_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
@@ -194,4 +211,55 @@ fn budget_key(ip: IpAddr) -> IpAddr {
 /// 32 random bytes, URL-safe base64.
 pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(created: Instant) -> WebSession {
+        WebSession {
+            user: "u".into(),
+            csrf: "c".into(),
+            created,
+        }
+    }
+
+    #[test]
+    fn sessions_are_capped_and_the_oldest_goes_first() {
+        let base = Instant::now();
+        let mut sessions = HashMap::new();
+        for i in 0..SESSIONS_MAX {
+            let at = base + Duration::from_millis(i as u64);
+            keep_session(&mut sessions, format!("s{i}"), session(at), at);
+        }
+        assert_eq!(sessions.len(), SESSIONS_MAX);
+        let now = base + Duration::from_secs(20);
+        keep_session(&mut sessions, "new".into(), session(now), now);
+        assert_eq!(sessions.len(), SESSIONS_MAX);
+        assert!(!sessions.contains_key("s0"), "the oldest made room");
+        assert!(sessions.contains_key("s1") && sessions.contains_key("new"));
+    }
+
+    #[test]
+    fn expired_sessions_are_dropped_first() {
+        let base = Instant::now();
+        let mut sessions = HashMap::new();
+        keep_session(&mut sessions, "old".into(), session(base), base);
+        let later = base + SESSION_LIFETIME + Duration::from_secs(1);
+        keep_session(&mut sessions, "new".into(), session(later), later);
+        assert_eq!(sessions.len(), 1);
+        assert!(sessions.contains_key("new"));
+    }
+
+    #[test]
+    fn login_budgets_count_ipv6_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(budget_key(a), budget_key(b));
+        assert_ne!(budget_key(a), budget_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(budget_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
 }
