@@ -1,7 +1,7 @@
 # plastic agent configuration. Plain assignments: `plastic agent bundle` rewrites them.
 WIFI_SSID = ''
 WIFI_PASSWORD = ''
-BROKER_HOST = '127.0.0.1'
+BROKER_HOST = '127.0.0.1'   # or the hubs of one cluster, tried in turn: ['10.0.0.2', '10.0.0.3:1884']
 BROKER_PORT = 1883
 BROKER_USER = ''
 BROKER_PASSWORD = ''

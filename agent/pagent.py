@@ -479,23 +479,29 @@ class Agent:
         cfg = self.cfg
         lo = _cfg(cfg, 'RECONNECT_MIN_MS', 500)
         hi = _cfg(cfg, 'RECONNECT_MAX_MS', 60000)
-        delay = 0
+        n = cfg.BROKER_HOST  # a list names the hubs of one cluster: pconn takes the bi-th
+        n = 1 if isinstance(n, str) else len(n)
+        delay = lo
+        fails = 0  # connection attempts failed in a row: the next broker at once, a round backs off
         while True:
-            if delay:
+            if fails % n:
+                await asyncio.sleep_ms(50)
+            elif fails:
                 j = os.urandom(2)
                 await asyncio.sleep_ms(delay // 2 + (j[0] << 8 | j[1]) * delay // 65536)
                 delay = min(delay * 2, hi)
-            else:
-                delay = lo
             try:
                 await pnet.up(cfg)
                 self.use('pconn').connect(self)
             except Exception as e:
                 _print('[plastic] connect to %s:%s failed: %r' % (self.mq.host, self.mq.port, e))
                 self.mq.close()
+                fails += 1
+                self.bi += 1
                 continue
             _print('[plastic] %s online' % self.name)
-            delay = 0
+            delay = lo
+            fails = 0
             self.serve = asyncio.create_task(self._serve())
             try:
                 await self.serve
@@ -505,6 +511,8 @@ class Agent:
                 _print('[plastic] connection lost: %r' % (e,))
             self.serve = None
             self.mq.close()
+            if n > 1:  # its hub may be gone: the next one of the cluster, at once
+                self.bi += 1
 
     async def _serve(self):
         p = asyncio.create_task(self._pinger())

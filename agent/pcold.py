@@ -31,6 +31,7 @@ def init(a, cfg):
     a.pumping = a.peak = 0
     a.t0 = a.pinged = time.ticks_ms()
     a.up = 0  # whole hours moved out of t0 (Agent.uptime)
+    a.bi = 0  # which of a BROKER_HOST list to connect to next (pconn.connect)
     a.wdt = a.halt = a.raw = a.napper = None  # raw: the content of the file chunk at hand
     led_low = _cfg(cfg, 'LED_ACTIVE_LOW', None)
     if led_low is None:
@@ -68,7 +69,7 @@ def init(a, cfg):
     a.version = pagent.VERSION
     a.boot = hexlify(os.urandom(4)).decode()  # new at every start: clients resend only while it holds
     from pmqtt import MQTT
-    a.mq = m = MQTT(name, cfg.BROKER_HOST, _cfg(cfg, 'BROKER_PORT', 1883),
+    a.mq = m = MQTT(name, '', 0,
                     _cfg(cfg, 'BROKER_USER', ''), _cfg(cfg, 'BROKER_PASSWORD', ''),
                     _cfg(cfg, 'KEEPALIVE', 30), _cfg(cfg, 'CLEAN_SESSION', False))
     m.tls = _cfg(cfg, 'BROKER_TLS', False)

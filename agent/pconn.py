@@ -27,6 +27,14 @@ def connect(a):
     """The connection's first steps: the receive buffer (once), CONNECT with the will,
     subscriptions, `online`, then our own status topic."""
     cfg, m = a.cfg, a.mq
+    h = cfg.BROKER_HOST
+    if not isinstance(h, str):  # the hubs of one cluster, each 'HOST' or 'HOST:PORT', in turn
+        h = h[a.bi % len(h)]
+    m.port = _cfg(cfg, 'BROKER_PORT', 1883)
+    if h.count(':') == 1:
+        h, p = h.split(':')
+        m.port = int(p)
+    m.host = h
     if m.rx is None:  # reserved once, while the heap is still in one piece
         r = _cfg(cfg, 'RX_BUFFER', None)
         if r is None:  # a sixteenth of the heap, at least 2 KB (a 1.2 KB file chunk and its envelope)

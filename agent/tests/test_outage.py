@@ -122,3 +122,42 @@ def test_a_request_sent_while_the_agent_is_away_survives_a_clean_broker_restart(
             a.kill()
         c.close()
         b.stop()
+
+
+def test_an_agent_with_two_brokers_moves_to_the_second_when_the_first_dies(tmp_root):
+    """BROKER_HOST as a list names the hubs of one cluster (docs/agent.md, docs/scaling.md):
+    the agent connects to the first; when that one is SIGKILLed, it connects to the next at
+    once (no backoff while some broker of the list has not failed), announces itself there and
+    answers from the namespace it had: the same program run, the same boot id. Then the first
+    comes back and the second dies: it moves back."""
+    first, second = Broker(tmp_root).start(), Broker(tmp_root).start()
+    c1, c2 = Client(first.port), Client(second.port)
+    hosts = ["127.0.0.1:%d" % first.port, "127.0.0.1:%d" % second.port]
+    a = Agent(tmp_root, MODES[0], 1, BROKER_HOST=hosts, RECONNECT_MIN_MS=5000)
+    try:
+        since2 = c2.mark()
+        a.start()
+        boot = c1.status(a.name, "online", 0, timeout=20)["boot"]
+        assert c1.ok(a.name, {"type": "exec", "to_exec": "kept = 42"}) is None
+        assert not [m for m in c2.seen[since2:] if m[0] == "plastic/%s/status" % a.name]
+        c1.close()
+        first.stop()  # SIGKILL
+        # RECONNECT_MIN_MS is 5 s: the move is the list's, not a retry after a backoff
+        t0 = time.monotonic()
+        assert c2.status(a.name, "online", since2, timeout=20)["boot"] == boot
+        moved_in = time.monotonic() - t0
+        assert c2.ok(a.name, {"type": "eval", "to_evaluate": "kept"}) == 42
+        first.start()
+        c1 = Client(first.port)
+        c2.close()
+        second.stop()
+        assert c1.status(a.name, "online", 0, timeout=20)["boot"] == boot
+        assert c1.ok(a.name, {"type": "eval", "to_evaluate": "kept + 1"}) == 43
+        assert a.alive(), a.output()[-2000:]
+        print("\nFAILOVER the agent was online on the second broker %.1f ms after the first died" % (moved_in * 1000))
+    finally:
+        a.kill()
+        c1.close()
+        c2.close()
+        first.stop()
+        second.stop()

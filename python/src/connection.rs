@@ -113,7 +113,10 @@ impl Core {
         timeout: f64,
     ) -> PyResult<Core> {
         let timeout = seconds(timeout, "timeout")?;
-        let url = BrokerUrl::parse(broker).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // `URL[,URL...]`: the brokers of one cluster, tried in turn (docs/scaling.md).
+        let mut urls =
+            BrokerUrl::parse_list(broker).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let url = urls.remove(0);
         let name = match &url.username {
             Some(user) => ClientOptions::owned_name(user).map_err(|e| {
                 PyValueError::new_err(format!(
@@ -123,6 +126,12 @@ impl Core {
             None => ClientOptions::ephemeral_name(name_prefix),
         };
         let mut opts = ClientOptions::new(url.clone(), name);
+        let shown = std::iter::once(url)
+            .chain(urls.iter().cloned())
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        opts.alternates = urls;
         opts.topics = Topics::new(prefix).map_err(|e| PyValueError::new_err(e.to_string()))?;
         opts.ca_file = ca;
         if let Some(keys) = keys {
@@ -147,7 +156,7 @@ impl Core {
         })?;
         let client = connected.map_err(|e| {
             PyConnectionError::new_err(format!(
-                "cannot connect to the broker at {url} (is `plastic hub` running?): {e}"
+                "cannot connect to the broker at {shown} (is `plastic hub` running?): {e}"
             ))
         })?;
         Ok(Core {

@@ -442,3 +442,21 @@ def test_an_unreachable_broker_is_a_clear_error(fleet):
         plastic.Client("mqtt://127.0.0.1:1", connect_timeout=0.5)
     with pytest.raises(ValueError, match="unknown scheme"):
         plastic.Client("http://127.0.0.1:1")
+
+
+def test_a_list_of_brokers_skips_a_dead_first_one(fleet):
+    """`Client("URL,URL")` names the brokers of one cluster (docs/scaling.md): with the first
+    one down, the client connects to the next and reaches the fleet there."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    c = plastic.Client(f"mqtt://127.0.0.1:{dead},{fleet.broker}", timeout=15)
+    try:
+        assert c.broker == fleet.broker
+        assert c["pi-1"].eval("2+3") == {"pi-1": 5}
+    finally:
+        c.close()
+    with pytest.raises(ValueError, match="empty entry"):
+        plastic.Client(f"{fleet.broker},,{fleet.broker}")

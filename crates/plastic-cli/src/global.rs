@@ -6,7 +6,8 @@ use clap::Args;
 
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// Broker to use: mqtt[s]://[user@]host[:port]. The password comes from --password-file,
+    /// Broker to use: mqtt[s]://[user@]host[:port], or several of one cluster separated by
+    /// commas (tried in turn when one fails). The password comes from --password-file,
     /// PLASTIC_PASSWORD or $PLASTIC_HOME/credentials (one in the URL works, with a warning:
     /// other local users can read command lines)
     #[arg(

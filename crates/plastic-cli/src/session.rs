@@ -93,13 +93,15 @@ pub fn users_file(explicit: Option<PathBuf>) -> PathBuf {
 /// Options for a client of this CLI run: broker, prefix, CA, keys, and a name the broker's user
 /// owns (`USER.xxxxxxxx`) or `<prefix>-xxxxxxxx` without a user.
 pub fn client_options(global: &Global, name_prefix: &str) -> Result<ClientOptions> {
-    let broker = broker_url(global)?;
+    let mut brokers = brokers(global)?;
+    let broker = brokers.remove(0);
     let name = match &broker.username {
         Some(user) => ClientOptions::owned_name(user)
             .with_context(|| format!("user name `{user}` is not a valid client name"))?,
         None => ClientOptions::ephemeral_name(name_prefix),
     };
     let mut opts = ClientOptions::new(broker, name);
+    opts.alternates = brokers;
     opts.topics = Topics::new(&global.prefix)?;
     opts.ca_file = ca_file(global);
     opts.keys = Arc::new(plastic_client::KeyRing::in_dir(keys_dir(global)));
@@ -140,9 +142,15 @@ pub enum PasswordSource {
 /// broker's `host:port` in `$PLASTIC_HOME/credentials` (mode 0600), else the URL. A password
 /// in the URL still works but draws a warning on stderr (once per run): command lines are
 /// readable by every local user. Every client command connects through this; `plastic node`
-/// may too.
+/// may too. The first broker of a `--broker URL,URL,...` list.
 pub fn broker_url(global: &Global) -> Result<BrokerUrl> {
-    let (url, source) = resolve_broker(
+    Ok(brokers(global)?.remove(0))
+}
+
+/// Every broker of `--broker URL[,URL...]` (at least one), the first as [`broker_url`] says;
+/// the others share its user and password (one cluster, one set of users).
+pub fn brokers(global: &Global) -> Result<Vec<BrokerUrl>> {
+    let (brokers, source) = resolve_brokers(
         &global.broker,
         global.password_file.as_deref(),
         std::env::var("PLASTIC_PASSWORD").ok(),
@@ -151,7 +159,7 @@ pub fn broker_url(global: &Global) -> Result<BrokerUrl> {
     if source == PasswordSource::Url {
         warn_password_in_url();
     }
-    Ok(url)
+    Ok(brokers)
 }
 
 /// `$PLASTIC_HOME/credentials`: broker passwords by `host:port`, readable by its owner only.
@@ -180,14 +188,31 @@ struct Entry {
     password: String,
 }
 
-/// [`broker_url`] without the process's environment and warnings, for tests.
+/// [`brokers`] without the process's environment and warnings, for tests: the first broker's
+/// user and password resolved, then given to the others.
+fn resolve_brokers(
+    list: &str,
+    password_file: Option<&Path>,
+    env_password: Option<String>,
+    credentials: &Path,
+) -> Result<(Vec<BrokerUrl>, PasswordSource)> {
+    let mut brokers = BrokerUrl::parse_list(list)?;
+    let (first, source) =
+        resolve_broker(brokers[0].clone(), password_file, env_password, credentials)?;
+    for b in &mut brokers[1..] {
+        b.username = first.username.clone();
+        b.password = first.password.clone();
+    }
+    brokers[0] = first;
+    Ok((brokers, source))
+}
+
 fn resolve_broker(
-    url: &str,
+    mut broker: BrokerUrl,
     password_file: Option<&Path>,
     env_password: Option<String>,
     credentials: &Path,
 ) -> Result<(BrokerUrl, PasswordSource)> {
-    let mut broker = BrokerUrl::parse(url)?;
     let (password, source) = if let Some(path) = password_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the password file {}", path.display()))?;
@@ -291,8 +316,8 @@ password = "no-user"
         env: Option<&str>,
         path: &Path,
     ) -> Result<(Option<String>, Option<String>, PasswordSource)> {
-        let (b, source) = resolve_broker(url, None, env.map(str::to_owned), path)?;
-        Ok((b.username, b.password, source))
+        let (b, source) = resolve_brokers(url, None, env.map(str::to_owned), path)?;
+        Ok((b[0].username.clone(), b[0].password.clone(), source))
     }
 
     #[test]
@@ -327,11 +352,23 @@ password = "no-user"
         let pw = path.with_file_name("pw");
         std::fs::write(&pw, "from-password-file\nignored\n").unwrap();
         let (b, source) =
-            resolve_broker("mqtt://alice:inurl@h", Some(&pw), s("env"), &path).unwrap();
+            resolve_brokers("mqtt://alice:inurl@h", Some(&pw), s("env"), &path).unwrap();
         assert_eq!(
-            (b.password.as_deref(), source),
+            (b[0].password.as_deref(), source),
             (Some("from-password-file"), PasswordSource::File)
         );
+        // A cluster's list: the first broker's user and password serve every one of them.
+        let (b, source) =
+            resolve_brokers("mqtts://hub.lan,hub2.lan:8884", None, None, &path).unwrap();
+        assert_eq!(source, PasswordSource::Credentials);
+        assert_eq!(b.len(), 2);
+        for broker in &b {
+            assert_eq!(
+                (broker.username.as_deref(), broker.password.as_deref()),
+                (Some("alice"), Some("from-file-for-alice"))
+            );
+        }
+        assert_eq!((b[1].host.as_str(), b[1].port), ("hub2.lan", 8884));
         let err = resolve("mqtt://other.lan", None, &path).unwrap_err();
         assert!(err.to_string().contains("needs a user name"), "{err}");
         assert_eq!(

@@ -1,4 +1,5 @@
-//! `mqtt[s]://[user[:password]@]host[:port]`, the form of `--broker` and `PLASTIC_BROKER`.
+//! `mqtt[s]://[user[:password]@]host[:port]`, the form of `--broker` and `PLASTIC_BROKER`; a
+//! comma-separated list of them names the brokers of one cluster (docs/scaling.md).
 
 use std::fmt;
 
@@ -6,6 +7,8 @@ use crate::ClientError;
 
 pub const DEFAULT_PORT: u16 = 1883;
 pub const DEFAULT_TLS_PORT: u16 = 8883;
+/// Brokers in one `--broker` list at most: a cluster's hubs, not a scan of the network.
+pub const MAX_BROKERS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -68,6 +71,49 @@ impl BrokerUrl {
         })
     }
 
+    /// `URL[,URL...]`: the brokers of one cluster, tried in turn when the connection fails.
+    /// They share one user: a URL without a user takes the first URL's user and password, and
+    /// one naming another user is refused (a user is the same on every hub of a cluster).
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, ClientError> {
+        let bad = |reason: String| ClientError::BadUrl {
+            url: redact(text),
+            reason,
+        };
+        let mut brokers = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            if part.is_empty() {
+                return Err(bad("an empty entry in the list of brokers".into()));
+            }
+            brokers.push(Self::parse(part)?);
+        }
+        if brokers.len() > MAX_BROKERS {
+            return Err(bad(format!(
+                "{} brokers; at most {MAX_BROKERS}",
+                brokers.len()
+            )));
+        }
+        let (user, password) = (brokers[0].username.clone(), brokers[0].password.clone());
+        for b in &mut brokers[1..] {
+            match (&b.username, &user) {
+                (None, _) => {
+                    b.username = user.clone();
+                    b.password = password.clone();
+                }
+                (Some(u), Some(first)) if u == first => {
+                    if b.password.is_none() {
+                        b.password = password.clone();
+                    }
+                }
+                (Some(u), _) => {
+                    return Err(bad(format!(
+                        "every broker of the list must use the first one's user, not `{u}`"
+                    )))
+                }
+            }
+        }
+        Ok(brokers)
+    }
+
     pub fn local(port: u16) -> Self {
         BrokerUrl {
             host: "127.0.0.1".into(),
@@ -90,11 +136,24 @@ impl fmt::Display for BrokerUrl {
     }
 }
 
+/// `brokers` as `--broker` takes them, without passwords.
+pub fn list_to_string(brokers: &[BrokerUrl]) -> String {
+    brokers
+        .iter()
+        .map(BrokerUrl::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The text of one URL or a list, with every `user:password@` shown as `***@`.
 fn redact(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &text[..s], &text[at + 1..]),
-        _ => text.to_owned(),
-    }
+    text.split(',')
+        .map(|part| match (part.find("://"), part.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://***@{}", &part[..s], &part[at + 1..]),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -123,6 +182,35 @@ mod tests {
     }
 
     #[test]
+    fn a_list_names_the_brokers_of_one_cluster_with_one_user() {
+        let list = BrokerUrl::parse_list("mqtts://alice:pw@hub-a, hub-b:8884 ,mqtts://alice@hub-c")
+            .unwrap();
+        assert_eq!(list.len(), 3);
+        for b in &list {
+            assert_eq!(
+                (b.username.as_deref(), b.password.as_deref()),
+                (Some("alice"), Some("pw"))
+            );
+        }
+        assert_eq!(
+            (list[1].host.as_str(), list[1].port, list[1].tls),
+            ("hub-b", 8884, false)
+        );
+        assert_eq!(
+            list_to_string(&list),
+            "mqtts://alice@hub-a:8883,mqtt://alice@hub-b:8884,mqtts://alice@hub-c:8883"
+        );
+        assert_eq!(
+            BrokerUrl::parse_list("127.0.0.1").unwrap(),
+            vec![BrokerUrl::local(1883)]
+        );
+        assert!(BrokerUrl::parse_list("a,,b").is_err());
+        assert!(BrokerUrl::parse_list("").is_err());
+        assert!(BrokerUrl::parse_list(&vec!["h"; MAX_BROKERS + 1].join(",")).is_err());
+        assert!(BrokerUrl::parse_list("a,http://b").is_err());
+    }
+
+    #[test]
     fn refuses_bad_urls_without_echoing_passwords() {
         let err = BrokerUrl::parse("http://a:secret@x")
             .unwrap_err()
@@ -132,6 +220,13 @@ mod tests {
             "{err}"
         );
         assert!(BrokerUrl::parse("mqtt://").is_err());
+        let err = BrokerUrl::parse_list("mqtt://a:one@x,mqtt://b:two@y")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("first one's user") && !err.contains("one@") && !err.contains("two"),
+            "{err}"
+        );
         assert!(BrokerUrl::parse("mqtt://h:99999").is_err());
     }
 }

@@ -25,6 +25,10 @@ const MAX_PACKET: usize = 2 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub broker: BrokerUrl,
+    /// More brokers of the same cluster (same users, messages routed between them): when the
+    /// connection fails, the client tries the next broker of `broker` + `alternates` at once,
+    /// and backs off only after every one has failed in a row (docs/scaling.md, "Failover").
+    pub alternates: Vec<BrokerUrl>,
     pub name: NodeName,
     pub topics: Topics,
     /// Subscribed on every connection, besides the inbox.
@@ -54,6 +58,7 @@ impl ClientOptions {
     pub fn new(broker: BrokerUrl, name: NodeName) -> Self {
         ClientOptions {
             broker,
+            alternates: Vec::new(),
             name,
             topics: Topics::default(),
             subscriptions: Vec::new(),
@@ -80,6 +85,37 @@ impl ClientOptions {
     }
 }
 
+/// rumqttc's options for connecting to `broker` as `opts` says.
+fn mqtt_options(
+    opts: &ClientOptions,
+    broker: &BrokerUrl,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> MqttOptions {
+    let mut mqtt_opts = MqttOptions::new(opts.name.as_str(), broker.host.clone(), broker.port);
+    mqtt_opts
+        .set_keep_alive(opts.keep_alive)
+        .set_clean_session(opts.clean_session)
+        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_request_channel_capacity(REQUEST_CHANNEL_CAPACITY);
+    if let (Some(user), pass) = (&broker.username, &broker.password) {
+        mqtt_opts.set_credentials(user.clone(), pass.clone().unwrap_or_default());
+    }
+    if let Some((topic, payload)) = &opts.last_will {
+        mqtt_opts.set_last_will(LastWill::new(
+            topic.clone(),
+            payload.clone(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    if let (true, Some(config)) = (broker.tls, tls) {
+        mqtt_opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config.clone()),
+        ));
+    }
+    mqtt_opts
+}
+
 /// A connection to the broker. Cheap to clone; all clones share the connection.
 #[derive(Clone)]
 pub struct Client {
@@ -91,41 +127,25 @@ impl Client {
     /// replies arrive on the returned receiver. Use [`Client::wait_connected`] to know when the
     /// connection is up and subscribed.
     pub fn connect(opts: ClientOptions) -> (Client, mpsc::UnboundedReceiver<Delivery>) {
-        let mut mqtt_opts = MqttOptions::new(
-            opts.name.as_str(),
-            opts.broker.host.clone(),
-            opts.broker.port,
-        );
-        mqtt_opts
-            .set_keep_alive(opts.keep_alive)
-            .set_clean_session(opts.clean_session)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_request_channel_capacity(REQUEST_CHANNEL_CAPACITY);
-        if let (Some(user), pass) = (&opts.broker.username, &opts.broker.password) {
-            mqtt_opts.set_credentials(user.clone(), pass.clone().unwrap_or_default());
-        }
-        if let Some((topic, payload)) = &opts.last_will {
-            mqtt_opts.set_last_will(LastWill::new(
-                topic.clone(),
-                payload.clone(),
-                QoS::AtLeastOnce,
-                true,
-            ));
-        }
-        let tls_error = if opts.broker.tls {
+        let brokers: Vec<BrokerUrl> = std::iter::once(opts.broker.clone())
+            .chain(opts.alternates.iter().cloned())
+            .collect();
+        // The TLS setup is read once (CA file or system roots) for every mqtts:// broker.
+        let (tls, tls_error) = if brokers.iter().any(|b| b.tls) {
             match crate::tls::client_config(opts.ca_file.as_deref()) {
-                Ok(config) => {
-                    mqtt_opts.set_transport(rumqttc::Transport::tls_with_config(
-                        rumqttc::TlsConfiguration::Rustls(config),
-                    ));
-                    None
-                }
-                Err(e) => Some(e),
+                Ok(config) => (Some(config), None),
+                Err(e) => (None, Some(e)),
             }
         } else {
-            None
+            (None, None)
         };
-        let (mqtt, mut eventloop) = AsyncClient::new(mqtt_opts, REQUEST_CHANNEL_CAPACITY);
+        // One set of MQTT options per broker; the driver swaps them in on failover.
+        let per_broker: Vec<MqttOptions> = brokers
+            .iter()
+            .map(|b| mqtt_options(&opts, b, tls.as_ref()))
+            .collect();
+        let (mqtt, mut eventloop) =
+            AsyncClient::new(per_broker[0].clone(), REQUEST_CHANNEL_CAPACITY);
         let mut net = eventloop.network_options();
         // Nagle's algorithm turns a ~0.1 ms QoS 1 round trip into ~88 ms.
         net.set_tcp_nodelay(true);
@@ -154,7 +174,8 @@ impl Client {
             last_error: watch::channel(None).0,
             closing: false.into(),
             driver: Mutex::new(None),
-            broker: opts.broker,
+            brokers,
+            current: 0.into(),
             window: opts.window,
             windows: Mutex::default(),
         });
@@ -166,7 +187,12 @@ impl Client {
                 .send_replace(Some(ConnectFailure::Fatal(e)));
             return (Client { inner }, deliveries_rx);
         }
-        let driver = tokio::spawn(crate::driver::run(inner.clone(), eventloop, deliveries_tx));
+        let driver = tokio::spawn(crate::driver::run(
+            inner.clone(),
+            eventloop,
+            per_broker,
+            deliveries_tx,
+        ));
         *inner.driver.lock().unwrap() = Some(driver);
         (Client { inner }, deliveries_rx)
     }
@@ -195,8 +221,9 @@ impl Client {
         &self.inner.topics
     }
 
-    pub fn broker(&self) -> &BrokerUrl {
-        &self.inner.broker
+    /// The broker in use now (or being tried): one of the options' `broker` and `alternates`.
+    pub fn broker(&self) -> BrokerUrl {
+        self.inner.current_broker().clone()
     }
 
     /// Connection state: `Some(n)` after the n-th successful (re)connection and subscription.
@@ -210,14 +237,14 @@ impl Client {
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
         let mut connected = self.connection();
         let mut failures = self.inner.last_error.subscribe();
-        let broker = self.inner.broker.to_string();
+        let broker = crate::broker::list_to_string(&self.inner.brokers);
         let outcome = tokio::time::timeout(timeout, async {
             loop {
                 if connected.borrow_and_update().is_some() {
                     return Ok(());
                 }
                 match &*failures.borrow_and_update() {
-                    Some(ConnectFailure::Refused(reason)) => {
+                    Some(ConnectFailure::Refused { broker, reason }) => {
                         return Err(ClientError::Refused {
                             broker: broker.clone(),
                             reason: reason.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use plastic_proto::{Reply, TopicKind};
 use rand::Rng;
-use rumqttc::{Event, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter};
+use rumqttc::{Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeFilter};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -19,22 +19,30 @@ use crate::state::{Arrived, ConnectFailure, Delivery, Inner};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Before trying the next broker of a list: enough that brokers all down are not hammered
+/// round after round, short against the client's timeouts.
+const FAILOVER_PAUSE: Duration = Duration::from_millis(50);
 
+/// `per_broker[i]` connects to `inner.brokers[i]`.
 pub(crate) async fn run(
     inner: Arc<Inner>,
     mut eventloop: EventLoop,
+    per_broker: Vec<MqttOptions>,
     deliveries: mpsc::UnboundedSender<Delivery>,
 ) {
     let mut backoff = BACKOFF_START;
     let mut generation = 0u64;
+    // Brokers that failed in a row since the last successful connection.
+    let mut failed_in_a_row = 0usize;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff = BACKOFF_START;
+                failed_in_a_row = 0;
                 generation += 1;
                 inner.last_error.send_replace(None);
                 inner.presence.lock().unwrap().mark_stale();
-                tracing::debug!(broker = %inner.broker, generation, "connected");
+                tracing::debug!(broker = %inner.current_broker(), generation, "connected");
                 tokio::spawn(resubscribe(inner.clone(), generation));
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => route(&inner, publish, &deliveries),
@@ -53,7 +61,7 @@ pub(crate) async fn run(
                     // A hub with users refuses what the user may not read (another node's
                     // inbox, a group or pool not in its users entry): say so, the rest works.
                     tracing::warn!(
-                        broker = %inner.broker,
+                        broker = %inner.current_broker(),
                         "the broker refused {refused} of {} subscriptions (see the hub's log for which and why)",
                         ack.return_codes.len()
                     );
@@ -89,16 +97,36 @@ pub(crate) async fn run(
                     break;
                 }
                 let failure = match &e {
-                    rumqttc::ConnectionError::ConnectionRefused(code) => {
-                        ConnectFailure::Refused(refusal_reason(*code))
-                    }
+                    rumqttc::ConnectionError::ConnectionRefused(code) => ConnectFailure::Refused {
+                        broker: inner.current_broker().to_string(),
+                        reason: refusal_reason(*code),
+                    },
                     other => ConnectFailure::Transient(other.to_string()),
                 };
                 inner.last_error.send_replace(Some(failure));
-                tracing::warn!(broker = %inner.broker, error = %e, "connection lost; retrying in {backoff:?}");
+                failed_in_a_row += 1;
                 let jitter = rand::thread_rng().gen_range(0.8..1.2);
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if per_broker.len() > 1 {
+                    // Failover: the next broker of the cluster, at once while some of the
+                    // list has not failed yet in this round; a full round backs off.
+                    let failed = inner.current_broker().clone();
+                    let next = (inner.current.load(Ordering::Relaxed) + 1) % per_broker.len();
+                    inner.current.store(next, Ordering::Relaxed);
+                    eventloop.mqtt_options = per_broker[next].clone();
+                    let pause = if failed_in_a_row.is_multiple_of(per_broker.len()) {
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        pause
+                    } else {
+                        FAILOVER_PAUSE
+                    };
+                    tracing::warn!(broker = %failed, error = %e, "connection lost; trying {} in {pause:?}", inner.current_broker());
+                    tokio::time::sleep(pause.mul_f64(jitter)).await;
+                } else {
+                    tracing::warn!(broker = %inner.current_broker(), error = %e, "connection lost; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
             }
         }
     }

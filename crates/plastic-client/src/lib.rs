@@ -29,7 +29,7 @@ mod tls;
 mod upload;
 mod wait;
 
-pub use broker::BrokerUrl;
+pub use broker::{list_to_string as brokers_to_string, BrokerUrl, MAX_BROKERS};
 pub use client::{Client, ClientOptions, DEFAULT_WINDOW};
 pub use download::{read_size_for, Assembly, DownloadError, Downloaded, Piece};
 pub use error::ClientError;

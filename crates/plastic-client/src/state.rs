@@ -3,7 +3,7 @@
 //! the client reads and waits on it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use plastic_proto::{NodeName, Reply, TopicKind, Topics};
@@ -30,7 +30,7 @@ pub(crate) enum ConnectFailure {
     /// Network trouble: the driver keeps retrying.
     Transient(String),
     /// The broker said no (CONNACK refusal): retried too, but waiters are told at once.
-    Refused(String),
+    Refused { broker: String, reason: String },
     /// Nothing will ever connect (TLS setup).
     Fatal(String),
 }
@@ -64,7 +64,9 @@ pub(crate) struct Inner {
     pub(crate) has_will: bool,
     pub(crate) closing: AtomicBool,
     pub(crate) driver: Mutex<Option<JoinHandle<()>>>,
-    pub(crate) broker: BrokerUrl,
+    /// The options' `broker` then its `alternates`; `current` indexes the one in use.
+    pub(crate) brokers: Vec<BrokerUrl>,
+    pub(crate) current: AtomicUsize,
     /// Requests to one node waiting for their replies at once (0: no limit); see
     /// [`ClientOptions::window`](crate::ClientOptions::window).
     pub(crate) window: usize,
@@ -73,6 +75,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The broker connected (or being tried) now.
+    pub(crate) fn current_broker(&self) -> &BrokerUrl {
+        &self.brokers[self.current.load(Ordering::Relaxed) % self.brokers.len()]
+    }
+
     /// The window of requests in flight to `node`, created on first use: this client's
     /// window, or the node's announced one if smaller (a board remembers only a few ids).
     pub(crate) fn window_of(&self, node: &str) -> Arc<Semaphore> {

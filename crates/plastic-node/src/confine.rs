@@ -83,13 +83,16 @@ pub struct Plan {
 
 impl Plan {
     /// The node's plan: its root read-write, [`READ_ONLY`] read-only, connections to the
-    /// broker's port only.
-    pub fn for_node(root: &Path, broker_port: u16) -> Plan {
+    /// brokers' ports only (one per broker of a cluster's list).
+    pub fn for_node(root: &Path, broker_ports: &[u16]) -> Plan {
+        let mut connect_ports = broker_ports.to_vec();
+        connect_ports.sort_unstable();
+        connect_ports.dedup();
         Plan {
             read_write: vec![root.to_path_buf()],
             read_only: READ_ONLY.iter().map(|(p, _)| PathBuf::from(p)).collect(),
             devices: READ_WRITE_DEVICES.iter().map(PathBuf::from).collect(),
-            connect_ports: vec![broker_port],
+            connect_ports,
         }
     }
 
@@ -357,9 +360,9 @@ mod tests {
 
     #[test]
     fn the_plan_allows_the_root_and_no_credentials() {
-        let plan = Plan::for_node(Path::new("/srv/node"), 8883);
+        let plan = Plan::for_node(Path::new("/srv/node"), &[8883, 1883, 8883]);
         assert_eq!(plan.read_write, vec![PathBuf::from("/srv/node")]);
-        assert_eq!(plan.connect_ports, vec![8883]);
+        assert_eq!(plan.connect_ports, vec![1883, 8883]);
         for never in ["/etc/passwd", "/etc/shadow", "/home", "/proc/self/environ"] {
             assert!(
                 plan.exposes(Path::new(never)).is_none(),

@@ -27,6 +27,9 @@ use crate::state::{Parts, Shared, Signing};
 #[derive(Clone)]
 pub struct NodeConfig {
     pub broker: BrokerUrl,
+    /// More brokers of the same cluster, tried in turn when the connection fails
+    /// ([`ClientOptions::alternates`]).
+    pub alternates: Vec<BrokerUrl>,
     pub name: NodeName,
     pub topics: Topics,
     pub platform: String,
@@ -90,6 +93,7 @@ impl Node {
         );
         let status_topic = config.topics.status(&config.name);
         let mut opts = ClientOptions::new(config.broker.clone(), config.name.clone());
+        opts.alternates = config.alternates.clone();
         opts.topics = config.topics.clone();
         opts.ca_file = config.ca_file.clone();
         opts.subscriptions.push(config.topics.all_inbox());

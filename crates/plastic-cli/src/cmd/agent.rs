@@ -20,11 +20,14 @@ include!(concat!(env!("OUT_DIR"), "/agent_files.rs"));
 const KEEP_AS_SOURCE: &[&str] = &["boot.py", "main.py", "config.py"];
 
 pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
-    let broker = BrokerUrl::parse(&global.broker)?;
+    let brokers = BrokerUrl::parse_list(&global.broker)?;
     if !global.broker_given {
-        eprintln!("note: no --broker given; the agent will connect to {broker} (right for the unix port, not for a board)");
+        eprintln!(
+            "note: no --broker given; the agent will connect to {} (right for the unix port, not for a board)",
+            brokers[0]
+        );
     }
-    write_bundle(global, args, &broker)?;
+    write_bundle(global, args, &brokers)?;
     println!(
         "next: mpremote cp -r {}/. : + reset   (or on the unix port: cd {} && micropython main.py)",
         args.out.display(),
@@ -33,8 +36,22 @@ pub fn bundle(global: &Global, args: &BundleArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the agent into `args.out` with config.py filled in for `broker`.
-pub fn write_bundle(global: &Global, args: &BundleArgs, broker: &BrokerUrl) -> Result<()> {
+/// Writes the agent into `args.out` with config.py filled in for `brokers` (one, or the hubs
+/// of one cluster: `BROKER_HOST` then lists them as `HOST:PORT`, tried in turn).
+pub fn write_bundle(global: &Global, args: &BundleArgs, brokers: &[BrokerUrl]) -> Result<()> {
+    let broker = &brokers[0];
+    if brokers.iter().any(|b| b.tls != broker.tls) {
+        anyhow::bail!("the agent speaks TLS to every broker of its list or to none: use mqtts:// for all of them, or mqtt:// for all");
+    }
+    let host: Value = if brokers.len() == 1 {
+        broker.host.clone().into()
+    } else {
+        brokers
+            .iter()
+            .map(|b| format!("{}:{}", b.host, b.port))
+            .collect::<Vec<_>>()
+            .into()
+    };
     if let Some(name) = &args.name {
         NodeName::parse(name)?;
     }
@@ -77,7 +94,7 @@ pub fn write_bundle(global: &Global, args: &BundleArgs, broker: &BrokerUrl) -> R
     let settings: Vec<(&str, Value)> = vec![
         ("WIFI_SSID", args.ssid.clone().into()),
         ("WIFI_PASSWORD", args.password.clone().into()),
-        ("BROKER_HOST", broker.host.clone().into()),
+        ("BROKER_HOST", host),
         ("BROKER_PORT", broker.port.into()),
         (
             "BROKER_USER",

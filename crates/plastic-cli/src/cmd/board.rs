@@ -29,7 +29,7 @@ pub struct BoardAddArgs {
     /// The board's node name (also its user name and MQTT client id)
     pub name: String,
     /// The hub's board listener as the board reaches it (`plastic hub --board-listen`):
-    /// HOST[:PORT], port 1883 if omitted
+    /// HOST[:PORT], port 1883 if omitted; several hubs of one cluster separated by commas
     #[arg(long)]
     pub hub: String,
     /// Group to join (repeatable); also the groups its node user may join on the hub
@@ -64,9 +64,9 @@ pub struct BoardAddArgs {
 pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
     let BoardAction::Add(args) = action;
     let name = NodeName::parse(&args.name)?;
-    let mut broker = BrokerUrl::parse(&args.hub)
-        .with_context(|| format!("--hub `{}` is not HOST[:PORT]", args.hub))?;
-    if broker.tls || broker.username.is_some() {
+    let mut brokers = BrokerUrl::parse_list(&args.hub)
+        .with_context(|| format!("--hub `{}` is not HOST[:PORT][,HOST[:PORT]...]", args.hub))?;
+    if brokers.iter().any(|b| b.tls || b.username.is_some()) {
         anyhow::bail!("--hub is the board listener's HOST[:PORT]: plain TCP, and the board's credentials are made here");
     }
     let users = users_file(args.users.clone());
@@ -101,8 +101,10 @@ pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
     } else {
         None
     };
-    broker.username = Some(name.to_string());
-    broker.password = Some(password);
+    for broker in &mut brokers {
+        broker.username = Some(name.to_string());
+        broker.password = Some(password.clone());
+    }
     let out = args
         .out
         .clone()
@@ -118,7 +120,7 @@ pub fn run(global: &Global, action: BoardAction) -> Result<ExitCode> {
         mpy: args.mpy,
         node_key,
     };
-    write_bundle(global, &bundle, &broker)?;
+    write_bundle(global, &bundle, &brokers)?;
     println!(
         "next: mpremote cp -r {}/. : + reset, then `plastic ls` shows {name} and `plastic eval {name} '2+3'` answers",
         out.display()

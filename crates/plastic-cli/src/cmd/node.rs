@@ -47,9 +47,11 @@ pub fn node_config(
     for g in &groups {
         validate_set_name(g).with_context(|| format!("bad group `{g}`"))?;
     }
+    // The password from --password-file, PLASTIC_PASSWORD, the credentials file or the URL.
+    let mut brokers = crate::session::brokers(global)?;
     Ok(NodeConfig {
-        // The password from --password-file, PLASTIC_PASSWORD, the credentials file or the URL.
-        broker: crate::session::broker_url(global)?,
+        broker: brokers.remove(0),
+        alternates: brokers,
         name: NodeName::parse(name)?,
         topics: Topics::new(&global.prefix)?,
         platform: platform.to_owned(),
@@ -85,7 +87,11 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     // A password only this process knows (it was handed over): a restart must hand it on.
     let hand_on = handed_over.clone();
     match (handed_over, &config.broker.password) {
-        (Some(password), _) => config.broker.password = Some(password),
+        (Some(password), _) => {
+            for b in std::iter::once(&mut config.broker).chain(&mut config.alternates) {
+                b.password = Some(password.clone());
+            }
+        }
         // While this is the only thread, before anything starts: the password must not stay
         // where Python on this node could read it (the environment, the command line).
         (None, Some(password)) => credentials::hide(password)?,
@@ -136,8 +142,15 @@ pub async fn run_node(global: &Global, args: NodeArgs) -> Result<ExitCode> {
     std::env::set_current_dir(&files_root)
         .with_context(|| format!("cannot change to {}", files_root.display()))?;
     let confined = if args.confine {
-        let mut plan = plastic_node::confine::Plan::for_node(&files_root, broker.port);
-        if broker.tls {
+        let ports: Vec<u16> = std::iter::once(&broker)
+            .chain(&restart_config.alternates)
+            .map(|b| b.port)
+            .collect();
+        let mut plan = plastic_node::confine::Plan::for_node(&files_root, &ports);
+        if std::iter::once(&broker)
+            .chain(&restart_config.alternates)
+            .any(|b| b.tls)
+        {
             // Read again when the node restarts after a `reset`; certificates are public.
             plan.allow_tls_roots(restart_config.ca_file.as_deref());
         }

@@ -215,6 +215,11 @@ impl Broker {
         &self.proc
     }
 
+    /// Kills the broker outright (SIGKILL), for good.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
     /// Kills the broker outright and starts a new one on the same port.
     pub fn restart(&mut self) {
         self.proc.kill();

@@ -26,8 +26,9 @@ const PROBE: Duration = Duration::from_secs(3);
 /// be confined must still be the process's only thread (Landlock restricts the calling thread
 /// and its future children only). Blocks for at most a few [`PROBE`]s, before the node starts.
 pub fn name_in_use_isolated(config: &NodeConfig) -> Option<String> {
-    let (broker, topics, ca_file, name) = (
+    let (broker, alternates, topics, ca_file, name) = (
         config.broker.clone(),
+        config.alternates.clone(),
         config.topics.clone(),
         config.ca_file.clone(),
         config.name.clone(),
@@ -38,7 +39,7 @@ pub fn name_in_use_isolated(config: &NodeConfig) -> Option<String> {
             .build()
             .ok()?;
         // Dropping the runtime at the end of this closure joins its blocking threads.
-        runtime.block_on(name_in_use(broker, topics, ca_file, &name))
+        runtime.block_on(name_in_use(broker, alternates, topics, ca_file, &name))
     })
     .join()
     .ok()
@@ -48,6 +49,7 @@ pub fn name_in_use_isolated(config: &NodeConfig) -> Option<String> {
 /// `Some(sentence)` if a node of this name is live elsewhere.
 async fn name_in_use(
     broker: plastic_client::BrokerUrl,
+    alternates: Vec<plastic_client::BrokerUrl>,
     topics: plastic_proto::Topics,
     ca_file: Option<std::path::PathBuf>,
     name: &NodeName,
@@ -59,6 +61,7 @@ async fn name_in_use(
     }
     let client_name = ClientOptions::ephemeral_name("probe");
     let mut opts = ClientOptions::new(broker, client_name);
+    opts.alternates = alternates;
     opts.topics = topics;
     opts.ca_file = ca_file;
     let (client, _deliveries) = Client::connect(opts);
