@@ -267,6 +267,8 @@ def main():
                 ("plastic, Mosquitto", get(mos, "latency")),
                 ("raw MQTT floor, embedded hub", get(emb, "raw_mqtt_floor")),
                 ("raw MQTT floor, Mosquitto", get(mos, "raw_mqtt_floor")),
+                ("raw MQTT floor at QoS 0, embedded hub", get(emb, "raw_mqtt_floor_qos0")),
+                ("raw MQTT floor at QoS 0, Mosquitto", get(mos, "raw_mqtt_floor_qos0")),
                 ("IPython Parallel `apply_sync`", get(ipp, "latency"))]
     for name, sec in lat_rows:
         sec = sec or {}
@@ -274,7 +276,8 @@ def main():
                   + f" | {fmt(sec.get('requests'))} |")
     md += ["", "Latency is one sequential request at a time, after a warm-up: `eval '2+3'` on one Rust "
            "node through the broker; the raw floor is a bare MQTT QoS 1 request/reply through the same "
-           "broker without plastic's envelope or Python; IPython Parallel is `apply_sync(eval, '2+3')` "
+           "broker without plastic's envelope or Python (and the same at QoS 0: what a QoS 0 request path "
+           "could gain at most); IPython Parallel is `apply_sync(eval, '2+3')` "
            "on one engine.", ""]
 
     md += ["### Ratios", "", "| ratio | embedded hub | Mosquitto |", "|---|---:|---:|"]
@@ -297,6 +300,13 @@ def main():
                       f"{fmt(r.get('seconds'), digits=3)} | {fmt(r.get('rps'))} |")
         if not get(d, "throughput"):
             md.append(f"| {name} | {NOT_MEASURED} | | |")
+    for name, d in (("embedded hub", emb), ("Mosquitto", mos)):
+        for key, qos in (("raw_mqtt_floor", "QoS 1"), ("raw_mqtt_floor_qos0", "QoS 0")):
+            r = get(d, key, "pipelined")
+            if r:
+                lost = f", {fmt(r.get('lost'))} lost" if r.get("lost") else ""
+                md.append(f"| raw MQTT floor {qos}, {name}, 1 echo client, window {r.get('window')}{lost} | "
+                          f"{fmt(r.get('requests'))} | {fmt(r.get('seconds'), digits=3)} | {fmt(r.get('rps'))} |")
     md.append(f"| IPython Parallel, LoadBalancedView, 2 engines | {fmt(get(ipp, 'throughput', 'tasks'))} | "
               f"{fmt(get(ipp, 'throughput', 'seconds'), digits=3)} | {fmt(ipp_tps)} |")
     md += ["", "plastic keeps `window` requests in flight over the nodes; IPython Parallel gets all its "

@@ -277,3 +277,22 @@ fn an_agent_bundled_with_a_list_skips_a_dead_first_broker() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("TLS to every broker"), "{out:?}");
 }
+
+/// `plastic hub --external --broker A,B`: the registry fails over like every client: with A
+/// down, it starts on B and follows the nodes there.
+#[test]
+fn an_external_hubs_registry_follows_the_live_broker_of_its_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let second = Broker::start(BrokerKind::Mosquitto, dir.path());
+    let first_port = common::free_port();
+    let list = format!("mqtt://127.0.0.1:{first_port},{}", second.url());
+    let mut hub = plastic();
+    hub.args(["hub", "--external", "--http", "off", "--broker", &list]);
+    let hub = Proc::spawn(hub, "plastic hub --external");
+    hub.wait_contains("using the external broker");
+    let _node = common::start_node("x-1", &second.url(), &dir.path().join("x-1"), &[]);
+    hub.wait_line(
+        |l| l.contains("node x-1 online"),
+        "x-1 online on the console",
+    );
+}

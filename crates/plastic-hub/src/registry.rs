@@ -42,14 +42,19 @@ pub struct Activity {
 }
 
 impl Registry {
+    /// Connects to the first of `brokers` (not empty), failing over to the others as every
+    /// client does (`ClientOptions::alternates`).
     pub async fn connect(
-        broker: BrokerUrl,
+        mut brokers: Vec<BrokerUrl>,
         topics: Topics,
         ca_file: Option<std::path::PathBuf>,
     ) -> Result<Self, ClientError> {
         // `hub.xxxxxxxx`: a name the hub's own user owns when the broker checks names.
-        let mut opts =
-            ClientOptions::new(broker, ClientOptions::owned_name(crate::users::HUB_USER)?);
+        let mut opts = ClientOptions::new(
+            brokers.remove(0),
+            ClientOptions::owned_name(crate::users::HUB_USER)?,
+        );
+        opts.alternates = brokers;
         opts.topics = topics;
         opts.ca_file = ca_file;
         opts.presence_buffer = 16 * 1024;

@@ -108,7 +108,10 @@ async fn measure(
     eprintln!("bench: latency");
     report["latency"] = latency(&client, &names[0], counts).await?;
     eprintln!("bench: raw MQTT floor");
-    report["raw_mqtt_floor"] = raw_floor(broker, counts).await?;
+    report["raw_mqtt_floor"] = raw_floor(broker, counts, QoS::AtLeastOnce).await?;
+    // What a QoS 0 request path could gain at most (issue 14): the same floor without the
+    // PUBACKs (docs/performance.md, "QoS 0").
+    report["raw_mqtt_floor_qos0"] = raw_floor(broker, counts, QoS::AtMostOnce).await?;
     eprintln!("bench: throughput");
     report["throughput"] = json!([
         throughput(&client, &names[..10], counts).await?,
@@ -318,9 +321,9 @@ async fn deploy(client: &Client, nodes: &[NodeName]) -> Result<Value> {
     )
 }
 
-/// The floor: bare QoS 1 request/reply between two rumqttc clients through the same broker,
+/// The floor: bare request/reply at `qos` between two rumqttc clients through the same broker,
 /// with no envelope, no JSON and no Python.
-async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
+async fn raw_floor(broker: &BrokerUrl, counts: &Counts, qos: QoS) -> Result<Value> {
     let suffix = &plastic_proto::new_message_id()[..8];
     let (req_topic, rep_topic) = (
         format!("plasticbench/{suffix}/req"),
@@ -341,27 +344,24 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
     // Echo side: its event loop forwards requests to a task that publishes the replies.
     let (echo, echo_loop) = connect(format!("bench-echo-{suffix}"));
     let (echo_subscribed, mut requests, echo_driver) = drive(echo_loop);
-    echo.subscribe(&req_topic, QoS::AtLeastOnce).await?;
+    echo.subscribe(&req_topic, qos).await?;
     let echo_pub = echo.clone();
     let rep = rep_topic.clone();
     let echo_sender = tokio::spawn(async move {
         while let Some(payload) = requests.recv().await {
-            let _ = echo_pub
-                .publish(&rep, QoS::AtLeastOnce, false, payload)
-                .await;
+            let _ = echo_pub.publish(&rep, qos, false, payload).await;
         }
     });
     tokio::time::timeout(Duration::from_secs(10), echo_subscribed).await??;
     // Requesting side.
     let (req, req_loop) = connect(format!("bench-req-{suffix}"));
     let (req_subscribed, mut got_rx, req_driver) = drive(req_loop);
-    req.subscribe(&rep_topic, QoS::AtLeastOnce).await?;
+    req.subscribe(&rep_topic, qos).await?;
     tokio::time::timeout(Duration::from_secs(10), req_subscribed).await??;
     let mut micros = Vec::with_capacity(counts.sequential);
     for i in 0..counts.warmup + counts.sequential {
         let started = Instant::now();
-        req.publish(&req_topic, QoS::AtLeastOnce, false, b"2+3".to_vec())
-            .await?;
+        req.publish(&req_topic, qos, false, b"2+3".to_vec()).await?;
         tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
             .await?
             .context("echo gone")?;
@@ -369,12 +369,44 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts) -> Result<Value> {
             micros.push(started.elapsed().as_secs_f64() * 1e6);
         }
     }
+    // Pipelined: `window` requests in flight, as plastic's throughput rows (one echo side,
+    // where plastic's rows spread over 10 or 100 nodes). At QoS 0 a broker may drop messages:
+    // a reply missing for a second ends the phase, and the figures say how many were lost.
+    let started = Instant::now();
+    let (mut sent, mut answered, mut lost) = (0, 0, 0);
+    let mut last_answer = started;
+    while answered < counts.pipelined {
+        while sent < counts.pipelined && sent - answered < counts.window {
+            req.publish(&req_topic, qos, false, b"2+3".to_vec()).await?;
+            sent += 1;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), got_rx.recv()).await {
+            Ok(Some(_)) => {
+                answered += 1;
+                last_answer = Instant::now();
+            }
+            Ok(None) => bail!("the raw floor's echo side is gone"),
+            Err(_) => {
+                lost = sent - answered;
+                break;
+            }
+        }
+    }
+    let seconds = (last_answer - started).as_secs_f64();
+    let mut figures = percentiles(micros);
+    figures["pipelined"] = json!({
+        "requests": answered,
+        "lost": lost,
+        "window": counts.window,
+        "seconds": seconds,
+        "rps": answered as f64 / seconds,
+    });
     let _ = req.disconnect().await;
     let _ = echo.disconnect().await;
     echo_sender.abort();
     echo_driver.abort();
     req_driver.abort();
-    Ok(percentiles(micros))
+    Ok(figures)
 }
 
 /// Polls a bare rumqttc event loop: reports the first SUBACK and forwards every received
@@ -681,14 +713,19 @@ fn print_report(r: &Value) {
     for (title, key) in [
         ("latency (eval 2+3)", "latency"),
         ("raw MQTT floor", "raw_mqtt_floor"),
+        ("raw MQTT floor, QoS 0", "raw_mqtt_floor_qos0"),
     ] {
         let l = &r[key];
         println!(
-            "  {title:<22} p50 {} us  p90 {} us  p99 {} us  ({} requests)",
+            "  {title:<22} p50 {} us  p90 {} us  p99 {} us  ({} requests){}",
             f(&l["p50_us"]),
             f(&l["p90_us"]),
             f(&l["p99_us"]),
-            l["requests"]
+            l["requests"],
+            l["pipelined"]["rps"]
+                .as_f64()
+                .map(|rps| format!("; pipelined {rps:.0} req/s"))
+                .unwrap_or_default()
         );
     }
     for t in r["throughput"].as_array().into_iter().flatten() {

@@ -186,9 +186,11 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     let mut tokens_file = None;
     let mut web_off = false;
     let (broker, refusals) = if args.external {
-        let url = crate::session::broker_url(global)?;
+        // A cluster's list: the registry fails over as every client does (docs/scaling.md).
+        let url = crate::session::brokers(global)?;
         println!(
-            "plastic hub: using the external broker at {url} (it enforces its own authentication)"
+            "plastic hub: using the external broker at {} (it enforces its own authentication)",
+            plastic_client::brokers_to_string(&url)
         );
         // The web side acts with this hub's broker credentials: without a users file of its
         // own it would lend them to every local user, so it needs one here.
@@ -299,7 +301,7 @@ pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
             url.username = Some(HUB_USER.to_owned());
             url.password = Some(hub_password);
         }
-        (url, handle.refusals)
+        (vec![url], handle.refusals)
     };
     let registry = Registry::connect(broker, topics, ca_file(global))
         .await
