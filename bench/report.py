@@ -88,6 +88,9 @@ def figures(d):
         rows.append((f"{label}: req/s", fmt(row.get("rps"))))
     for row in get(d, "fanout") or []:
         n = fmt(row.get("nodes"))
+        if row.get("skipped"):
+            rows.append((f"broadcast to {n} nodes", "skipped: " + row["skipped"]))
+            continue
         rows.append((f"broadcast to {n} nodes: all replies in", fmt(row.get("seconds"), "s", 3)))
         rows.append((f"broadcast to {n} nodes: replies", fmt(row.get("replies"))))
     external = get(d, "broker") not in (None, "embedded")

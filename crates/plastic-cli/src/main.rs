@@ -3,6 +3,7 @@
 mod args;
 mod cmd;
 mod exit;
+mod fdlimit;
 mod global;
 mod output;
 mod session;

@@ -131,7 +131,23 @@ async fn measure(
 
     let mut fanouts = Vec::new();
     let mut memory = Vec::new();
+    // The hub and the simulated fleet raise theirs to the same hard limit.
+    let files = crate::fdlimit::raise();
     for &n in &args.fanout {
+        let needs = if hub_pid.is_some() {
+            crate::fdlimit::hub_needs(n)
+        } else {
+            n as u64 + 256
+        };
+        if needs > files {
+            let why = format!(
+                "{n} connections need about {needs} open files{} and this machine allows {files} (ulimit -Hn)",
+                if hub_pid.is_some() { " in the embedded hub (3 per connection, docs/scaling.md)" } else { "" }
+            );
+            eprintln!("bench: fan-out to {n} nodes skipped: {why}");
+            fanouts.push(json!({"nodes": n, "skipped": why}));
+            continue;
+        }
         eprintln!("bench: fan-out to {n} nodes");
         let hub_before = hub_pid.and_then(rss_kb);
         let fleet = Sim::start(broker, n, &format!("f{n}")).await?;
@@ -738,6 +754,10 @@ fn print_report(r: &Value) {
         );
     }
     for t in r["fanout"].as_array().into_iter().flatten() {
+        if let Some(why) = t["skipped"].as_str() {
+            println!("  fan-out {:>6} nodes   skipped: {why}", t["nodes"]);
+            continue;
+        }
         println!(
             "  fan-out {:>6} nodes   {} ms until {} replies",
             t["nodes"],

@@ -163,6 +163,13 @@ impl HubArgs {
 
 pub async fn run(global: &Global, args: HubArgs) -> Result<ExitCode> {
     let topics = Topics::new(&global.prefix)?;
+    let files = crate::fdlimit::raise();
+    if !args.external {
+        println!(
+            "plastic hub: open-files limit {files}: room for about {} connections (docs/scaling.md)",
+            files.saturating_sub(crate::fdlimit::hub_needs(0)) / 3
+        );
+    }
     let metrics = Arc::new(HubMetrics::new());
     let history_file = match args.history.as_deref() {
         Some("off") => None,

@@ -229,6 +229,13 @@ pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
         pools,
         root,
     } = args;
+    let files = crate::fdlimit::raise();
+    if count as u64 + 256 > files {
+        eprintln!(
+            "plastic sim: warning: {count} nodes need about {} open files and this process may open {files} (ulimit -n)",
+            count + 256
+        );
+    }
     if count == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
