@@ -480,7 +480,7 @@ class Agent:
         lo = _cfg(cfg, 'RECONNECT_MIN_MS', 500)
         hi = _cfg(cfg, 'RECONNECT_MAX_MS', 60000)
         n = cfg.BROKER_HOST  # a list names the hubs of one cluster: pconn takes the bi-th
-        n = 1 if isinstance(n, str) else len(n)
+        n = 1 if isinstance(n, str) else len(n) or 1  # (an empty list fails in pconn, and says so)
         delay = lo
         fails = 0  # connection attempts failed in a row: the next broker at once, a round backs off
         while True:
@@ -510,9 +510,7 @@ class Agent:
                     return
                 _print('[plastic] connection lost: %r' % (e,))
             self.serve = None
-            self.mq.close()
-            if n > 1:  # its hub may be gone: the next one of the cluster, at once
-                self.bi += 1
+            self.mq.close()  # the same broker once more first: a blip must not move our session
 
     async def _serve(self):
         p = asyncio.create_task(self._pinger())

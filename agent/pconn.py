@@ -27,14 +27,6 @@ def connect(a):
     """The connection's first steps: the receive buffer (once), CONNECT with the will,
     subscriptions, `online`, then our own status topic."""
     cfg, m = a.cfg, a.mq
-    h = cfg.BROKER_HOST
-    if not isinstance(h, str):  # the hubs of one cluster, each 'HOST' or 'HOST:PORT', in turn
-        h = h[a.bi % len(h)]
-    m.port = _cfg(cfg, 'BROKER_PORT', 1883)
-    if h.count(':') == 1:
-        h, p = h.split(':')
-        m.port = int(p)
-    m.host = h
     if m.rx is None:  # reserved once, while the heap is still in one piece
         r = _cfg(cfg, 'RX_BUFFER', None)
         if r is None:  # a sixteenth of the heap, at least 2 KB (a 1.2 KB file chunk and its envelope)
@@ -45,6 +37,16 @@ def connect(a):
             m.hi = len(b)  # blanked before its first use
             if len(b) >= 320:
                 m.junk = b  # (and 320 bytes of junk less)
+    h = cfg.BROKER_HOST
+    if not isinstance(h, str):  # the hubs of one cluster, each 'HOST' or 'HOST:PORT', in turn
+        if not h:
+            raise ValueError('BROKER_HOST is an empty list')
+        h = h[a.bi % len(h)]
+    m.port = _cfg(cfg, 'BROKER_PORT', 1883)
+    if h.count(':') == 1:  # an IPv6 address (several colons) takes BROKER_PORT
+        h, p = h.split(':')
+        m.port = int(p)
+    m.host = h
     gc.collect()
     mq_connect(m, a.t_status, a.presence('lost'))
     ts = [a.pre + '/' + a.name + '/in', a.pre + '/all/in']

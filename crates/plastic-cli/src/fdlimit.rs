@@ -3,7 +3,12 @@
 //! socket and both ends of the gate's link to rmqtt: docs/scaling.md) and `plastic sim` one per
 //! node, so both raise the soft limit to the hard one at start, as servers do.
 
-/// Raises the soft open-files limit to the hard limit; returns the soft limit in force after.
+/// Above this, a raise helps no hub on one machine, and a soft limit in the billions (some
+/// containers' hard limit) slows programs that walk every descriptor (children inherit it).
+const CAP: u64 = 1 << 20;
+
+/// Raises the soft open-files limit to the hard limit (at most [`CAP`]); returns the soft limit
+/// in force after.
 pub fn raise() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -14,9 +19,10 @@ pub fn raise() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return 1024;
         }
-        if limit.rlim_cur < limit.rlim_max {
+        let target = limit.rlim_max.min(CAP);
+        if limit.rlim_cur < target {
             let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
+                rlim_cur: target,
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {

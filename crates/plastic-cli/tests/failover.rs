@@ -133,9 +133,14 @@ fn killed_under_load(kind: BrokerKind) {
         (c, d)
     });
     let mut ran_total = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     rt.block_on(async {
         for node in &names {
             let reply = loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{node} never answered on the second broker"
+                );
                 match only_second
                     .request(node, Eval::new("ran").to_request(), Duration::from_secs(5))
                     .await
@@ -275,7 +280,7 @@ fn an_agent_bundled_with_a_list_skips_a_dead_first_broker() {
             .args(["--broker", "mqtts://127.0.0.1:1,mqtt://127.0.0.1:2"]),
     );
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("TLS to every broker"), "{out:?}");
+    assert!(out.stderr.contains("mixed in one list"), "{out:?}");
 }
 
 /// `plastic hub --external --broker A,B`: the registry fails over like every client: with A

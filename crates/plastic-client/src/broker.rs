@@ -72,44 +72,61 @@ impl BrokerUrl {
     }
 
     /// `URL[,URL...]`: the brokers of one cluster, tried in turn when the connection fails.
-    /// They share one user: a URL without a user takes the first URL's user and password, and
-    /// one naming another user is refused (a user is the same on every hub of a cluster).
+    /// They share one scheme and one user: an entry without a scheme takes the first one's,
+    /// mixing `mqtt://` and `mqtts://` is refused (a password must not travel in clear to one
+    /// broker of the list), and an entry without a user takes the first URL's user and
+    /// password; another user or password is refused (a user is the same on every hub of a
+    /// cluster). A comma in a password is written `%2C`.
     pub fn parse_list(text: &str) -> Result<Vec<Self>, ClientError> {
         let bad = |reason: String| ClientError::BadUrl {
             url: redact(text),
             reason,
         };
-        let mut brokers = Vec::new();
-        for part in text.split(',').map(str::trim) {
-            if part.is_empty() {
-                return Err(bad("an empty entry in the list of brokers".into()));
-            }
-            brokers.push(Self::parse(part)?);
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad("an empty entry in the list of brokers".into()));
         }
-        if brokers.len() > MAX_BROKERS {
+        if parts.len() > MAX_BROKERS {
             return Err(bad(format!(
                 "{} brokers; at most {MAX_BROKERS}",
-                brokers.len()
+                parts.len()
             )));
+        }
+        let first = Self::parse(parts[0]).map_err(|e| redacted(e, text))?;
+        let scheme = if first.tls { "mqtts" } else { "mqtt" };
+        let mut brokers = vec![first];
+        for part in &parts[1..] {
+            let b = if part.contains("://") {
+                Self::parse(part)
+            } else {
+                Self::parse(&format!("{scheme}://{part}"))
+            };
+            brokers.push(b.map_err(|e| redacted(e, text))?);
+        }
+        if brokers.iter().any(|b| b.tls != brokers[0].tls) {
+            return Err(bad(
+                "mqtt:// and mqtts:// mixed in one list: use one scheme for every broker".into(),
+            ));
         }
         let (user, password) = (brokers[0].username.clone(), brokers[0].password.clone());
         for b in &mut brokers[1..] {
             match (&b.username, &user) {
-                (None, _) => {
-                    b.username = user.clone();
-                    b.password = password.clone();
-                }
-                (Some(u), Some(first)) if u == first => {
-                    if b.password.is_none() {
-                        b.password = password.clone();
-                    }
-                }
-                (Some(u), _) => {
-                    return Err(bad(format!(
-                        "every broker of the list must use the first one's user, not `{u}`"
-                    )))
+                (None, _) => {}
+                (Some(u), Some(first)) if u == first => {}
+                // The name is not echoed: with a raw comma in a password it is part of it.
+                (Some(_), _) => {
+                    return Err(bad(
+                        "every broker of the list must use the first one's user".into(),
+                    ))
                 }
             }
+            if b.password.is_some() && b.password != password {
+                return Err(bad(
+                    "every broker of the list must use the first one's password".into(),
+                ));
+            }
+            b.username = user.clone();
+            b.password = password.clone();
         }
         Ok(brokers)
     }
@@ -145,15 +162,28 @@ pub fn list_to_string(brokers: &[BrokerUrl]) -> String {
         .join(",")
 }
 
-/// The text of one URL or a list, with every `user:password@` shown as `***@`.
+/// The text of one URL or a list without its passwords: everything between the first `://`
+/// (or the start) and the last `@` becomes `***` (a password may hold a `,` or a `@`).
 fn redact(text: &str) -> String {
-    text.split(',')
-        .map(|part| match (part.find("://"), part.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}://***@{}", &part[..s], &part[at + 1..]),
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    match text.rfind('@') {
+        Some(at) => {
+            let start = text.find("://").map_or(0, |s| s + 3).min(at);
+            format!("{}***@{}", &text[..start], &text[at + 1..])
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// `e` about one entry of `list`, shown with the whole list redacted (an entry cut at a comma
+/// may hold part of a password).
+fn redacted(e: ClientError, list: &str) -> ClientError {
+    match e {
+        ClientError::BadUrl { reason, .. } => ClientError::BadUrl {
+            url: redact(list),
+            reason,
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -192,14 +222,18 @@ mod tests {
                 (Some("alice"), Some("pw"))
             );
         }
+        // A bare entry takes the first one's scheme.
         assert_eq!(
             (list[1].host.as_str(), list[1].port, list[1].tls),
-            ("hub-b", 8884, false)
+            ("hub-b", 8884, true)
         );
         assert_eq!(
             list_to_string(&list),
-            "mqtts://alice@hub-a:8883,mqtt://alice@hub-b:8884,mqtts://alice@hub-c:8883"
+            "mqtts://alice@hub-a:8883,mqtts://alice@hub-b:8884,mqtts://alice@hub-c:8883"
         );
+        // A password must not go in clear to one broker of the list, nor differ.
+        assert!(BrokerUrl::parse_list("mqtts://a:pw@x,mqtt://y").is_err());
+        assert!(BrokerUrl::parse_list("mqtt://a:pw@x,mqtt://a:other@y").is_err());
         assert_eq!(
             BrokerUrl::parse_list("127.0.0.1").unwrap(),
             vec![BrokerUrl::local(1883)]
@@ -220,6 +254,13 @@ mod tests {
             "{err}"
         );
         assert!(BrokerUrl::parse("mqtt://").is_err());
+        // A comma in a password (written raw instead of %2C) is never echoed.
+        let err = BrokerUrl::parse_list("mqtt://alice:12,34@h")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("12") && !err.contains("34"), "{err}");
+        let err = BrokerUrl::parse("http://a:p@ss@x").unwrap_err().to_string();
+        assert!(!err.contains("p@ss") && !err.contains(":p"), "{err}");
         let err = BrokerUrl::parse_list("mqtt://a:one@x,mqtt://b:two@y")
             .unwrap_err()
             .to_string();

@@ -17,6 +17,8 @@ const REQUEST_CHANNEL_CAPACITY: usize = 4096;
 /// (`max_queued_messages 1000`), rmqtt's (10,000 in the hub), the node's `Busy` threshold
 /// (1,024) and its duplicate memory (4,096 ids), so a client alone never overflows any of them.
 pub const DEFAULT_WINDOW: usize = 256;
+/// Seconds for TCP, TLS and CONNACK when there are other brokers to try (docs/scaling.md).
+const LIST_CONNECT_TIMEOUT_S: u64 = 3;
 /// Bigger than any valid message (256 KiB) so that an oversized one reaches the node and is
 /// refused with a reply, instead of making rumqttc drop the connection.
 const MAX_PACKET: usize = 2 * 1024 * 1024;
@@ -149,6 +151,11 @@ impl Client {
         let mut net = eventloop.network_options();
         // Nagle's algorithm turns a ~0.1 ms QoS 1 round trip into ~88 ms.
         net.set_tcp_nodelay(true);
+        if !opts.alternates.is_empty() {
+            // A broker that is down without refusing (a machine switched off) costs this much
+            // before the next one is tried: rumqttc's 5 s, shorter with a list.
+            net.set_connection_timeout(LIST_CONNECT_TIMEOUT_S);
+        }
         eventloop.set_network_options(net);
 
         let mut subscriptions = vec![opts.topics.inbox(&opts.name)];

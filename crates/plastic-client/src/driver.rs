@@ -32,13 +32,19 @@ pub(crate) async fn run(
 ) {
     let mut backoff = BACKOFF_START;
     let mut generation = 0u64;
-    // Brokers that failed in a row since the last successful connection.
+    // Connection attempts that failed in a row since the last successful connection, and
+    // how many of them the brokers refused (CONNACK), for lists of brokers.
     let mut failed_in_a_row = 0usize;
+    let mut refused_in_a_row = 0usize;
+    // A connection is up (its loss is not a failed attempt: the same broker is tried again).
+    let mut live = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff = BACKOFF_START;
                 failed_in_a_row = 0;
+                refused_in_a_row = 0;
+                live = true;
                 generation += 1;
                 inner.last_error.send_replace(None);
                 inner.presence.lock().unwrap().mark_stale();
@@ -96,31 +102,49 @@ pub(crate) async fn run(
                 if inner.closing.load(Ordering::SeqCst) {
                     break;
                 }
+                let brokers = per_broker.len();
                 let failure = match &e {
-                    rumqttc::ConnectionError::ConnectionRefused(code) => ConnectFailure::Refused {
-                        broker: inner.current_broker().to_string(),
-                        reason: refusal_reason(*code),
-                    },
-                    other => ConnectFailure::Transient(other.to_string()),
+                    rumqttc::ConnectionError::ConnectionRefused(code) => {
+                        refused_in_a_row += 1;
+                        let broker = inner.current_broker().to_string();
+                        let reason = refusal_reason(*code);
+                        // With a list, one broker saying no (a users file not yet updated on
+                        // that hub, or "server unavailable") is not the cluster's answer:
+                        // waiters hear of a refusal once every broker of a round refused.
+                        if refused_in_a_row >= brokers {
+                            ConnectFailure::Refused { broker, reason }
+                        } else {
+                            ConnectFailure::Transient(format!("{broker} refused: {reason}"))
+                        }
+                    }
+                    other => {
+                        refused_in_a_row = 0;
+                        ConnectFailure::Transient(other.to_string())
+                    }
                 };
                 inner.last_error.send_replace(Some(failure));
-                failed_in_a_row += 1;
                 let jitter = rand::thread_rng().gen_range(0.8..1.2);
-                if per_broker.len() > 1 {
+                if brokers > 1 && std::mem::take(&mut live) {
+                    // A connection that was up dropped: its broker once more first (a blip
+                    // must not move a node's persistent session to another broker).
+                    tracing::warn!(broker = %inner.current_broker(), error = %e, "connection lost; reconnecting");
+                    tokio::time::sleep(FAILOVER_PAUSE.mul_f64(jitter)).await;
+                } else if brokers > 1 {
                     // Failover: the next broker of the cluster, at once while some of the
                     // list has not failed yet in this round; a full round backs off.
+                    failed_in_a_row += 1;
                     let failed = inner.current_broker().clone();
-                    let next = (inner.current.load(Ordering::Relaxed) + 1) % per_broker.len();
+                    let next = (inner.current.load(Ordering::Relaxed) + 1) % brokers;
                     inner.current.store(next, Ordering::Relaxed);
                     eventloop.mqtt_options = per_broker[next].clone();
-                    let pause = if failed_in_a_row.is_multiple_of(per_broker.len()) {
+                    let pause = if failed_in_a_row.is_multiple_of(brokers) {
                         let pause = backoff;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         pause
                     } else {
                         FAILOVER_PAUSE
                     };
-                    tracing::warn!(broker = %failed, error = %e, "connection lost; trying {} in {pause:?}", inner.current_broker());
+                    tracing::warn!(broker = %failed, error = %e, "cannot connect; trying {} in {pause:?}", inner.current_broker());
                     tokio::time::sleep(pause.mul_f64(jitter)).await;
                 } else {
                     tracing::warn!(broker = %inner.current_broker(), error = %e, "connection lost; retrying in {backoff:?}");

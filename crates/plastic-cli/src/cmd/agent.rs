@@ -43,6 +43,9 @@ pub fn write_bundle(global: &Global, args: &BundleArgs, brokers: &[BrokerUrl]) -
     if brokers.iter().any(|b| b.tls != broker.tls) {
         anyhow::bail!("the agent speaks TLS to every broker of its list or to none: use mqtts:// for all of them, or mqtt:// for all");
     }
+    if brokers.len() > 1 && brokers.iter().any(|b| b.host.contains(':')) {
+        anyhow::bail!("the agent's list of brokers takes names or IPv4 addresses (HOST:PORT), not IPv6 addresses");
+    }
     let host: Value = if brokers.len() == 1 {
         broker.host.clone().into()
     } else {

@@ -348,6 +348,9 @@ async fn raw_floor(broker: &BrokerUrl, counts: &Counts, qos: QoS) -> Result<Valu
     let connect = |id: String| {
         let mut o = MqttOptions::new(id, broker.host.clone(), broker.port);
         o.set_keep_alive(Duration::from_secs(60));
+        // rumqttc caps QoS 1 messages in flight at 100 by default; QoS 0 has no cap: the
+        // window, for both, keeps the two pipelined rows comparable.
+        o.set_inflight(counts.window.min(u16::MAX as usize) as u16);
         if let Some(user) = &broker.username {
             o.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
         }

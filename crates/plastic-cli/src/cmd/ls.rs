@@ -56,8 +56,8 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
 }
 
 fn s_broker(global: &Global) -> String {
-    plastic_client::BrokerUrl::parse(&global.broker)
-        .map(|b| b.to_string())
+    plastic_client::BrokerUrl::parse_list(&global.broker)
+        .map(|b| plastic_client::brokers_to_string(&b))
         .unwrap_or_default()
 }
 

@@ -286,7 +286,9 @@ pub async fn run_sim(global: &Global, args: SimArgs) -> Result<ExitCode> {
     }
     eprintln!(
         "plastic sim: starting {count} nodes {prefix}-1..{prefix}-{count} on {}",
-        global.broker
+        crate::session::brokers(global)
+            .map(|b| plastic_client::brokers_to_string(&b))
+            .unwrap_or_default()
     );
     tokio::spawn(async move {
         for mut rx in all_announced {

@@ -131,12 +131,16 @@ fn password_span(url: &str) -> Option<(usize, usize)> {
     Some((colon + 1, at))
 }
 
-/// `mqtt://user:pass@host` -> `mqtt://user@host`; anything else unchanged.
-fn without_password(url: &str) -> String {
-    match password_span(url) {
-        Some((from, to)) => format!("{}{}", &url[..from - 1], &url[to..]),
-        None => url.to_owned(),
-    }
+/// `mqtt://user:pass@host` -> `mqtt://user@host`, for each URL of a comma-separated list (a
+/// comma in a password is written `%2C`); anything else unchanged.
+fn without_password(list: &str) -> String {
+    list.split(',')
+        .map(|url| match password_span(url) {
+            Some((from, to)) => format!("{}{}", &url[..from - 1], &url[to..]),
+            None => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The arguments and environment without the password, or `None` if there is none in them.
@@ -231,6 +235,17 @@ mod tests {
         );
         let (a, _) = scrub(&os(&["plastic", "--broker=mqtt://n:pw@h", "node"]), &[]).unwrap();
         assert_eq!(a, os(&["plastic", "--broker=mqtt://n@h", "node"]));
+        // A cluster's list: every entry's password goes, bare entries too.
+        let (a, e) = scrub(
+            &os(&["plastic", "--broker=mqtt://n:pw@h1,mqtt://n:pw@h2", "node"]),
+            &[("PLASTIC_BROKER".into(), "n:pw@h1,mqtt://h2".into())],
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            os(&["plastic", "--broker=mqtt://n@h1,mqtt://n@h2", "node"])
+        );
+        assert_eq!(e, vec![("PLASTIC_BROKER".into(), "n@h1,mqtt://h2".into())]);
         // Nothing to hide: no restart.
         assert!(scrub(
             &os(&[
