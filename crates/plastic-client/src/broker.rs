@@ -167,7 +167,8 @@ pub fn list_to_string(brokers: &[BrokerUrl]) -> String {
 fn redact(text: &str) -> String {
     match text.rfind('@') {
         Some(at) => {
-            let start = text.find("://").map_or(0, |s| s + 3).min(at);
+            // A `://` after the last `@` belongs to a later entry: the user info starts at 0.
+            let start = text.find("://").filter(|&s| s < at).map_or(0, |s| s + 3);
             format!("{}***@{}", &text[..start], &text[at + 1..])
         }
         None => text.to_owned(),
@@ -259,6 +260,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("12") && !err.contains("34"), "{err}");
+        let err = BrokerUrl::parse_list("u:pw@h,,mqtt://x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw"), "{err}");
         let err = BrokerUrl::parse("http://a:p@ss@x").unwrap_err().to_string();
         assert!(!err.contains("p@ss") && !err.contains(":p"), "{err}");
         let err = BrokerUrl::parse_list("mqtt://a:one@x,mqtt://b:two@y")
