@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use common::{plastic, Broker, BrokerKind, Proc};
 use plastic_client::{BrokerUrl, Client, ClientError, ClientOptions};
-use plastic_proto::command::{Eval, Exec};
+use plastic_proto::command::Exec;
 use plastic_proto::{NodeName, Operation};
-use serde_json::Value;
 
 const NODES: usize = 5;
 const REQUESTS: usize = 500;
@@ -132,45 +131,11 @@ fn killed_under_load(kind: BrokerKind) {
         c.wait_connected(Duration::from_secs(10)).await.unwrap();
         (c, d)
     });
-    let mut ran_total = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    rt.block_on(async {
-        for node in &names {
-            let reply = loop {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{node} never answered on the second broker"
-                );
-                match only_second
-                    .request(node, Eval::new("ran").to_request(), Duration::from_secs(5))
-                    .await
-                {
-                    Ok(r) if r.ok => break r,
-                    Ok(r) => panic!("{node}: {r:?}"),
-                    // Still moving over.
-                    Err(ClientError::Timeout { .. }) => continue,
-                    Err(e) => panic!("{node}: {e}"),
-                }
-            };
-            let ran: Vec<usize> = match reply.result {
-                Value::Array(items) => items.iter().map(|v| v.as_u64().unwrap() as usize).collect(),
-                other => panic!("{node}: {other:?}"),
-            };
-            let unique: BTreeSet<usize> = ran.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                ran.len(),
-                "{node} ran a request twice: {ran:?}"
-            );
-            let acked = acknowledged.get(node.as_str()).cloned().unwrap_or_default();
-            let lost: Vec<_> = acked.difference(&unique).collect();
-            assert!(
-                lost.is_empty(),
-                "{node}: acknowledged but not run: {lost:?}"
-            );
-            ran_total += ran.len();
-        }
-    });
+    let (ran_total, _) = rt.block_on(common::assert_each_ran_once(
+        &only_second,
+        &names,
+        &acknowledged,
+    ));
     let ok = kinds.get("ok").copied().unwrap_or(0);
     eprintln!(
         "{kind:?}: first broker killed with {REQUESTS} requests in flight ({answered_at_kill} \

@@ -12,9 +12,8 @@ use std::time::Duration;
 use common::proxy::{Fault, FaultProxy};
 use common::{plastic, BrokerKind, Fleet, Proc};
 use plastic_client::{BrokerUrl, Client, ClientError, ClientOptions};
-use plastic_proto::command::{Eval, Exec};
+use plastic_proto::command::Exec;
 use plastic_proto::{NodeName, Operation};
-use serde_json::Value;
 
 fn node_behind(f: &Fleet, proxy: &FaultProxy, name: &str) -> Proc {
     common::start_node(name, &proxy.url(), &f.root_of(name), &[])
@@ -180,42 +179,8 @@ fn hub_killed_while_1000_requests_are_in_flight() {
     }
     assert_eq!(outcomes.len(), REQUESTS);
     // What ran, per node, read back after the nodes reconnected to the new hub.
-    let mut ran_total = 0;
-    let mut ran_unacknowledged = 0;
-    rt.block_on(async {
-        for node in &names {
-            let reply = loop {
-                match client
-                    .request(node, Eval::new("ran").to_request(), Duration::from_secs(5))
-                    .await
-                {
-                    Ok(r) if r.ok => break r,
-                    Ok(r) => panic!("{node}: {r:?}"),
-                    // Still reconnecting to the restarted hub.
-                    Err(ClientError::Timeout { .. }) => continue,
-                    Err(e) => panic!("{node}: {e}"),
-                }
-            };
-            let ran: Vec<usize> = match reply.result {
-                Value::Array(items) => items.iter().map(|v| v.as_u64().unwrap() as usize).collect(),
-                other => panic!("{node}: {other:?}"),
-            };
-            let unique: BTreeSet<usize> = ran.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                ran.len(),
-                "{node} ran a request twice: {ran:?}"
-            );
-            let acked = acknowledged.get(node.as_str()).cloned().unwrap_or_default();
-            let lost: Vec<_> = acked.difference(&unique).collect();
-            assert!(
-                lost.is_empty(),
-                "{node}: acknowledged but not run: {lost:?}"
-            );
-            ran_total += ran.len();
-            ran_unacknowledged += unique.difference(&acked).count();
-        }
-    });
+    let (ran_total, ran_unacknowledged) =
+        rt.block_on(common::assert_each_ran_once(&client, &names, &acknowledged));
     let ok = kinds.get("ok").copied().unwrap_or(0);
     eprintln!(
         "hub killed with {REQUESTS} requests in flight: {answered_at_restart} answered when the \

@@ -474,3 +474,57 @@ pub fn hub_with_users(users: &Path, extra: &[&str]) -> (Proc, u16) {
     hub.wait_contains("authentication on");
     (hub, port)
 }
+
+/// After a broker was killed under load: reads each node's `ran` list (the indices of the
+/// requests it executed), retrying while the node is still reconnecting (at most 60 s), and
+/// asserts that none ran twice and every acknowledged one ran. Returns (ran in all, ran but
+/// not acknowledged).
+pub async fn assert_each_ran_once(
+    client: &plastic_client::Client,
+    names: &[plastic_proto::NodeName],
+    acknowledged: &std::collections::BTreeMap<String, std::collections::BTreeSet<usize>>,
+) -> (usize, usize) {
+    use plastic_proto::Operation;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ran_total, mut ran_unacknowledged) = (0, 0);
+    for node in names {
+        let reply = loop {
+            assert!(Instant::now() < deadline, "{node} never answered again");
+            match client
+                .request(
+                    node,
+                    plastic_proto::command::Eval::new("ran").to_request(),
+                    Duration::from_secs(5),
+                )
+                .await
+            {
+                Ok(r) if r.ok => break r,
+                Ok(r) => panic!("{node}: {r:?}"),
+                // Still reconnecting.
+                Err(plastic_client::ClientError::Timeout { .. }) => continue,
+                Err(e) => panic!("{node}: {e}"),
+            }
+        };
+        let ran: Vec<usize> = match reply.result {
+            serde_json::Value::Array(items) => {
+                items.iter().map(|v| v.as_u64().unwrap() as usize).collect()
+            }
+            other => panic!("{node}: {other:?}"),
+        };
+        let unique: std::collections::BTreeSet<usize> = ran.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            ran.len(),
+            "{node} ran a request twice: {ran:?}"
+        );
+        let acked = acknowledged.get(node.as_str()).cloned().unwrap_or_default();
+        let lost: Vec<_> = acked.difference(&unique).collect();
+        assert!(
+            lost.is_empty(),
+            "{node}: acknowledged but not run: {lost:?}"
+        );
+        ran_total += ran.len();
+        ran_unacknowledged += unique.difference(&acked).count();
+    }
+    (ran_total, ran_unacknowledged)
+}
